@@ -1,0 +1,66 @@
+import type { Logger } from "pino";
+
+/** Anything with an idempotent async `close()`. */
+export interface Closeable {
+  close(): Promise<void> | void;
+}
+
+/** Options for `runService`. */
+export interface RunServiceOptions {
+  readonly logger: Logger;
+  /**
+   * Time allowed to close everything after SIGTERM/SIGINT before the process exits anyway. Keep it
+   * below the pod's termination grace period (30 s by default). Default 20 000 ms.
+   */
+  readonly shutdownBudgetMs?: number;
+}
+
+/**
+ * Runs a service: `start()` returns its resources in creation order; on SIGTERM or SIGINT they are
+ * closed in reverse order within the budget, then the process exits (0, or 1 if closing failed or
+ * overran). A start-up failure is logged with its code and exits 1.
+ */
+export function runService(start: () => Promise<readonly Closeable[]>, options: RunServiceOptions): void {
+  const { logger } = options;
+  const budgetMs = options.shutdownBudgetMs ?? 20_000;
+  let resources: readonly Closeable[] = [];
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, budgetMs }, "shutting down");
+    const timer = setTimeout(() => {
+      logger.error({ budgetMs }, "shutdown budget exceeded; exiting");
+      logger.flush();
+      process.exit(1);
+    }, budgetMs);
+    timer.unref();
+    let failed = false;
+    for (const r of [...resources].reverse()) {
+      try {
+        await r.close();
+      } catch (err) {
+        failed = true;
+        logger.error({ err }, "error while closing");
+      }
+    }
+    clearTimeout(timer);
+    logger.info("stopped");
+    logger.flush();
+    process.exit(failed ? 1 : 0);
+  };
+  process.once("SIGTERM", () => void stop("SIGTERM"));
+  process.once("SIGINT", () => void stop("SIGINT"));
+  start().then(
+    (r) => {
+      resources = r;
+    },
+    (err: unknown) => {
+      const e = err as { code?: string; message?: string };
+      logger.fatal({ err, code: e.code }, `failed to start: ${e.message ?? String(err)}`);
+      logger.flush();
+      setTimeout(() => process.exit(1), 100).unref();
+      process.exitCode = 1;
+    },
+  );
+}
