@@ -1,1 +1,13 @@
-export {};
+/**
+ * l2flow's JetStream layer: connect with reconnects and clear errors, provision the streams and KV
+ * buckets of DESIGN.md, publish with message ids and acks, and run durable pull consumers whose
+ * handlers end in ack, nak-with-delay or term.
+ */
+export * from "./errors.js";
+export * from "./connect.js";
+export * from "./topology.js";
+export * from "./publish.js";
+export * from "./consume.js";
+export type { JsMsg, PubAck } from "@nats-io/jetstream";
+export type { KV } from "@nats-io/kv";
+export { headers } from "@nats-io/transport-node";

@@ -1,0 +1,154 @@
+import { nanos } from "@nats-io/transport-node";
+import { AckPolicy, DeliverPolicy, type ConsumerConfig, type JsMsg } from "@nats-io/jetstream";
+import type { Bus, BusLogger } from "./connect.js";
+import { BusError } from "./errors.js";
+
+/** How a handled message ended. */
+export type Outcome = "ack" | "nak" | "term";
+
+/** Options for `startConsumer`. */
+export interface ConsumerOptions {
+  readonly stream: string;
+  /** Durable name: every replica that binds it shares the messages. */
+  readonly durable: string;
+  /** One subject filter (several need nats-server 2.10). Default: the whole stream. */
+  readonly filterSubject?: string;
+  /** Where a new durable starts. Default "all". */
+  readonly deliverPolicy?: "all" | "new";
+  /** Redelivery after this long without an ack. Default 30 000 ms. */
+  readonly ackWaitMs?: number;
+  /** Unacked messages outstanding at most. Default 1 000. */
+  readonly maxAckPending?: number;
+  /** Deliveries before the server gives up on a message; -1 = unlimited. Default -1. */
+  readonly maxDeliver?: number;
+  /** Messages pulled per request. Default 256. */
+  readonly batchSize?: number;
+  /** Handlers running at once. 1 keeps the stream's order. Default 1. */
+  readonly concurrency?: number;
+  /**
+   * Handles one message. Resolving acks it. Throwing an error with `retryable: true` naks it with
+   * `nakDelayMs(deliveryCount)`; any other error terminates it (poison: never redelivered).
+   */
+  readonly handler: (msg: JsMsg) => Promise<void>;
+  /** Delay before a retryable failure is redelivered. Default: 500 ms doubling per delivery, capped at 30 s. */
+  readonly nakDelayMs?: (deliveryCount: number) => number;
+  /** Called after each message with its outcome (for metrics). */
+  readonly onOutcome?: (outcome: Outcome, msg: JsMsg, err?: unknown) => void;
+  readonly logger?: BusLogger;
+}
+
+/** A running consumer loop. */
+export interface RunningConsumer {
+  /** Stops pulling, lets running handlers finish. Idempotent. */
+  stop(): Promise<void>;
+  /** Resolves when the loop has ended. */
+  readonly done: Promise<void>;
+}
+
+const defaultNakDelay = (n: number) => Math.min(30_000, 500 * 2 ** Math.max(0, n - 1));
+
+/** Creates or updates a durable pull consumer with explicit acks. Idempotent. */
+export async function ensureConsumer(bus: Bus, options: Omit<ConsumerOptions, "handler">): Promise<void> {
+  const config: Partial<ConsumerConfig> = {
+    durable_name: options.durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: options.deliverPolicy === "new" ? DeliverPolicy.New : DeliverPolicy.All,
+    ack_wait: nanos(options.ackWaitMs ?? 30_000),
+    max_ack_pending: options.maxAckPending ?? 1_000,
+    max_deliver: options.maxDeliver ?? -1,
+    ...(options.filterSubject !== undefined ? { filter_subject: options.filterSubject } : {}),
+  };
+  try {
+    const info = await bus.jsm.consumers.info(options.stream, options.durable).catch(() => undefined);
+    if (info === undefined) await bus.jsm.consumers.add(options.stream, config);
+    else {
+      const { durable_name: _d, deliver_policy: _p, ...updatable } = config;
+      await bus.jsm.consumers.update(options.stream, options.durable, updatable);
+    }
+  } catch (err) {
+    throw new BusError(
+      "STREAM_CONFIG",
+      `cannot create consumer ${options.durable} on ${options.stream}: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * Binds a durable pull consumer and runs `handler` on every message, ending each in exactly one of
+ * ack, nak with a delay (retryable errors) or term (poison), chosen from the error.
+ */
+export async function startConsumer(bus: Bus, options: ConsumerOptions): Promise<RunningConsumer> {
+  await ensureConsumer(bus, options);
+  const concurrency = Math.max(1, options.concurrency ?? 1);
+  const nakDelay = options.nakDelayMs ?? defaultNakDelay;
+  const log = options.logger;
+  let stopped = false;
+  let stopCurrent: (() => void) | undefined;
+  const running = new Set<Promise<void>>();
+
+  const handle = async (msg: JsMsg) => {
+    try {
+      await options.handler(msg);
+      msg.ack();
+      options.onOutcome?.("ack", msg);
+    } catch (err) {
+      const retryable = (err as { retryable?: unknown } | undefined)?.retryable === true;
+      if (retryable) {
+        msg.nak(nakDelay(msg.info.deliveryCount));
+        options.onOutcome?.("nak", msg, err);
+      } else {
+        // No reason text: nats-server 2.9 does not understand "+TERM <reason>" and would leave it pending.
+        msg.term();
+        log?.error(
+          { err, subject: msg.subject, seq: msg.seq, stream: options.stream },
+          "terminated a message that cannot be processed",
+        );
+        options.onOutcome?.("term", msg, err);
+      }
+    }
+  };
+
+  const loop = async () => {
+    while (!stopped) {
+      try {
+        const consumer = await bus.js.consumers.get(options.stream, options.durable);
+        const messages = await consumer.consume({ max_messages: options.batchSize ?? 256 });
+        stopCurrent = () => void messages.stop();
+        if (stopped) messages.stop();
+        for await (const msg of messages) {
+          if (concurrency === 1) {
+            await handle(msg);
+          } else {
+            const p = handle(msg).finally(() => running.delete(p));
+            running.add(p);
+            if (running.size >= concurrency) await Promise.race(running);
+          }
+          if (stopped) break;
+        }
+        stopCurrent = undefined;
+      } catch (err) {
+        if (stopped) break;
+        log?.warn(
+          { err, stream: options.stream, durable: options.durable },
+          "consumer interrupted; rebinding",
+        );
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
+    }
+    await Promise.allSettled(running);
+  };
+  const done = loop();
+  let stopping: Promise<void> | undefined;
+  return {
+    done,
+    stop: () =>
+      (stopping ??= (async () => {
+        stopped = true;
+        stopCurrent?.();
+        await done;
+        // Acks are fire-and-forget: flush so the server has them before we report stopped.
+        if (!bus.nc.isClosed()) await bus.nc.flush().catch(() => undefined);
+      })()),
+  };
+}

@@ -1,0 +1,152 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  BusError,
+  connectBus,
+  openKv,
+  provisionTopology,
+  publish,
+  Publisher,
+  startConsumer,
+  type Bus,
+} from "@l2flow/bus";
+import { BUCKETS, STREAMS } from "@l2flow/contracts";
+import { startTestNats, type TestNats } from "@l2flow/testkit";
+
+class Retry extends Error {
+  readonly retryable = true;
+}
+
+describe("bus against a real nats-server", () => {
+  let nats: TestNats;
+  let bus: Bus;
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    bus = await connectBus({ servers: nats.url, name: "bus-test" });
+    await provisionTopology(bus, { streams: { MD_RAW: { maxBytes: 64 * 1024 * 1024, storage: "memory" } } });
+  });
+  afterAll(async () => {
+    await bus?.close();
+    await nats?.close();
+  });
+
+  it("provisions every stream and bucket, idempotently, and applies new limits", async () => {
+    await provisionTopology(bus, { streams: { MD_RAW: { maxBytes: 32 * 1024 * 1024, storage: "memory" } } });
+    const names: string[] = [];
+    for await (const s of bus.jsm.streams.list()) names.push(s.config.name);
+    expect(names).toEqual(
+      expect.arrayContaining([...Object.values(STREAMS), `KV_${BUCKETS.book}`, `KV_${BUCKETS.state}`]),
+    );
+    const raw = await bus.jsm.streams.info(STREAMS.raw);
+    expect(raw.config.max_bytes).toBe(32 * 1024 * 1024);
+    expect(raw.config.duplicate_window).toBe(120_000 * 1_000_000);
+    expect(raw.config.subjects).toEqual(["md.raw.binance.>"]);
+  });
+
+  it("drops a second message with the same id", async () => {
+    const data = new TextEncoder().encode('{"e":"trade","t":1}');
+    const first = await publish(bus, "md.raw.binance.trade.DUPUSDT", data, {
+      msgId: "binance:trade:DUPUSDT:1",
+    });
+    const second = await publish(bus, "md.raw.binance.trade.DUPUSDT", data, {
+      msgId: "binance:trade:DUPUSDT:1",
+    });
+    expect(first.duplicate).toBe(false);
+    expect(second.duplicate).toBe(true);
+    expect(second.seq).toBe(first.seq);
+  });
+
+  it("pipelines publishes with a bounded number in flight, every one acked", async () => {
+    const publisher = new Publisher(bus, { maxInFlight: 64 });
+    const acks = await Promise.all(
+      Array.from({ length: 2_000 }, (_, i) =>
+        publisher.publish(`md.raw.binance.depth.PIPEUSDT`, new TextEncoder().encode(String(i)), {
+          msgId: `p:${i}`,
+        }),
+      ),
+    );
+    await publisher.flush();
+    expect(publisher.inFlight).toBe(0);
+    expect(new Set(acks.map((a) => a.seq)).size).toBe(2_000);
+    const info = await bus.jsm.streams.info(STREAMS.raw, {
+      subjects_filter: "md.raw.binance.depth.PIPEUSDT",
+    });
+    expect(info.state.subjects?.["md.raw.binance.depth.PIPEUSDT"]).toBe(2_000);
+  });
+
+  it("ends each message in ack, nak-with-delay (retryable) or term (poison)", async () => {
+    const subject = "md.raw.binance.status.CONSUMEUSDT";
+    for (const body of ["ok", "retry", "poison"]) await publish(bus, subject, new TextEncoder().encode(body));
+    const seen: string[] = [];
+    const outcomes: string[] = [];
+    let retried = false;
+    const consumer = await startConsumer(bus, {
+      stream: STREAMS.raw,
+      durable: "bus-test-outcomes",
+      filterSubject: subject,
+      nakDelayMs: () => 50,
+      handler: async (msg) => {
+        const body = msg.string();
+        seen.push(`${body}#${msg.info.deliveryCount}`);
+        if (body === "retry" && !retried) {
+          retried = true;
+          throw new Retry("transient");
+        }
+        if (body === "poison") throw new TypeError("cannot parse");
+      },
+      onOutcome: (o, msg) => outcomes.push(`${msg.string()}:${o}`),
+    });
+    await expect.poll(() => outcomes.length, { timeout: 10_000 }).toBe(4);
+    await consumer.stop();
+    expect(outcomes).toEqual(expect.arrayContaining(["ok:ack", "retry:nak", "retry:ack", "poison:term"]));
+    expect(seen).toContain("retry#2");
+    await expect
+      .poll(async () => {
+        const info = await bus.jsm.consumers.info(STREAMS.raw, "bus-test-outcomes");
+        return [info.num_ack_pending, info.num_pending];
+      })
+      .toEqual([0, 0]);
+  });
+
+  it("keeps one value per key in KV", async () => {
+    const kv = await openKv(bus, BUCKETS.book);
+    await kv.put("binance.BTCUSDT", new TextEncoder().encode("a"));
+    await kv.put("binance.BTCUSDT", new TextEncoder().encode("b"));
+    expect((await kv.get("binance.BTCUSDT"))?.string()).toBe("b");
+  });
+
+  it("says what to do when NATS is unreachable", async () => {
+    const err = await connectBus({ servers: "nats://127.0.0.1:1", connectTimeoutMs: 600 }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(BusError);
+    expect((err as BusError).code).toBe("NATS_UNREACHABLE");
+    expect((err as BusError).retryable).toBe(true);
+    expect((err as BusError).message).toMatch(/nats-server -js|NATS_URL/);
+  });
+});
+
+describe("bus through a NATS restart", () => {
+  it("reconnects and publishes again after the server comes back", async () => {
+    const nats = await startTestNats();
+    if (nats.kind !== "binary") return nats.close();
+    const bus = await connectBus({ servers: nats.url, reconnectTimeWaitMs: 100 });
+    try {
+      await provisionTopology(bus, { only: [STREAMS.raw], buckets: false });
+      const states: boolean[] = [];
+      bus.onConnectionChange((c) => states.push(c));
+      await nats.stop();
+      await expect.poll(() => bus.isConnected(), { timeout: 10_000 }).toBe(false);
+      await nats.restart();
+      await expect.poll(() => bus.isConnected(), { timeout: 15_000 }).toBe(true);
+      const ack = await publish(bus, "md.raw.binance.trade.RESTARTUSDT", new Uint8Array([1]), {
+        msgId: "r:1",
+      });
+      expect(ack.stream).toBe(STREAMS.raw);
+      expect(states).toEqual([false, true]);
+    } finally {
+      await bus.close();
+      await nats.close();
+    }
+  });
+});
