@@ -118,3 +118,71 @@ export const env = {
       })
       .default("info"),
 } as const;
+
+/** Variables every service reads for NATS (see README, "Configuration"). */
+export const natsEnvShape = {
+  /** Comma-separated server URLs. */
+  NATS_URL: env.natsServers("nats://127.0.0.1:4222"),
+  NATS_USER: z.string().optional(),
+  NATS_PASSWORD: z.string().optional(),
+  NATS_TOKEN: z.string().optional(),
+  /** Path of a `.creds` file. */
+  NATS_CREDS: z.string().optional(),
+  /** TLS: a CA file turns TLS on; cert+key add client authentication. */
+  NATS_TLS_CA: z.string().optional(),
+  NATS_TLS_CERT: z.string().optional(),
+  NATS_TLS_KEY: z.string().optional(),
+  /** How long to keep trying the first connection before giving up. */
+  NATS_CONNECT_TIMEOUT_MS: env.positiveInt(30_000),
+} as const;
+
+/** The NATS part of a parsed config, turned into connection options (structurally `BusOptions`). */
+export function natsOptions(
+  c: {
+    NATS_URL: string[];
+    NATS_USER?: string | undefined;
+    NATS_PASSWORD?: string | undefined;
+    NATS_TOKEN?: string | undefined;
+    NATS_CREDS?: string | undefined;
+    NATS_TLS_CA?: string | undefined;
+    NATS_TLS_CERT?: string | undefined;
+    NATS_TLS_KEY?: string | undefined;
+    NATS_CONNECT_TIMEOUT_MS: number;
+  },
+  name: string,
+): {
+  servers: string[];
+  name: string;
+  connectTimeoutMs: number;
+  user?: string;
+  pass?: string;
+  token?: string;
+  credsFile?: string;
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+} {
+  const tls =
+    c.NATS_TLS_CA !== undefined || c.NATS_TLS_CERT !== undefined
+      ? {
+          ...(c.NATS_TLS_CA !== undefined ? { caFile: c.NATS_TLS_CA } : {}),
+          ...(c.NATS_TLS_CERT !== undefined ? { certFile: c.NATS_TLS_CERT } : {}),
+          ...(c.NATS_TLS_KEY !== undefined ? { keyFile: c.NATS_TLS_KEY } : {}),
+        }
+      : undefined;
+  return {
+    servers: c.NATS_URL,
+    name,
+    connectTimeoutMs: c.NATS_CONNECT_TIMEOUT_MS,
+    ...(c.NATS_USER !== undefined ? { user: c.NATS_USER } : {}),
+    ...(c.NATS_PASSWORD !== undefined ? { pass: c.NATS_PASSWORD } : {}),
+    ...(c.NATS_TOKEN !== undefined ? { token: c.NATS_TOKEN } : {}),
+    ...(c.NATS_CREDS !== undefined ? { credsFile: c.NATS_CREDS } : {}),
+    ...(tls !== undefined ? { tls } : {}),
+  };
+}
+
+/** Variables every service reads for its operations endpoint and logs. */
+export const opsEnvShape = {
+  /** Port of `/metrics`, `/healthz`, `/readyz`. */
+  METRICS_PORT: env.port(9464),
+  LOG_LEVEL: env.logLevel(),
+} as const;
