@@ -1,0 +1,21 @@
+# One image per service: docker build --build-arg SERVICE=ingest -t l2flow/ingest .
+# Build stage compiles every workspace; the runtime stage keeps production dependencies only.
+FROM node:22-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+COPY libs ./libs
+COPY services ./services
+COPY tsconfig.base.json tsconfig.json ./
+RUN npm ci --no-audit --no-fund && npx tsc -b
+
+FROM node:22-bookworm-slim AS runtime
+ARG SERVICE
+ENV NODE_ENV=production SERVICE=${SERVICE}
+WORKDIR /app
+COPY --from=build /app/package.json /app/package-lock.json ./
+COPY --from=build /app/libs ./libs
+COPY --from=build /app/services ./services
+RUN npm ci --omit=dev --no-audit --no-fund && rm -rf libs/*/src services/*/src libs/testkit/fixtures
+USER node
+EXPOSE 9464
+CMD ["sh", "-c", "exec node services/${SERVICE}/dist/main.js"]
