@@ -13,10 +13,20 @@ for (const [name, version] of Object.entries(parent?.optionalDependencies ?? {})
   if (lock.packages[key]) continue;
   const [, os, arch] = /buf-(darwin|linux|win32)-(.+)$/.exec(name) ?? [];
   const cpu = { aarch64: "arm64", armv7: "arm", x64: "x64", arm64: "arm64" }[arch] ?? arch;
-  lock.packages[key] = { version, cpu: [cpu], dev: true, license: "Apache-2.0", optional: true, os: [os], engines: { node: ">=12" } };
+  lock.packages[key] = {
+    version,
+    cpu: [cpu],
+    dev: true,
+    license: "Apache-2.0",
+    optional: true,
+    os: [os],
+    engines: { node: ">=12" },
+  };
   added++;
 }
-const sorted = Object.fromEntries(Object.entries(lock.packages).sort(([a], [b]) => (a === "" ? -1 : b === "" ? 1 : a.localeCompare(b))));
+const sorted = Object.fromEntries(
+  Object.entries(lock.packages).sort(([a], [b]) => (a === "" ? -1 : b === "" ? 1 : a.localeCompare(b))),
+);
 lock.packages = sorted;
 writeFileSync(path, `${JSON.stringify(lock, null, 2)}\n`);
 console.log(`package-lock.json: ${added} missing optional platform entries added`);

@@ -46,11 +46,7 @@ describe("parseEnv", () => {
   it("names every bad variable, what it accepts, and hides secrets", () => {
     let err: unknown;
     try {
-      parseEnv(
-        schema,
-        { PORT: "http", SYMBOLS: "btc.usdt", API_KEY: "tiny" },
-        { secretKeys: ["API_KEY"] },
-      );
+      parseEnv(schema, { PORT: "http", SYMBOLS: "btc.usdt", API_KEY: "tiny" }, { secretKeys: ["API_KEY"] });
     } catch (e) {
       err = e;
     }
