@@ -1,0 +1,211 @@
+import { describe, expect, it } from "vitest";
+import {
+  BookSync,
+  FrameError,
+  parseBookTicker,
+  parseDepthSnapshot,
+  parseDepthUpdate,
+  routeFrame,
+  type DepthUpdate,
+} from "@l2flow/binance";
+import { readRecording, type Recording } from "@l2flow/recording";
+import { fixtures } from "@l2flow/testkit";
+
+/** Replays a recording through one BookSync per symbol and checks every bookTicker with a matching u. */
+function replayWithOracle(
+  rec: Recording,
+  mutate?: (symbol: string, d: DepthUpdate, index: number, sync: BookSync) => DepthUpdate | undefined,
+) {
+  const syncs = new Map<string, BookSync>();
+  const get = (s: string) => syncs.get(s) ?? syncs.set(s, new BookSync()).get(s)!;
+  let checked = 0;
+  let crossed = 0;
+  const mismatches: string[] = [];
+  const gaps: { symbol: string; kind: string }[] = [];
+  let index = 0;
+  // bookTicker is real time and diffs come every 100 ms, so a ticker usually arrives before the diff
+  // that carries its update id: collect them first, check after each applied diff.
+  const tickers = new Map<string, ReturnType<typeof parseBookTicker>>();
+  for (const e of rec.events) {
+    if (e.type === "frame" && e.kind === "bookTicker") {
+      const t = parseBookTicker(e.data);
+      tickers.set(`${t.symbol}:${t.updateId}`, t);
+    }
+  }
+  for (const e of rec.events) {
+    if (e.type === "snapshot") {
+      get(e.symbol).onSnapshot(parseDepthSnapshot(e.body));
+      continue;
+    }
+    if (e.kind.startsWith("depth")) {
+      let d: DepthUpdate | undefined = parseDepthUpdate(e.data);
+      if (mutate) d = mutate(e.symbol, d, index++, get(e.symbol));
+      if (d === undefined) continue;
+      const sync = get(e.symbol);
+      const r = sync.onDiff(d);
+      if (r.type === "gap") gaps.push({ symbol: e.symbol, kind: r.kind });
+      if (sync.book.isCrossed()) crossed++;
+      const t = tickers.get(`${e.symbol}:${sync.book.lastUpdateId}`);
+      if (r.type !== "applied" || t === undefined) continue;
+      checked++;
+      const bid = sync.book.bestBid();
+      const ask = sync.book.bestAsk();
+      const got = [bid?.price, bid?.quantity, ask?.price, ask?.quantity].join();
+      const want = [t.bidPrice, t.bidQuantity, t.askPrice, t.askQuantity].join();
+      if (got !== want) mismatches.push(`${e.symbol} u=${t.updateId}: ${got} != ${want}`);
+    }
+  }
+  return { syncs, checked, crossed, mismatches, gaps };
+}
+
+describe("BookSync against real recordings (bookTicker oracle)", () => {
+  it("BTCUSDT: bridges the late snapshot and matches every bookTicker exactly", () => {
+    const rec = readRecording(fixtures.btcusdt);
+    const r = replayWithOracle(rec);
+    const sync = r.syncs.get("BTCUSDT")!;
+    expect(r.mismatches).toEqual([]);
+    expect(r.crossed).toBe(0);
+    expect(r.gaps).toEqual([]);
+    expect(r.checked).toBeGreaterThan(500);
+    expect(sync.epoch).toBe(1);
+    expect(sync.counters.applied).toBe(3451 - 2);
+  });
+
+  it("ten symbols: one book per symbol, zero mismatches, zero crossed books", () => {
+    const r = replayWithOracle(readRecording(fixtures.tenSymbols));
+    expect(r.mismatches).toEqual([]);
+    expect(r.crossed).toBe(0);
+    expect(r.gaps).toEqual([]);
+    expect(r.syncs.size).toBe(10);
+    for (const s of r.syncs.values()) expect(s.synced).toBe(true);
+    expect(r.checked).toBeGreaterThan(500);
+  });
+
+  it("a removed diff breaks that symbol only; a later snapshot makes it exact again", () => {
+    const rec = readRecording(fixtures.tenSymbols);
+    // The truth: ZILUSDT's book right after its 110th diff.
+    const truth = new BookSync();
+    let n = 0;
+    let truthAt110: ReturnType<BookSync["serialize"]>["book"] | undefined;
+    for (const e of rec.events) {
+      if (e.symbol !== "ZILUSDT") continue;
+      if (e.type === "snapshot") truth.onSnapshot(parseDepthSnapshot(e.body));
+      else if (e.kind.startsWith("depth")) {
+        truth.onDiff(parseDepthUpdate(e.data));
+        if (++n === 110) truthAt110 = truth.book.toSnapshot();
+      }
+    }
+    expect(truthAt110).toBeDefined();
+    // Drop ZILUSDT's 100th diff; after its 120th, hand the book a snapshot taken at the 110th.
+    let zil = 0;
+    let injected: string | undefined;
+    const r = replayWithOracle(rec, (symbol, d, _i, sync) => {
+      if (symbol !== "ZILUSDT") return d;
+      zil++;
+      if (zil === 100) return undefined;
+      if (zil === 121) injected = sync.onSnapshot(truthAt110!).type;
+      return d;
+    });
+    expect(r.gaps).toEqual([{ symbol: "ZILUSDT", kind: "sequence" }]);
+    expect(injected).toBe("applied");
+    expect(r.mismatches).toEqual([]);
+    expect(r.crossed).toBe(0);
+    const zilSync = r.syncs.get("ZILUSDT")!;
+    expect(zilSync.synced).toBe(true);
+    expect(zilSync.epoch).toBe(2);
+    expect(zilSync.book.toSnapshot()).toEqual(truth.book.toSnapshot());
+    for (const [sym, s] of r.syncs) if (sym !== "ZILUSDT") expect(s.epoch).toBe(1);
+  });
+
+  it("ignores a stale snapshot and asks for another", () => {
+    const s = new BookSync();
+    const diff = (U: number, u: number): DepthUpdate => ({
+      eventTime: u,
+      symbol: "X",
+      firstUpdateId: U,
+      finalUpdateId: u,
+      bids: [["1.0", "1"]],
+      asks: [["2.0", "1"]],
+    });
+    expect(s.onDiff(diff(100, 105)).type).toBe("buffered");
+    expect(s.onSnapshot({ lastUpdateId: 90, bids: [], asks: [] }).type).toBe("snapshot-stale");
+    expect(s.needsSnapshot).toBe(true);
+    expect(s.onSnapshot({ lastUpdateId: 102, bids: [["0.5", "3"]], asks: [["3.0", "3"]] })).toEqual({
+      type: "applied",
+      bridged: true,
+    });
+    expect(s.epoch).toBe(1);
+    expect(s.book.lastUpdateId).toBe(105);
+    expect(s.onDiff(diff(100, 105)).type).toBe("duplicate");
+    expect(s.onDiff(diff(106, 107)).type).toBe("applied");
+    const g = s.onDiff(diff(109, 110));
+    expect(g).toMatchObject({
+      type: "gap",
+      kind: "sequence",
+      lastUpdateId: 107,
+      nextFirstUpdateId: 109,
+      epoch: 1,
+    });
+    expect(s.book.bidCount).toBe(0);
+  });
+
+  it("counts buffer overflow and survives serialize/restore", () => {
+    const s = new BookSync({ maxBufferedDiffs: 3 });
+    for (let i = 1; i <= 5; i++)
+      s.onDiff({
+        eventTime: i,
+        symbol: "X",
+        firstUpdateId: i * 10,
+        finalUpdateId: i * 10 + 9,
+        bids: [],
+        asks: [],
+      });
+    expect(s.counters.overflowed).toBe(2);
+    expect(s.bufferedDiffs).toBe(3);
+    const again = BookSync.restore(
+      JSON.parse(JSON.stringify(s.serialize())) as ReturnType<BookSync["serialize"]>,
+    );
+    expect(again.onSnapshot({ lastUpdateId: 35, bids: [["1", "1"]], asks: [["2", "1"]] })).toEqual({
+      type: "applied",
+      bridged: true,
+    });
+    expect(again.book.lastUpdateId).toBe(59);
+  });
+});
+
+describe("frame parsing", () => {
+  it("routes combined and raw frames without re-serialising", () => {
+    const data = '{"e":"trade","E":1,"s":"BTCUSDT","t":42,"p":"1.5","q":"2","T":1,"m":true,"M":true}';
+    expect(routeFrame(`{"stream":"btcusdt@trade","data":${data}}`)).toEqual({
+      kind: "trade",
+      symbol: "BTCUSDT",
+      id: 42,
+      eventTime: 1,
+      data,
+    });
+    expect(routeFrame(data).data).toBe(data);
+  });
+
+  it.each([
+    ["not json", "FRAME_NOT_JSON"],
+    ['{"e":"trade","E":1,"s":"X"}', "FRAME_MISSING_FIELD"],
+    ['{"e":"depthUpdate","E":1,"s":"X","U":1,"u":"NaN","b":[],"a":[]}', "FRAME_BAD_NUMBER"],
+    ['{"e":"somethingElse","E":1}', "FRAME_UNKNOWN_EVENT"],
+  ])("rejects %s with %s", (text, code) => {
+    expect(() => routeFrame(text)).toThrow(FrameError);
+    try {
+      routeFrame(text);
+    } catch (err) {
+      expect((err as FrameError).code).toBe(code);
+    }
+  });
+
+  it("rejects negative sizes and NaN prices in diffs", () => {
+    expect(() =>
+      parseDepthUpdate('{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1.0","-1"]],"a":[]}'),
+    ).toThrow(/decimals/);
+    expect(() =>
+      parseDepthUpdate('{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["NaN","1"]],"a":[]}'),
+    ).toThrow(/decimals/);
+  });
+});
