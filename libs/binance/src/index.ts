@@ -4,3 +4,8 @@
  */
 export * from "./parse.js";
 export * from "./sync.js";
+export * from "./backoff.js";
+export * from "./dedupe.js";
+export * from "./ws.js";
+export * from "./streams.js";
+export * from "./rest.js";

@@ -1,0 +1,35 @@
+import { describe, expect, it } from "vitest";
+import { DedupeFilter } from "./dedupe.js";
+
+describe("DedupeFilter", () => {
+  it("passes each id once when two connections interleave out of step", () => {
+    const f = new DedupeFilter();
+    // The new connection starts ahead of the old one, which then catches up.
+    const arrivals = [100, 101, 104, 102, 105, 103, 104, 106, 105, 106, 107];
+    const passed = arrivals.filter((id) => !f.seen("trade", "BTCUSDT", id));
+    expect(passed).toEqual([100, 101, 104, 102, 105, 103, 106, 107]);
+    expect(f.counters).toMatchObject({ passed: 8, duplicates: 3 });
+  });
+
+  it("keys by kind and symbol, and works for sparse ids like depth update ids", () => {
+    const f = new DedupeFilter();
+    expect(f.seen("depth", "BTCUSDT", 9_000_000_123)).toBe(false);
+    expect(f.seen("depth", "ETHUSDT", 9_000_000_123)).toBe(false);
+    expect(f.seen("trade", "BTCUSDT", 9_000_000_123)).toBe(false);
+    expect(f.seen("depth", "BTCUSDT", 9_000_000_123)).toBe(true);
+    expect(f.seen("depth", "BTCUSDT", 9_000_004_567)).toBe(false);
+    f.forgetSymbol("BTCUSDT");
+    expect(f.size).toBe(1);
+  });
+
+  it("stays bounded: forgets the oldest ids and keys, and never drops what it cannot prove was seen", () => {
+    const f = new DedupeFilter({ windowSize: 4, maxKeys: 2 });
+    for (const id of [1, 2, 3, 4, 5]) f.seen("trade", "A", id);
+    expect(f.seen("trade", "A", 1)).toBe(false); // evicted from the window: passes again
+    expect(f.seen("trade", "A", 5)).toBe(true);
+    f.seen("trade", "B", 1);
+    f.seen("trade", "C", 1);
+    expect(f.size).toBe(2);
+    expect(f.counters.evictedKeys).toBe(1);
+  });
+});
