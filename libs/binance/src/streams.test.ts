@@ -5,6 +5,7 @@ import { DedupeFilter } from "./dedupe.js";
 import {
   BinanceStreams,
   parseStreamName,
+  startBinanceStreams,
   streamName,
   type BinanceStreamsOptions,
   type ReconnectInfo,
@@ -276,9 +277,15 @@ describe("BinanceStreams", () => {
 
   it("close() stops reconnecting and closes every socket", async () => {
     const server = await fake();
-    const { s } = streams(server, { symbols: ["AAAUSDT", "BBBUSDT"], streamsPerConnection: 1 });
-    s.start();
-    await s.ready();
+    const s = await startBinanceStreams({
+      wsBaseUrl: server.url,
+      symbols: ["AAAUSDT", "BBBUSDT"],
+      kinds: ["trade"],
+      streamsPerConnection: 1,
+      onFrame: () => {},
+    });
+    cleanups.push(() => s.close());
+    expect(s.stats.connectionsOpen).toBe(2);
     await s.close();
     await s.close();
     await server.waitFor(() => server.conns.every((c) => c.closedAt !== undefined), 3000, "all closed");

@@ -659,6 +659,25 @@ export class BinanceStreams {
   }
 }
 
+/**
+ * Creates a `BinanceStreams`, starts it and resolves once every shard is connected; on abort (or a
+ * failure) it is closed and the error rethrown.
+ */
+export async function startBinanceStreams(
+  options: BinanceStreamsOptions,
+  signal?: AbortSignal,
+): Promise<BinanceStreams> {
+  const streams = new BinanceStreams(options);
+  streams.start();
+  try {
+    await streams.ready(signal);
+  } catch (err) {
+    await streams.close();
+    throw err;
+  }
+  return streams;
+}
+
 /** Waits for `promise` (if any) or `until` (a close), at most `ms`; the timer is always cleared. */
 async function waitFor(
   promise: Promise<void> | undefined,

@@ -137,7 +137,8 @@ let anchorOffsetNs = 0n;
 
 /**
  * Wall-clock time in integer nanoseconds since the Unix epoch, from the monotonic clock anchored to
- * the wall clock (re-anchored every 60 s, so it follows NTP corrections).
+ * the wall clock (re-anchored every 60 s, so it follows NTP corrections; it may step by that
+ * correction, a few ms at most, at a re-anchor).
  */
 export function epochNowNs(hr: bigint = process.hrtime.bigint()): bigint {
   if (hr - anchorHr > 60_000_000_000n || anchorHr === 0n) {
@@ -676,4 +677,14 @@ export class BinanceStreamConnection {
     const suppressed = this.#logLimiter.take(key);
     if (suppressed >= 0) logger.warn({ conn: this.id, suppressed, ...fields }, msg);
   }
+}
+
+/** Creates a `BinanceStreamConnection` and opens it (see `open`). */
+export async function connectBinanceStream(
+  options: StreamConnectionOptions,
+  signal?: AbortSignal,
+): Promise<BinanceStreamConnection> {
+  const conn = new BinanceStreamConnection(options);
+  await conn.open(signal);
+  return conn;
 }
