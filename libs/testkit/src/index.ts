@@ -1,2 +1,3 @@
 export * from "./fixtures.js";
 export * from "./nats.js";
+export * from "./simulator/index.js";
