@@ -253,6 +253,17 @@ describe("REST weights and bans", () => {
     }
   });
 
+  it("answers in microseconds with the X-MBX-TIME-UNIT header", async () => {
+    const s = await sim({ speed: Infinity });
+    s.start();
+    await s.done;
+    const url = `${s.restUrl}/api/v3/historicalTrades?symbol=BTCUSDT&fromId=3735683259&limit=1`;
+    const ms = await getJson<{ time: number }[]>(url);
+    const us = await getJson<{ time: number }[]>(url, { headers: { "X-MBX-TIME-UNIT": "MICROSECOND" } });
+    expect(ms.body[0]!.time).toBe(1723161255342);
+    expect(us.body[0]!.time).toBe(1723161255342000);
+  });
+
   it("exchangeInfo: Binance's shape, rate limits, and filters inferred from the recording", async () => {
     const s = await sim({ weightLimitPerMinute: 1200 });
     const r = await getJson<{

@@ -213,7 +213,7 @@ describe("the true book over REST", () => {
   });
 
   it("mid-replay equals an independent rebuild up to its lastUpdateId; the default limit is 100", async () => {
-    const s = await sim({ speed: 200, autoStart: true });
+    const s = await sim({ speed: 100, autoStart: true });
     const seen = new Set<number>();
     for (const waitMs of [150, 400, 700]) {
       await new Promise((r) => setTimeout(r, waitMs));
