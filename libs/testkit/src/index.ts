@@ -1,3 +1,4 @@
 export * from "./fixtures.js";
 export * from "./nats.js";
 export * from "./simulator/index.js";
+export * from "./fake-llm.js";

@@ -1,0 +1,141 @@
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai";
+import { LlmError } from "./errors.js";
+import type { ChatMessage } from "./prompt.js";
+import { parseAnswer, type SignalAnswer } from "./schema.js";
+
+/** HolySheep's OpenAI-compatible endpoint. */
+export const HOLYSHEEP_BASE_URL = "https://api.holysheep.ai/v1";
+/** The model used unless configured otherwise. */
+export const DEFAULT_MODEL = "deepseek-v3.2";
+
+/** Options for `HolySheepClient`. */
+export interface HolySheepOptions {
+  readonly apiKey: string;
+  /** Default `HOLYSHEEP_BASE_URL`. */
+  readonly baseURL?: string;
+  /** Default "deepseek-v3.2". */
+  readonly model?: string;
+  /** Per-attempt timeout. Default 10 000 ms. */
+  readonly timeoutMs?: number;
+}
+
+/** One successful call: the validated answer and its usage. */
+export interface LlmAnswer {
+  readonly answer: SignalAnswer;
+  readonly model: string;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  /** 1, or 2 when the repair attempt was needed. */
+  readonly calls: number;
+}
+
+/**
+ * One chat completion with HolySheep through the official `openai` package (its own retries are off:
+ * the analyzer retries with its budget and breaker in view). An answer that is not JSON or fails the
+ * schema gets one repair attempt; still invalid → `LlmError` INVALID_ANSWER.
+ */
+export class HolySheepClient {
+  readonly model: string;
+  readonly #client: OpenAI;
+  readonly #timeoutMs: number;
+
+  constructor(options: HolySheepOptions) {
+    this.model = options.model ?? DEFAULT_MODEL;
+    this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#client = new OpenAI({
+      apiKey: options.apiKey,
+      baseURL: options.baseURL ?? HOLYSHEEP_BASE_URL,
+      maxRetries: 0,
+      timeout: this.#timeoutMs,
+    });
+  }
+
+  /** Asks for a signal; throws `LlmError` with a stable code. */
+  async complete(messages: readonly ChatMessage[], signal?: AbortSignal): Promise<LlmAnswer> {
+    let promptTokens = 0;
+    let completionTokens = 0;
+    const first = await this.#call(messages, signal);
+    promptTokens += first.promptTokens;
+    completionTokens += first.completionTokens;
+    let parsed = parseAnswer(first.content);
+    if (parsed.ok)
+      return { answer: parsed.answer, model: this.model, promptTokens, completionTokens, calls: 1 };
+    const repair: ChatMessage[] = [
+      ...messages,
+      { role: "assistant", content: first.content.slice(0, 2_000) },
+      {
+        role: "user",
+        content: `That answer was rejected (${parsed.error}). Reply with ONLY the corrected JSON object.`,
+      },
+    ];
+    const second = await this.#call(repair, signal);
+    promptTokens += second.promptTokens;
+    completionTokens += second.completionTokens;
+    parsed = parseAnswer(second.content);
+    if (parsed.ok)
+      return { answer: parsed.answer, model: this.model, promptTokens, completionTokens, calls: 2 };
+    throw Object.assign(
+      new LlmError("INVALID_ANSWER", `the model's answer failed validation twice: ${parsed.error}`),
+      {
+        promptTokens,
+        completionTokens,
+      },
+    );
+  }
+
+  async #call(
+    messages: readonly ChatMessage[],
+    signal?: AbortSignal,
+  ): Promise<{ content: string; promptTokens: number; completionTokens: number }> {
+    try {
+      const res = await this.#client.chat.completions.create(
+        {
+          model: this.model,
+          messages: messages.map((m) => ({ role: m.role, content: m.content })),
+          response_format: { type: "json_object" },
+          temperature: 0.2,
+          max_tokens: 300,
+        },
+        { timeout: this.#timeoutMs, ...(signal !== undefined ? { signal } : {}) },
+      );
+      return {
+        content: res.choices[0]?.message.content ?? "",
+        promptTokens: res.usage?.prompt_tokens ?? 0,
+        completionTokens: res.usage?.completion_tokens ?? 0,
+      };
+    } catch (err) {
+      throw classify(err);
+    }
+  }
+}
+
+/** Maps an `openai` error to an `LlmError` (never copying a message that could hold the key). */
+export function classify(err: unknown): LlmError {
+  if (err instanceof LlmError) return err;
+  if (err instanceof APIConnectionTimeoutError)
+    return new LlmError("TIMEOUT", "the LLM did not answer in time", { retryable: true });
+  if (err instanceof APIUserAbortError)
+    return new LlmError("TIMEOUT", "the LLM call was aborted", { retryable: true });
+  if (err instanceof APIConnectionError)
+    return new LlmError("CONNECTION", "cannot reach the LLM endpoint", { retryable: true });
+  if (err instanceof APIError) {
+    const apiErr = err as APIError<number | undefined, Headers | undefined>;
+    const status: number = apiErr.status ?? 0;
+    if (status === 429) {
+      const ra = apiErr.headers?.get("retry-after");
+      const seconds = ra !== null && ra !== undefined ? Number(ra) : NaN;
+      return new LlmError("RATE_LIMITED", "the LLM rate-limited us (429)", {
+        retryable: true,
+        ...(Number.isFinite(seconds) ? { retryAfterMs: seconds * 1000 } : {}),
+      });
+    }
+    if (status === 401 || status === 403)
+      return new LlmError("AUTH", `the LLM refused our API key (${status}): check HOLYSHEEP_API_KEY`);
+    if (status === 408 || status === 409 || status >= 500)
+      return new LlmError("SERVER_ERROR", `the LLM failed (${status})`, { retryable: true });
+    return new LlmError("BAD_REQUEST", `the LLM rejected the request (${status})`);
+  }
+  if ((err as { name?: string } | undefined)?.name === "AbortError")
+    return new LlmError("TIMEOUT", "the LLM call was aborted", { retryable: true });
+  return new LlmError("CONNECTION", "unexpected LLM client failure", { retryable: true });
+}

@@ -1,0 +1,61 @@
+import type { Window } from "@l2flow/contracts";
+
+/** A chat message. */
+export interface ChatMessage {
+  readonly role: "system" | "user" | "assistant";
+  readonly content: string;
+}
+
+const SYSTEM = [
+  "You are a market microstructure analyst. You receive one closed time window of a crypto spot market",
+  "(trades and order book features) and a few previous windows. Judge the short-term direction.",
+  'Answer with ONLY a JSON object: {"sentiment":"bearish|neutral|bullish","confidence":0..1,',
+  '"pressure":"sell|balanced|buy","rationale":"at most 280 characters"}. No other text.',
+].join(" ");
+
+const r = (v: number, digits = 6) => (Number.isFinite(v) ? Number(v.toPrecision(digits)) : 0);
+
+/** The features of one window, compactly. */
+export function windowFeatures(w: Window): Record<string, unknown> {
+  return {
+    symbol: w.symbol,
+    interval: w.interval,
+    start: new Date(w.startTimeMs).toISOString(),
+    complete: w.complete,
+    ohlc: [r(w.open), r(w.high), r(w.low), r(w.close)],
+    volume: r(w.volume),
+    vwap: r(w.vwap),
+    trades: w.tradeCount,
+    takerBuy: r(w.takerBuyVolume),
+    takerSell: r(w.takerSellVolume),
+    tradeFlowImbalance: r(w.tradeFlowImbalance, 3),
+    orderFlowImbalance: r(w.orderFlowImbalance),
+    spread: { mean: r(w.spreadMean), max: r(w.spreadMax), last: r(w.spreadLast) },
+    mid: r(w.mid),
+    microprice: r(w.microprice),
+    bookImbalance: r(w.bookImbalance, 3),
+    depth: w.depth.map((d) => ({ bps: d.bps, bid: r(d.bidQuantity), ask: r(d.askQuantity) })),
+    realizedVolatility: r(w.realizedVolatility, 4),
+  };
+}
+
+/** Builds the chat messages for one window and the symbol's previous windows (oldest first). */
+export function buildPrompt(window: Window, history: readonly Window[]): ChatMessage[] {
+  const past = history.map(
+    (h) =>
+      `${new Date(h.startTimeMs).toISOString()} o=${r(h.open)} c=${r(h.close)} v=${r(h.volume)} flow=${r(h.tradeFlowImbalance, 3)} book=${r(h.bookImbalance, 3)}`,
+  );
+  const user = [
+    `Window: ${JSON.stringify(windowFeatures(window))}`,
+    window.complete
+      ? ""
+      : "Note: data is incomplete for this window (a gap or disconnect overlapped it); lower your confidence.",
+    past.length > 0 ? `Previous windows:\n${past.join("\n")}` : "No previous windows.",
+  ]
+    .filter((s) => s.length > 0)
+    .join("\n");
+  return [
+    { role: "system", content: SYSTEM },
+    { role: "user", content: user },
+  ];
+}
