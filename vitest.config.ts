@@ -16,6 +16,7 @@ export default defineConfig({
       "libs/*/test/**/*.test.ts",
       "services/*/src/**/*.test.ts",
       "services/*/test/**/*.test.ts",
+      "test/**/*.test.ts",
     ],
     exclude: ["**/node_modules/**", "**/dist/**"],
     testTimeout: 60_000,

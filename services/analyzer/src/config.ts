@@ -1,0 +1,78 @@
+import { z } from "zod";
+import { checkInterval, normalizeSymbol } from "@l2flow/contracts";
+import { env, natsEnvShape, opsEnvShape, parseEnv, type Env } from "@l2flow/runtime";
+
+const schema = z.object({
+  ...natsEnvShape,
+  ...opsEnvShape,
+  /** HolySheep API key; without it the analyzer runs on the rule provider and says so at start. */
+  HOLYSHEEP_API_KEY: z
+    .string()
+    .min(8, { error: "expected an API key (at least 8 characters), or leave it unset" })
+    .optional(),
+  /** OpenAI-compatible base URL of HolySheep. */
+  HOLYSHEEP_BASE_URL: env.url("https://api.holysheep.ai/v1", ["https:", "http:"]),
+  /** Model name as the provider knows it. */
+  HOLYSHEEP_MODEL: z.string().min(1).default("deepseek-v3.2"),
+  /** Time allowed for one LLM call. */
+  LLM_TIMEOUT_MS: env.positiveInt(10_000),
+  /** Retries of a failed LLM call (with backoff honouring Retry-After). */
+  LLM_MAX_RETRIES: env.nonNegativeInt(2),
+  /** LLM calls in flight at once per replica. */
+  LLM_CONCURRENCY: env.positiveInt(4),
+  /** Consecutive failures that open the circuit breaker. */
+  LLM_BREAKER_FAILURES: env.positiveInt(5),
+  /** How long the breaker stays open before one probe call. */
+  LLM_BREAKER_COOLDOWN_MS: env.positiveInt(30_000),
+  /** Budget: LLM requests per minute per replica. */
+  LLM_BUDGET_REQUESTS_PER_MIN: env.positiveInt(120),
+  /** Budget: tokens (prompt + completion) per minute per replica. */
+  LLM_BUDGET_TOKENS_PER_MIN: env.positiveInt(200_000),
+  /** Budget: US dollars per day per replica. */
+  LLM_BUDGET_USD_PER_DAY: z.coerce
+    .number({ error: "expected a number of US dollars, e.g. 5" })
+    .positive({ error: "expected a number of US dollars > 0" })
+    .default(5),
+  /** Intervals to analyse (windows of other intervals are skipped). */
+  ANALYZER_INTERVALS: env.list("1m").refine((v) => v.length > 0 && v.every((i) => isInterval(i)), {
+    error: "expected comma-separated intervals such as 1s,1m",
+  }),
+  /** Symbols to analyse; empty = every symbol. */
+  ANALYZER_SYMBOLS: env.list("").refine((v) => v.every((s) => isSymbol(s)), {
+    error: "expected comma-separated symbols, e.g. BTCUSDT,ETHUSDT",
+  }),
+  /** Previous windows of the same symbol included in the prompt. */
+  ANALYZER_HISTORY: env.nonNegativeInt(5),
+  /** Durable consumer name shared by every replica. */
+  ANALYZER_DURABLE: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, { error: "expected letters, digits, - or _" })
+    .default("analyzer"),
+});
+
+/** The analyzer's configuration (README, "Configuration"). */
+export type AnalyzerConfig = z.infer<typeof schema>;
+
+/** Reads and validates the analyzer's environment; throws `ConfigError` naming each bad variable. */
+export function loadConfig(vars: Env): AnalyzerConfig {
+  const config = parseEnv(schema, vars, { secretKeys: ["HOLYSHEEP_API_KEY", "NATS_PASSWORD", "NATS_TOKEN"] });
+  return { ...config, ANALYZER_SYMBOLS: config.ANALYZER_SYMBOLS.map((s) => s.toUpperCase()) };
+}
+
+function isInterval(v: string): boolean {
+  try {
+    checkInterval(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function isSymbol(v: string): boolean {
+  try {
+    normalizeSymbol(v);
+    return true;
+  } catch {
+    return false;
+  }
+}

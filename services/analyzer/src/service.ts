@@ -1,0 +1,172 @@
+import {
+  connectBus,
+  provisionTopology,
+  publish,
+  startConsumer,
+  type Bus,
+  type JsMsg,
+  type RunningConsumer,
+} from "@l2flow/bus";
+import { EXCHANGE, msgIds, Signal, STREAMS, subjects, Window } from "@l2flow/contracts";
+import {
+  Counter,
+  createMetricsRegistry,
+  Histogram,
+  L2flowError,
+  LogLimiter,
+  natsOptions,
+  startOpsServer,
+  type Logger,
+  type OpsServer,
+  type Registry,
+} from "@l2flow/runtime";
+import type { AnalyzerConfig } from "./config.js";
+import { createSignalMaker, type SignalMaker } from "./signals.js";
+
+/** A running analyzer. */
+export interface AnalyzerService {
+  /** Base URL of `/metrics`, `/healthz`, `/readyz`. */
+  readonly opsUrl: string;
+  /** Stops consuming (running analyses finish and are acked), then closes NATS and the ops server. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Dependencies the composition root passes in. */
+export interface AnalyzerDeps {
+  readonly logger: Logger;
+  /** Default: a new registry with Node's default metrics. */
+  readonly registry?: Registry;
+  /** Default: `Date.now`. */
+  readonly now?: () => number;
+}
+
+class PoisonWindow extends L2flowError {
+  constructor(message: string, cause: unknown) {
+    super("WINDOW_UNDECODABLE", message, { retryable: false, cause });
+  }
+}
+
+/**
+ * Starts the analyzer: binds the shared durable consumer on `MD_WINDOW`, turns each window of the
+ * configured intervals and symbols into a `Signal`, publishes it with the window's message id and
+ * acks the window only after the signal's publish is acked.
+ */
+export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps): Promise<AnalyzerService> {
+  const { logger } = deps;
+  const registry = deps.registry ?? createMetricsRegistry({ service: "analyzer" });
+  const metrics = {
+    windows: new Counter({
+      name: "l2flow_analyzer_windows_total",
+      help: "Windows received, by outcome",
+      labelNames: ["outcome"],
+      registers: [registry],
+    }),
+    signals: new Counter({
+      name: "l2flow_analyzer_signals_total",
+      help: "Signals published, by provider and degraded reason",
+      labelNames: ["provider", "degraded_reason"],
+      registers: [registry],
+    }),
+    signalLatency: new Histogram({
+      name: "l2flow_analyzer_signal_seconds",
+      help: "Time from receiving a window to its signal's publish ack",
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+  };
+
+  const maker: SignalMaker = createSignalMaker(config, { logger, registry, now: deps.now ?? Date.now });
+  if (!maker.llmConfigured) {
+    logger.warn(
+      "HOLYSHEEP_API_KEY is not set: signals come from the rule provider, marked degraded (not configured)",
+    );
+  } else {
+    logger.info(
+      { model: config.HOLYSHEEP_MODEL, baseUrl: config.HOLYSHEEP_BASE_URL },
+      "LLM provider: HolySheep",
+    );
+  }
+
+  const resources: { close(): Promise<void> }[] = [];
+  const closeAll = async () => {
+    for (const r of resources.splice(0).reverse()) await r.close();
+  };
+  try {
+    const bus: Bus = await connectBus({ ...natsOptions(config, "analyzer"), logger });
+    resources.push({ close: () => bus.drain() });
+    await provisionTopology(bus);
+
+    const intervals = new Set(config.ANALYZER_INTERVALS);
+    const symbols = new Set(config.ANALYZER_SYMBOLS);
+    const history = new Map<string, Window[]>();
+    const badInput = new LogLimiter();
+
+    const handler = async (msg: JsMsg) => {
+      const started = performance.now();
+      let window: Window;
+      try {
+        window = Window.decode(msg.data);
+      } catch (err) {
+        metrics.windows.inc({ outcome: "poison" });
+        if (badInput.take("decode") >= 0)
+          logger.warn({ subject: msg.subject, err }, "window payload is not a Window; terminated");
+        throw new PoisonWindow(`undecodable window on ${msg.subject}`, err);
+      }
+      if (!intervals.has(window.interval) || (symbols.size > 0 && !symbols.has(window.symbol))) {
+        metrics.windows.inc({ outcome: "skipped" });
+        return;
+      }
+      const key = `${window.interval}.${window.symbol}`;
+      const past = history.get(key) ?? [];
+      const signal = await maker.analyze(window, past.slice(-config.ANALYZER_HISTORY));
+      if (config.ANALYZER_HISTORY > 0) {
+        past.push(window);
+        if (past.length > config.ANALYZER_HISTORY) past.shift();
+        history.set(key, past);
+      }
+      await publish(bus, subjects.signal(window.interval, window.symbol), Signal.encode(signal).finish(), {
+        msgId: msgIds.signal(window.interval, window.symbol, window.startTimeMs),
+      });
+      metrics.windows.inc({ outcome: "analyzed" });
+      metrics.signals.inc({
+        provider: signal.provider,
+        degraded_reason: signal.degraded ? String(signal.degradedReason) : "none",
+      });
+      metrics.signalLatency.observe((performance.now() - started) / 1000);
+    };
+
+    const only = config.ANALYZER_INTERVALS.length === 1 ? config.ANALYZER_INTERVALS[0] : undefined;
+    const consumer: RunningConsumer = await startConsumer(bus, {
+      stream: STREAMS.window,
+      durable: config.ANALYZER_DURABLE,
+      // One interval: let the server filter. Several: nats-server 2.9 has no multi-filter, so skip here.
+      filterSubject: only !== undefined ? `md.window.${EXCHANGE}.${only}.>` : `md.window.${EXCHANGE}.>`,
+      concurrency: config.LLM_CONCURRENCY,
+      // Long enough for a timed-out call plus its retries and the fallback.
+      ackWaitMs: Math.max(30_000, config.LLM_TIMEOUT_MS * (config.LLM_MAX_RETRIES + 2)),
+      maxAckPending: config.LLM_CONCURRENCY * 16,
+      handler,
+      logger,
+    });
+    resources.push({ close: () => consumer.stop() });
+
+    const ops: OpsServer = await startOpsServer({
+      port: config.METRICS_PORT,
+      registry,
+      logger,
+      readiness: () =>
+        bus.isConnected() ? { ready: true } : { ready: false, reason: "NATS is not connected" },
+    });
+    resources.push(ops);
+    logger.info(
+      { intervals: config.ANALYZER_INTERVALS, durable: config.ANALYZER_DURABLE, ops: ops.url },
+      "analyzer started",
+    );
+
+    let closing: Promise<void> | undefined;
+    return { opsUrl: ops.url, close: () => (closing ??= closeAll()) };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

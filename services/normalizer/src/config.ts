@@ -1,0 +1,49 @@
+import { z } from "zod";
+import { checkInterval } from "@l2flow/contracts";
+import { env, natsEnvShape, opsEnvShape, parseEnv, type Env } from "@l2flow/runtime";
+
+const schema = z.object({
+  ...natsEnvShape,
+  ...opsEnvShape,
+  /** Symbols this instance handles; empty = every symbol in MD_RAW. */
+  NORMALIZER_SYMBOLS: env.list(""),
+  /** Levels per side in published book snapshots and in windows' books. */
+  BOOK_DEPTH: env.positiveInt(20),
+  /** Publish a book snapshot after every N applied diffs (1 = every diff). */
+  BOOK_EVERY_N_DIFFS: env.positiveInt(1),
+  /** Window intervals. */
+  WINDOW_INTERVALS: env.list("1s").refine((v) => v.length > 0 && v.every(isInterval), {
+    error: "expected comma-separated intervals such as 1s,1m",
+  }),
+  /** How long after a window's end (in exchange time) events are still merged into it. */
+  WINDOW_LATENESS_MS: env.nonNegativeInt(250),
+  /** Close open windows after this long without any event (wall clock). */
+  WINDOW_IDLE_TIMEOUT_MS: env.positiveInt(5_000),
+  /** Diffs buffered per symbol while waiting for a snapshot. */
+  MAX_BUFFERED_DIFFS: env.positiveInt(10_000),
+  /** Durable consumer name on MD_RAW (one per partition). */
+  NORMALIZER_DURABLE: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, { error: "expected letters, digits, - or _" })
+    .default("normalizer"),
+  /** Time allowed for ingest to answer a resync request. */
+  RESYNC_REQUEST_TIMEOUT_MS: env.positiveInt(10_000),
+});
+
+/** The normalizer's configuration (README, "Configuration"). */
+export type NormalizerConfig = z.infer<typeof schema>;
+
+/** Reads and validates the normalizer's environment; throws `ConfigError` naming each bad variable. */
+export function loadConfig(vars: Env): NormalizerConfig {
+  const config = parseEnv(schema, vars, { secretKeys: ["NATS_PASSWORD", "NATS_TOKEN"] });
+  return { ...config, NORMALIZER_SYMBOLS: config.NORMALIZER_SYMBOLS.map((s) => s.toUpperCase()) };
+}
+
+function isInterval(v: string): boolean {
+  try {
+    checkInterval(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
