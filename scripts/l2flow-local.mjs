@@ -234,7 +234,11 @@ start(
   "normalizer",
   node,
   [...tsx, "services/normalizer/src/main.ts"],
-  { ...common, METRICS_PORT: String(ports.normalizer), WINDOW_INTERVALS: process.env.WINDOW_INTERVALS ?? "1s,1m" },
+  {
+    ...common,
+    METRICS_PORT: String(ports.normalizer),
+    WINDOW_INTERVALS: process.env.WINDOW_INTERVALS ?? "1s,1m",
+  },
   "32",
 );
 start(

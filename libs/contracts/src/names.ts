@@ -116,3 +116,13 @@ export const msgIds = {
 
 /** The KV key of a symbol's latest book in `md_book`. */
 export const bookKey = (symbol: string) => `${EXCHANGE}.${symbol}`;
+
+/** True when `interval` is a valid interval token (see `checkInterval`). */
+export function isInterval(interval: string): boolean {
+  return INTERVAL_RE.test(interval);
+}
+
+/** True when `symbol`, upper-cased, can be a subject token (see `normalizeSymbol`). */
+export function isSymbol(symbol: string): boolean {
+  return SYMBOL_RE.test(symbol.toUpperCase());
+}

@@ -64,3 +64,35 @@ export function runService(start: () => Promise<readonly Closeable[]>, options: 
     },
   );
 }
+
+/**
+ * Resources in creation order, closed in reverse by `close()` (idempotent). A service's factory pushes
+ * each resource as it creates it, so a failure half-way closes what was already made.
+ */
+export class ResourceStack implements Closeable {
+  readonly #items: Closeable[] = [];
+  #closing: Promise<void> | undefined;
+  /** Adds a resource (or a close function) and returns it. */
+  push<T extends Closeable>(resource: T): T {
+    this.#items.push(resource);
+    return resource;
+  }
+  /** Adds a close function. */
+  defer(close: () => Promise<void> | void): void {
+    this.#items.push({ close });
+  }
+  /** Closes everything in reverse order of creation; errors are collected and the first rethrown. */
+  close(): Promise<void> {
+    return (this.#closing ??= (async () => {
+      let first: Error | undefined;
+      for (const r of this.#items.splice(0).reverse()) {
+        try {
+          await r.close();
+        } catch (err) {
+          first ??= err instanceof Error ? err : new Error(String(err));
+        }
+      }
+      if (first !== undefined) throw first;
+    })());
+  }
+}

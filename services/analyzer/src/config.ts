@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { checkInterval, normalizeSymbol } from "@l2flow/contracts";
+import { isInterval, isSymbol } from "@l2flow/contracts";
 import { env, natsEnvShape, opsEnvShape, parseEnv, type Env } from "@l2flow/runtime";
 
 const schema = z.object({
@@ -57,22 +57,4 @@ export type AnalyzerConfig = z.infer<typeof schema>;
 export function loadConfig(vars: Env): AnalyzerConfig {
   const config = parseEnv(schema, vars, { secretKeys: ["HOLYSHEEP_API_KEY", "NATS_PASSWORD", "NATS_TOKEN"] });
   return { ...config, ANALYZER_SYMBOLS: config.ANALYZER_SYMBOLS.map((s) => s.toUpperCase()) };
-}
-
-function isInterval(v: string): boolean {
-  try {
-    checkInterval(v);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function isSymbol(v: string): boolean {
-  try {
-    normalizeSymbol(v);
-    return true;
-  } catch {
-    return false;
-  }
 }

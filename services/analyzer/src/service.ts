@@ -15,6 +15,7 @@ import {
   L2flowError,
   LogLimiter,
   natsOptions,
+  ResourceStack,
   startOpsServer,
   type Logger,
   type OpsServer,
@@ -87,13 +88,10 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
     );
   }
 
-  const resources: { close(): Promise<void> }[] = [];
-  const closeAll = async () => {
-    for (const r of resources.splice(0).reverse()) await r.close();
-  };
+  const resources = new ResourceStack();
   try {
     const bus: Bus = await connectBus({ ...natsOptions(config, "analyzer"), logger });
-    resources.push({ close: () => bus.drain() });
+    resources.defer(() => bus.drain());
     await provisionTopology(bus);
 
     const intervals = new Set(config.ANALYZER_INTERVALS);
@@ -148,7 +146,7 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
       handler,
       logger,
     });
-    resources.push({ close: () => consumer.stop() });
+    resources.defer(() => consumer.stop());
 
     const ops: OpsServer = await startOpsServer({
       port: config.METRICS_PORT,
@@ -163,10 +161,9 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
       "analyzer started",
     );
 
-    let closing: Promise<void> | undefined;
-    return { opsUrl: ops.url, close: () => (closing ??= closeAll()) };
+    return { opsUrl: ops.url, close: () => resources.close() };
   } catch (err) {
-    await closeAll();
+    await resources.close();
     throw err;
   }
 }

@@ -16,6 +16,7 @@ import {
   Histogram,
   LogLimiter,
   natsOptions,
+  ResourceStack,
   startOpsServer,
   type Logger,
   type Registry,
@@ -136,14 +137,11 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     }),
   };
   const limiter = new LogLimiter();
-  const resources: { close(): Promise<void> | void }[] = [];
-  const closeAll = async () => {
-    for (const r of resources.splice(0).reverse()) await r.close();
-  };
+  const resources = new ResourceStack();
 
   try {
     const bus: Bus = await connectBus({ ...natsOptions(config, "ingest"), logger });
-    resources.push({ close: () => bus.drain() });
+    resources.defer(() => bus.drain());
     await provisionTopology(bus);
 
     const queue = new RawQueue(bus, {
@@ -167,7 +165,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
           logger.warn({ err }, "publish to MD_RAW failed; retrying (frames wait in the bounded buffer)");
       },
     });
-    resources.push({ close: () => queue.close() });
+    resources.defer(() => queue.close());
     const droppedSymbols = new Set<string>();
     bus.onConnectionChange((up) => {
       if (!up || droppedSymbols.size === 0) return;
@@ -176,7 +174,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       droppedSymbols.clear();
     });
     const bufferTimer = setInterval(() => m.bufferBytes.set(queue.bytes), 1_000);
-    resources.push({ close: () => clearInterval(bufferTimer) });
+    resources.defer(() => clearInterval(bufferTimer));
 
     const status = (
       symbol: string,
@@ -207,7 +205,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
         );
       },
     });
-    resources.push({ close: () => rest.close() });
+    resources.defer(() => rest.close());
 
     const wantsDepth = config.STREAM_KINDS.includes("depth");
     const fetchSnapshot = async (symbol: string, trigger: string): Promise<number> => {
@@ -316,7 +314,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       },
     });
     streams.start();
-    resources.push({ close: () => streams.close() });
+    resources.defer(() => streams.close());
 
     // Resync requests from the normalizer: any replica answers (queue group).
     const sub = bus.nc.subscribe(subjects.resyncRequest("*"), {
@@ -341,7 +339,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
         );
       },
     });
-    resources.push({ close: () => sub.unsubscribe() });
+    resources.defer(() => sub.unsubscribe());
 
     const ops = await startOpsServer({
       port: config.METRICS_PORT,
@@ -360,14 +358,13 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       "ingest started",
     );
 
-    let closing: Promise<void> | undefined;
     return {
       opsUrl: ops.url,
       connectionsUp: () => streams.stats.connectionsOpen,
-      close: () => (closing ??= closeAll()),
+      close: () => resources.close(),
     };
   } catch (err) {
-    await closeAll();
+    await resources.close();
     throw err;
   }
 }

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { checkInterval } from "@l2flow/contracts";
+import { isInterval } from "@l2flow/contracts";
 import { env, natsEnvShape, opsEnvShape, parseEnv, type Env } from "@l2flow/runtime";
 
 const schema = z.object({
@@ -12,7 +12,7 @@ const schema = z.object({
   /** Publish a book snapshot after every N applied diffs (1 = every diff). */
   BOOK_EVERY_N_DIFFS: env.positiveInt(1),
   /** Window intervals. */
-  WINDOW_INTERVALS: env.list("1s").refine((v) => v.length > 0 && v.every(isInterval), {
+  WINDOW_INTERVALS: env.list("1s").refine((v) => v.length > 0 && v.every((i) => isInterval(i)), {
     error: "expected comma-separated intervals such as 1s,1m",
   }),
   /** How long after a window's end (in exchange time) events are still merged into it. */
@@ -37,13 +37,4 @@ export type NormalizerConfig = z.infer<typeof schema>;
 export function loadConfig(vars: Env): NormalizerConfig {
   const config = parseEnv(schema, vars, { secretKeys: ["NATS_PASSWORD", "NATS_TOKEN"] });
   return { ...config, NORMALIZER_SYMBOLS: config.NORMALIZER_SYMBOLS.map((s) => s.toUpperCase()) };
-}
-
-function isInterval(v: string): boolean {
-  try {
-    checkInterval(v);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -40,6 +40,7 @@ import {
   L2flowError,
   LogLimiter,
   natsOptions,
+  ResourceStack,
   startOpsServer,
   type Logger,
   type Registry,
@@ -157,15 +158,12 @@ export async function startNormalizer(
     symbols: new Gauge({ name: "l2flow_normalizer_symbols", help: "Symbols with state", registers }),
   };
   const limiter = new LogLimiter();
-  const resources: { close(): Promise<void> | void }[] = [];
-  const closeAll = async () => {
-    for (const r of resources.splice(0).reverse()) await r.close();
-  };
+  const resources = new ResourceStack();
   const onlySymbols = new Set(config.NORMALIZER_SYMBOLS);
 
   try {
     const bus: Bus = await connectBus({ ...natsOptions(config, "normalizer"), logger });
-    resources.push({ close: () => bus.drain() });
+    resources.defer(() => bus.drain());
     await provisionTopology(bus);
     const kv: KV = await openKv(bus, BUCKETS.book);
 
@@ -492,7 +490,7 @@ export async function startNormalizer(
         await Promise.all(out.map((o) => publish(bus, o.subject, o.data, { msgId: o.msgId })));
       },
     });
-    resources.push({ close: () => consumer.stop() });
+    resources.defer(() => consumer.stop());
 
     // Idle close: a symbol silent for the idle timeout closes its open windows.
     const idleTimer = setInterval(() => {
@@ -510,7 +508,7 @@ export async function startNormalizer(
         );
       }
     }, 1_000);
-    resources.push({ close: () => clearInterval(idleTimer) });
+    resources.defer(() => clearInterval(idleTimer));
 
     const ops = await startOpsServer({
       port: config.METRICS_PORT,
@@ -524,10 +522,9 @@ export async function startNormalizer(
       { intervals: config.WINDOW_INTERVALS, symbols: config.NORMALIZER_SYMBOLS, ops: ops.url },
       "normalizer started",
     );
-    let closing: Promise<void> | undefined;
-    return { opsUrl: ops.url, close: () => (closing ??= closeAll()) };
+    return { opsUrl: ops.url, close: () => resources.close() };
   } catch (err) {
-    await closeAll();
+    await resources.close();
     throw err;
   }
 }
