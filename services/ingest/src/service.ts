@@ -144,6 +144,8 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     resources.defer(() => bus.drain());
     await provisionTopology(bus);
 
+    // Symbols whose frames the outage buffer dropped, reported as a gap once NATS is back.
+    const droppedSymbols = new Set<string>();
     const queue = new RawQueue(bus, {
       maxInFlight: config.PUBLISH_MAX_IN_FLIGHT,
       maxBytes: config.OUTAGE_BUFFER_BYTES,
@@ -166,7 +168,6 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       },
     });
     resources.defer(() => queue.close());
-    const droppedSymbols = new Set<string>();
     bus.onConnectionChange((up) => {
       if (!up || droppedSymbols.size === 0) return;
       for (const symbol of droppedSymbols)

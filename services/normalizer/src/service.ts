@@ -335,6 +335,44 @@ export async function startNormalizer(
       }
     };
 
+    /** Publishes a normalized trade (from @trade or @aggTrade) and feeds it to the windows. */
+    const tradeOut = (
+      out: Out[],
+      symbol: string,
+      s: SymbolState,
+      kind: TradeKind,
+      id: number,
+      t: { price: string; quantity: string; buyerIsMaker: boolean; tradeTime: number; eventTime: number },
+      receiveTimeUs: number,
+      firstTradeId: number,
+      lastTradeId: number,
+      intoWindows: boolean,
+    ) => {
+      const trade: Trade = {
+        exchange: EXCHANGE,
+        symbol,
+        kind,
+        tradeId: id,
+        price: t.price,
+        quantity: t.quantity,
+        takerSide: t.buyerIsMaker ? Side.SIDE_SELL : Side.SIDE_BUY,
+        tradeTimeUs: t.tradeTime * 1000,
+        eventTimeUs: t.eventTime * 1000,
+        receiveTimeUs,
+        firstTradeId,
+        lastTradeId,
+      };
+      const tag = kind === TradeKind.TRADE_KIND_TRADE ? "trade" : "aggtrade";
+      out.push({
+        subject: subjects.trade(symbol),
+        data: Trade.encode(trade).finish(),
+        msgId: msgIds.normTrade(symbol, tag, id),
+      });
+      if (!intoWindows) return;
+      const w = { timeMs: t.tradeTime, price: +t.price, quantity: +t.quantity, buyerIsMaker: t.buyerIsMaker };
+      for (const agg of s.windows) windowOuts(out, agg.onTrade(w));
+    };
+
     const handle = (msg: JsMsg): Out[] => {
       const parts = msg.subject.split(".");
       const kind = parts[3] ?? "";
@@ -363,73 +401,26 @@ export async function startNormalizer(
           const t = parseTrade(msg.data);
           if (t.tradeId <= s.lastTradeId) return out;
           s.lastTradeId = t.tradeId;
-          const trade: Trade = {
-            exchange: EXCHANGE,
-            symbol,
-            kind: TradeKind.TRADE_KIND_TRADE,
-            tradeId: t.tradeId,
-            price: t.price,
-            quantity: t.quantity,
-            takerSide: t.buyerIsMaker ? Side.SIDE_SELL : Side.SIDE_BUY,
-            tradeTimeUs: t.tradeTime * 1000,
-            eventTimeUs: t.eventTime * 1000,
-            receiveTimeUs,
-            firstTradeId: 0,
-            lastTradeId: 0,
-          };
-          out.push({
-            subject: subjects.trade(symbol),
-            data: Trade.encode(trade).finish(),
-            msgId: msgIds.normTrade(symbol, "trade", t.tradeId),
-          });
-          for (const w of s.windows)
-            windowOuts(
-              out,
-              w.onTrade({
-                timeMs: t.tradeTime,
-                price: +t.price,
-                quantity: +t.quantity,
-                buyerIsMaker: t.buyerIsMaker,
-              }),
-            );
+          tradeOut(out, symbol, s, TradeKind.TRADE_KIND_TRADE, t.tradeId, t, receiveTimeUs, 0, 0, true);
           return out;
         }
         case "aggtrade": {
           const a = parseAggTrade(msg.data);
           if (a.aggTradeId <= s.lastAggId) return out;
           s.lastAggId = a.aggTradeId;
-          const trade: Trade = {
-            exchange: EXCHANGE,
-            symbol,
-            kind: TradeKind.TRADE_KIND_AGG_TRADE,
-            tradeId: a.aggTradeId,
-            price: a.price,
-            quantity: a.quantity,
-            takerSide: a.buyerIsMaker ? Side.SIDE_SELL : Side.SIDE_BUY,
-            tradeTimeUs: a.tradeTime * 1000,
-            eventTimeUs: a.eventTime * 1000,
-            receiveTimeUs,
-            firstTradeId: a.firstTradeId,
-            lastTradeId: a.lastTradeId,
-          };
-          out.push({
-            subject: subjects.trade(symbol),
-            data: Trade.encode(trade).finish(),
-            msgId: msgIds.normTrade(symbol, "aggtrade", a.aggTradeId),
-          });
           // A symbol collected with both streams would count its trades twice; windows use @trade when present.
-          if (s.lastTradeId === 0) {
-            for (const w of s.windows)
-              windowOuts(
-                out,
-                w.onTrade({
-                  timeMs: a.tradeTime,
-                  price: +a.price,
-                  quantity: +a.quantity,
-                  buyerIsMaker: a.buyerIsMaker,
-                }),
-              );
-          }
+          tradeOut(
+            out,
+            symbol,
+            s,
+            TradeKind.TRADE_KIND_AGG_TRADE,
+            a.aggTradeId,
+            a,
+            receiveTimeUs,
+            a.firstTradeId,
+            a.lastTradeId,
+            s.lastTradeId === 0,
+          );
           return out;
         }
         case "status": {
