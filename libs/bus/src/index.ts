@@ -11,3 +11,5 @@ export * from "./consume.js";
 export type { JsMsg, PubAck } from "@nats-io/jetstream";
 export type { KV } from "@nats-io/kv";
 export { headers } from "@nats-io/transport-node";
+export * from "./pipeline.js";
+export * from "./queue.js";

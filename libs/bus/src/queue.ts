@@ -1,0 +1,206 @@
+import type { Bus } from "./connect.js";
+import type { BusError } from "./errors.js";
+import { AckPipeline, EncodedHeaders } from "./pipeline.js";
+
+/** One message bound for a stream. */
+export interface QueuedMessage {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly msgId?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Resolved when stored (or known duplicate), rejected if dropped. */
+  readonly settle?: (err?: Error) => void;
+}
+
+/** Options for `PublishQueue`. */
+export interface PublishQueueOptions {
+  /** Publishes awaiting JetStream's ack at once. */
+  readonly maxInFlight: number;
+  /** Bytes waiting; beyond it the oldest are dropped (and reported). */
+  readonly maxBytes: number;
+  /** A message not acked this long is sent again. Default 5 000 ms. */
+  readonly ackTimeoutMs?: number;
+  /** Sends of one message before it is given up as lost (reported like a drop). Default 20; `Infinity` never gives up. */
+  readonly maxAttempts?: number;
+  readonly onStored?: (item: QueuedMessage, duplicate: boolean) => void;
+  /** A message that will never be stored: the buffer overflowed, or it failed `maxAttempts` times. */
+  readonly onDropped?: (item: QueuedMessage, reason: "overflow" | "failed") => void;
+  readonly onPublishError?: (err: BusError) => void;
+}
+
+interface Entry {
+  readonly item: QueuedMessage;
+  /** Arrival order, so retries go out again in the order they first arrived. */
+  readonly ordinal: number;
+  attempts: number;
+}
+
+/**
+ * The bounded, acked path from a producer to JetStream (ingest's frames to `MD_RAW`, the
+ * normalizer's outputs). Messages wait in arrival order; up to `maxInFlight` are
+ * out on an `AckPipeline` (core publishes, every one acked by the stream). While NATS is down nothing
+ * is sent and frames wait; when waiting bytes exceed `maxBytes` the oldest are dropped and reported,
+ * never unbounded memory. A message that fails (timeout, reconnect, refused) goes back ahead of newer
+ * ones, in its original order; its message id keeps it stored once.
+ */
+export class PublishQueue {
+  readonly #o: PublishQueueOptions;
+  readonly #pipe: AckPipeline;
+  readonly #maxAttempts: number;
+  #queue: (Entry | undefined)[] = [];
+  #head = 0;
+  /** Failed sends waiting to go out again, before anything in `#queue`. */
+  #retry: Entry[] = [];
+  #retrySorted = true;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #bytes = 0;
+  #ordinal = 0;
+  #closed = false;
+  #pumpScheduled = false;
+  readonly #bus: Bus;
+
+  constructor(bus: Bus, options: PublishQueueOptions) {
+    this.#bus = bus;
+    this.#o = options;
+    this.#maxAttempts = options.maxAttempts ?? 20;
+    this.#pipe = new AckPipeline(bus, {
+      maxInFlight: options.maxInFlight,
+      ackTimeoutMs: options.ackTimeoutMs ?? 5_000,
+      onReady: () => this.#pump(),
+    });
+    bus.onConnectionChange((up) => {
+      if (up) this.#pump();
+    });
+  }
+
+  /** Bytes waiting to be sent (in flight not included). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+  /** Items waiting plus in flight. */
+  get pending(): number {
+    return this.#queue.length - this.#head + this.#retry.length + this.#pipe.inFlight;
+  }
+
+  /** Adds a message; drops the oldest waiting ones when over the byte bound. */
+  push(item: QueuedMessage): void {
+    if (this.#closed) {
+      item.settle?.(new Error("the publish queue is closed"));
+      return;
+    }
+    this.#queue.push({ item, ordinal: this.#ordinal++, attempts: 0 });
+    this.#bytes += item.data.length;
+    while (this.#bytes > this.#o.maxBytes && this.#dropOldest()) {
+      /* keep dropping */
+    }
+    this.#schedulePump();
+  }
+
+  /**
+   * Sends on the next turn of the event loop rather than per push: everything pushed meanwhile goes
+   * out together, in one socket write, instead of one write per message.
+   */
+  #schedulePump(): void {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    setImmediate(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
+  }
+
+  #dropOldest(): boolean {
+    let e: Entry | undefined;
+    if (this.#retry.length > 0) {
+      this.#sortRetry();
+      e = this.#retry.shift();
+    } else if (this.#head < this.#queue.length - 1) {
+      e = this.#queue[this.#head];
+      this.#queue[this.#head++] = undefined;
+    }
+    if (e === undefined) return false;
+    this.#bytes -= e.item.data.length;
+    this.#o.onDropped?.(e.item, "overflow");
+    e.item.settle?.(new Error("dropped: outage buffer full"));
+    return true;
+  }
+
+  #sortRetry(): void {
+    if (this.#retrySorted) return;
+    this.#retry.sort((a, b) => a.ordinal - b.ordinal);
+    this.#retrySorted = true;
+  }
+
+  #pump(): void {
+    if (this.#retryTimer !== undefined) return; // a back-off is running; it pumps when it ends
+    while (this.#pipe.ready) {
+      let e: Entry | undefined;
+      if (this.#retry.length > 0) {
+        this.#sortRetry();
+        e = this.#retry.shift();
+      } else if (this.#head < this.#queue.length) {
+        e = this.#queue[this.#head];
+        this.#queue[this.#head++] = undefined;
+      }
+      if (e === undefined) break;
+      this.#send(e);
+    }
+    if (this.#head > 4096 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  #send(e: Entry): void {
+    const { item } = e;
+    this.#bytes -= item.data.length;
+    e.attempts++;
+    const h = new EncodedHeaders(
+      item.msgId === undefined ? (item.headers ?? {}) : { "Nats-Msg-Id": item.msgId, ...item.headers },
+    );
+    this.#pipe.send(item.subject, item.data, h, (err, ack) => {
+      if (err === undefined) {
+        this.#o.onStored?.(item, ack?.duplicate ?? false);
+        item.settle?.();
+        return;
+      }
+      this.#o.onPublishError?.(err);
+      if (this.#closed || !err.retryable || e.attempts >= this.#maxAttempts) {
+        this.#o.onDropped?.(item, "failed");
+        item.settle?.(err);
+        return;
+      }
+      this.#bytes += item.data.length;
+      if (this.#retry.length > 0 && this.#retry[this.#retry.length - 1]!.ordinal > e.ordinal)
+        this.#retrySorted = false;
+      this.#retry.push(e);
+      // A refusal or timeout while connected: back off briefly so a stuck stream is not hammered.
+      if (this.#bus.isConnected() && err.code !== "PUBLISH_TIMEOUT" && this.#retryTimer === undefined) {
+        this.#retryTimer = setTimeout(() => {
+          this.#retryTimer = undefined;
+          this.#pump();
+        }, 250);
+        this.#retryTimer.unref();
+      } else {
+        this.#schedulePump();
+      }
+    });
+  }
+
+  /** Resolves when everything pushed so far is stored (or at `timeoutMs`); then refuses new items. */
+  async close(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.pending > 0 && this.#bus.isConnected() && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 5));
+    this.#closed = true;
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#pipe.close();
+    const left = [...this.#retry, ...this.#queue.slice(this.#head)];
+    this.#retry = [];
+    this.#queue = [];
+    this.#head = 0;
+    this.#bytes = 0;
+    for (const e of left)
+      e?.item.settle?.(new Error("the publish queue closed before this message was stored"));
+  }
+}
