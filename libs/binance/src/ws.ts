@@ -109,8 +109,9 @@ export interface StreamConnectionOptions {
   /** Warnings (rate-limited) go here. Default: none. */
   readonly logger?: Logger;
   /**
-   * Every market frame, synchronously, zero-copy: `bytes` is the socket's buffer (do not keep it past
-   * the call unless you copy it); `receiveTimeNs` is epoch nanoseconds. Replies and `serverShutdown`
+   * Every market frame, synchronously, zero-copy: `bytes` is the buffer `ws` delivered (often a view
+   * of a whole socket read: neither ws nor Node reuses it, but keeping it pins that read — copy what
+   * you keep); `receiveTimeNs` is epoch nanoseconds. Replies and `serverShutdown`
    * are not passed here.
    */
   readonly onFrame: (bytes: Buffer, receiveTimeNs: bigint, conn: BinanceStreamConnection) => void;

@@ -31,6 +31,8 @@ export const HEADERS = {
   snapshotLimit: "L2-Snapshot-Limit",
   /** Message id header JetStream uses for de-duplication. */
   msgId: "Nats-Msg-Id",
+  /** Where a raw message came from when not the live stream: "rest-backfill" for recovered trades. */
+  source: "L2-Source",
 } as const;
 
 const SYMBOL_RE = /^[A-Z0-9]{2,30}$/;
@@ -85,6 +87,11 @@ export const subjects = {
   signal: (interval: string, symbol: string) => `signal.${EXCHANGE}.${interval}.${symbol}`,
   /** Control: request/reply asking ingest for a fresh depth snapshot of one symbol. */
   resyncRequest: (symbol: string) => `ctl.ingest.${EXCHANGE}.resync.${symbol}`,
+  /**
+   * Request to every ingest replica to change its symbol set at run time: JSON
+   * `{"add":["SOLUSDT"],"remove":["XRPUSDT"]}`; each replica answers `{"ok":true,"symbols":[...]}`.
+   */
+  ingestSymbols: `ctl.ingest.${EXCHANGE}.symbols`,
 } as const;
 
 /** The subject filters each stream binds. */

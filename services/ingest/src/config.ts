@@ -38,9 +38,22 @@ const schema = z.object({
   /** Ask Binance for microsecond timestamps (`timeUnit=MICROSECOND`). */
   MICROSECOND_TIMESTAMPS: env.bool(false),
   /** Bytes of frames kept while NATS is unreachable; beyond it the oldest are dropped and reported as a gap. */
-  OUTAGE_BUFFER_BYTES: env.positiveInt(256 * 1024 * 1024),
+  OUTAGE_BUFFER_BYTES: env.positiveInt(64 * 1024 * 1024),
   /** Publishes awaiting JetStream's ack at once. */
-  PUBLISH_MAX_IN_FLIGHT: env.positiveInt(4096),
+  PUBLISH_MAX_IN_FLIGHT: env.positiveInt(16_384),
+  /** A publish not acked this long is sent again (its message id keeps it stored once). */
+  PUBLISH_ACK_TIMEOUT_MS: env.positiveInt(5_000),
+  /**
+   * Connections carrying each stream: 2 runs two independent sets (A and B) and keeps the first copy
+   * of every frame, so one connection's drop, stall or rotation loses nothing; 1 halves bandwidth.
+   */
+  WS_REDUNDANCY: env.positiveInt(2).refine((v) => v <= 2, { error: "expected 1 or 2" }),
+  /** Wait this long after a hole in trade ids before fetching the missing trades over REST. */
+  BACKFILL_DELAY_MS: env.nonNegativeInt(1_000),
+  /** Trade ids fetched per hole at most; beyond it they are reported as a gap. */
+  BACKFILL_MAX_IDS: env.positiveInt(100_000),
+  /** Optional Binance API key, sent as X-MBX-APIKEY on REST calls (never logged). */
+  BINANCE_API_KEY: z.string().min(1).optional(),
 });
 
 /** Ingest's configuration (README, "Configuration"). */
@@ -48,5 +61,5 @@ export type IngestConfig = z.infer<typeof schema>;
 
 /** Reads and validates ingest's environment; throws `ConfigError` naming each bad variable. */
 export function loadConfig(vars: Env): IngestConfig {
-  return parseEnv(schema, vars, { secretKeys: ["NATS_PASSWORD", "NATS_TOKEN"] });
+  return parseEnv(schema, vars, { secretKeys: ["NATS_PASSWORD", "NATS_TOKEN", "BINANCE_API_KEY"] });
 }

@@ -13,6 +13,6 @@ try {
 const logger = createLogger({
   service: "ingest",
   level: config.LOG_LEVEL,
-  secrets: [config.NATS_PASSWORD, config.NATS_TOKEN],
+  secrets: [config.NATS_PASSWORD, config.NATS_TOKEN, config.BINANCE_API_KEY],
 });
 runService(async () => [await startIngest(config, { logger })], { logger });

@@ -1,19 +1,18 @@
-import { connectBus, provisionTopology, type Bus } from "@l2flow/bus";
+import { connectBus, provisionTopology, PublishQueue, type Bus } from "@l2flow/bus";
 import {
   BinanceRestClient,
+  BinanceRestError,
   BinanceStreams,
   DedupeFilter,
   FrameError,
   routeFrame,
+  SlidingWindowLimiter,
   type CloseInfo,
   type StreamKind,
 } from "@l2flow/binance";
-import { HEADERS, msgIds, subjects } from "@l2flow/contracts";
+import { HEADERS, isSymbol, msgIds, normalizeSymbol, subjects } from "@l2flow/contracts";
 import {
-  Counter,
   createMetricsRegistry,
-  Gauge,
-  Histogram,
   LogLimiter,
   natsOptions,
   ResourceStack,
@@ -21,15 +20,20 @@ import {
   type Logger,
   type Registry,
 } from "@l2flow/runtime";
+import { TradeBackfill, type TradeKind } from "./backfill.js";
 import type { IngestConfig } from "./config.js";
-import { RawQueue } from "./raw-queue.js";
+import { ingestMetrics } from "./metrics.js";
 
 /** A running ingest. */
 export interface IngestService {
   /** Base URL of `/metrics`, `/healthz`, `/readyz`. */
   readonly opsUrl: string;
-  /** Connections up now. */
+  /** Connections up now (all redundant sets). */
   connectionsUp(): number;
+  /** Symbols collected now (changes with the symbols control subject). */
+  symbols(): readonly string[];
+  /** Resolves when no trade backfill is waiting (tests, shutdown). */
+  backfillSettled(timeoutMs?: number): Promise<void>;
   /** Stops the streams, stores what was accepted, then closes NATS and the ops server. Idempotent. */
   close(): Promise<void>;
 }
@@ -39,6 +43,8 @@ export interface IngestDeps {
   readonly logger: Logger;
   /** Default: a new registry with Node's default metrics. */
   readonly registry?: Registry;
+  /** Called when JetStream acked a message (benchmarks measure send-to-stored latency with it). */
+  readonly onStored?: (subject: string, msgId: string | undefined, duplicate: boolean) => void;
 }
 
 const KIND_STREAM: Record<string, StreamKind> = {
@@ -47,135 +53,71 @@ const KIND_STREAM: Record<string, StreamKind> = {
   depth: "depth@100ms",
 };
 const encoder = new TextEncoder();
+const FIVE_MINUTES_MS = 5 * 60_000;
 
 /**
- * Starts ingest: Binance combined streams → `MD_RAW` (the exchange's bytes verbatim, message ids from
- * the exchange's ids), REST depth snapshots through one weight-aware queue (at start, after every
- * reconnect, and on request of the normalizer), and connection status events.
+ * Starts ingest: Binance combined streams (one or two redundant connection sets) → `MD_RAW` (the
+ * exchange's bytes verbatim, message ids from the exchange's ids, every message acked by the stream),
+ * REST depth snapshots and trade backfill through one weight-aware queue, resync requests answered
+ * for the normalizer, symbols changed at run time, and connection status events.
  */
 export async function startIngest(config: IngestConfig, deps: IngestDeps): Promise<IngestService> {
   const { logger } = deps;
   const registry = deps.registry ?? createMetricsRegistry({ service: "ingest" });
-  const registers = [registry];
-  const m = {
-    frames: new Counter({
-      name: "l2flow_ingest_frames_total",
-      help: "Frames received, by kind",
-      labelNames: ["kind"],
-      registers,
-    }),
-    stored: new Counter({
-      name: "l2flow_ingest_stored_total",
-      help: "Messages stored in MD_RAW, by kind and whether JetStream found a duplicate",
-      labelNames: ["kind", "duplicate"],
-      registers,
-    }),
-    bad: new Counter({
-      name: "l2flow_ingest_bad_frames_total",
-      help: "Frames rejected, by code",
-      labelNames: ["code"],
-      registers,
-    }),
-    deduped: new Counter({
-      name: "l2flow_ingest_deduplicated_total",
-      help: "Frames dropped locally as repeats (rotation overlap)",
-      registers,
-    }),
-    dropped: new Counter({
-      name: "l2flow_ingest_frames_dropped_total",
-      help: "Frames dropped because the outage buffer was full",
-      registers,
-    }),
-    publishErrors: new Counter({
-      name: "l2flow_ingest_publish_errors_total",
-      help: "Publishes that failed and were retried",
-      registers,
-    }),
-    bufferBytes: new Gauge({
-      name: "l2flow_ingest_buffer_bytes",
-      help: "Bytes waiting to be stored",
-      registers,
-    }),
-    lag: new Histogram({
-      name: "l2flow_ingest_event_lag_seconds",
-      help: "Receive time minus the exchange's event time E",
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-      registers,
-    }),
-    connections: new Gauge({
-      name: "l2flow_ingest_connections_up",
-      help: "WebSocket connections up",
-      registers,
-    }),
-    reconnects: new Counter({
-      name: "l2flow_ingest_reconnects_total",
-      help: "Connections lost and re-established",
-      registers,
-    }),
-    rotations: new Counter({
-      name: "l2flow_ingest_rotations_total",
-      help: "Make-before-break rotations, by cause",
-      labelNames: ["cause"],
-      registers,
-    }),
-    snapshots: new Counter({
-      name: "l2flow_ingest_snapshots_total",
-      help: "Depth snapshots stored, by trigger",
-      labelNames: ["trigger"],
-      registers,
-    }),
-    weight: new Gauge({
-      name: "l2flow_ingest_rest_weight_used",
-      help: "Binance request weight used in the current minute",
-      registers,
-    }),
-    rateLimited: new Counter({
-      name: "l2flow_ingest_rest_rate_limited_total",
-      help: "REST answers 429 and 418",
-      labelNames: ["status"],
-      registers,
-    }),
-  };
+  const m = ingestMetrics(registry);
   const limiter = new LogLimiter();
   const resources = new ResourceStack();
+  const symbols = new Set(config.SYMBOLS);
 
   try {
     const bus: Bus = await connectBus({ ...natsOptions(config, "ingest"), logger });
     resources.defer(() => bus.drain());
     await provisionTopology(bus);
 
-    // Symbols whose frames the outage buffer dropped, reported as a gap once NATS is back.
-    const droppedSymbols = new Set<string>();
-    const queue = new RawQueue(bus, {
+    // Symbols whose frames were never stored, reported as a gap once NATS is back.
+    const lostSymbols = new Set<string>();
+    const queue = new PublishQueue(bus, {
       maxInFlight: config.PUBLISH_MAX_IN_FLIGHT,
       maxBytes: config.OUTAGE_BUFFER_BYTES,
-      onStored: (item, duplicate) =>
-        m.stored.inc({ kind: item.subject.split(".")[3] ?? "?", duplicate: String(duplicate) }),
-      onDropped: (item) => {
-        m.dropped.inc();
+      ackTimeoutMs: config.PUBLISH_ACK_TIMEOUT_MS,
+      onStored: (item, duplicate) => {
+        m.stored.inc({ kind: item.subject.split(".")[3] ?? "?", duplicate: String(duplicate) });
+        deps.onStored?.(item.subject, item.msgId, duplicate);
+      },
+      onDropped: (item, reason) => {
+        m.dropped.inc({ reason });
         const symbol = item.subject.split(".")[4];
-        if (symbol !== undefined) droppedSymbols.add(symbol);
-        if (limiter.take("dropped") >= 0)
+        if (symbol !== undefined) lostSymbols.add(symbol);
+        if (limiter.take(`dropped-${reason}`) >= 0)
           logger.error(
-            { bufferBytes: config.OUTAGE_BUFFER_BYTES },
-            "outage buffer full: dropping the oldest frames; they will be reported as a gap",
+            { reason, bufferBytes: config.OUTAGE_BUFFER_BYTES },
+            reason === "overflow"
+              ? "outage buffer full: dropping the oldest frames; they will be reported as a gap"
+              : "a frame could not be stored after repeated attempts; it will be reported as a gap",
           );
       },
       onPublishError: (err) => {
-        m.publishErrors.inc();
+        m.publishErrors.inc({ code: err.code });
         if (limiter.take("publish") >= 0)
-          logger.warn({ err }, "publish to MD_RAW failed; retrying (frames wait in the bounded buffer)");
+          logger.warn({ err }, "publish to MD_RAW failed; sending again (frames wait in the bounded buffer)");
       },
     });
     resources.defer(() => queue.close());
+    const reportLost = () => {
+      if (!bus.isConnected() || lostSymbols.size === 0) return;
+      for (const symbol of lostSymbols)
+        status(symbol, "gap", "rest", { reason: "frames were dropped while NATS was unreachable" });
+      lostSymbols.clear();
+    };
     bus.onConnectionChange((up) => {
-      if (!up || droppedSymbols.size === 0) return;
-      for (const symbol of droppedSymbols)
-        status(symbol, "gap", "rest", { reason: "outage buffer overflowed while NATS was unreachable" });
-      droppedSymbols.clear();
+      if (up) reportLost();
     });
-    const bufferTimer = setInterval(() => m.bufferBytes.set(queue.bytes), 1_000);
-    resources.defer(() => clearInterval(bufferTimer));
+    const gauges = setInterval(() => {
+      m.bufferBytes.set(queue.bytes);
+      m.inFlight.set(queue.pending);
+      reportLost();
+    }, 1_000);
+    resources.defer(() => clearInterval(gauges));
 
     const status = (
       symbol: string,
@@ -195,6 +137,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     const rest = new BinanceRestClient({
       baseUrl: config.BINANCE_REST_URL,
       weightBudgetPerMinute: config.REST_WEIGHT_PER_MIN,
+      ...(config.BINANCE_API_KEY !== undefined ? { apiKey: config.BINANCE_API_KEY } : {}),
       onResponse: (i) => m.weight.set(i.usedWeight ?? i.estimatedWeight),
       onRateLimited: (i) => {
         m.rateLimited.inc({ status: String(i.status) });
@@ -210,9 +153,9 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
 
     const wantsDepth = config.STREAM_KINDS.includes("depth");
     const fetchSnapshot = async (symbol: string, trigger: string): Promise<number> => {
-      const res = await rest.getDepth(symbol, config.SNAPSHOT_LIMIT, {
-        priority: trigger === "resync" ? "high" : "normal",
-      });
+      const res = await withRateLimitRetry(() =>
+        rest.getDepth(symbol, config.SNAPSHOT_LIMIT, { priority: trigger === "resync" ? "high" : "normal" }),
+      );
       await new Promise<void>((resolve, reject) =>
         queue.push({
           subject: subjects.raw("snapshot", symbol),
@@ -237,10 +180,44 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     };
 
     const dedupe = new DedupeFilter();
+    const backfill = new TradeBackfill({
+      rest,
+      dedupe,
+      delayMs: config.BACKFILL_DELAY_MS,
+      maxIdsPerGap: config.BACKFILL_MAX_IDS,
+      timeScale: config.MICROSECOND_TIMESTAMPS ? 1000 : 1,
+      publish: (kind, symbol, id, json, receiveTimeNs) =>
+        queue.push({
+          subject: subjects.raw(kind, symbol),
+          data: encoder.encode(json),
+          msgId: tradeMsgId(kind, symbol, id),
+          headers: {
+            [HEADERS.receiveNs]: String(receiveTimeNs),
+            [HEADERS.connection]: "rest",
+            [HEADERS.source]: "rest-backfill",
+          },
+        }),
+      onRecovered: (kind, symbol, count) => {
+        m.backfilled.inc({ kind }, count);
+        logger.info({ kind, symbol, count }, "recovered trades every connection missed");
+      },
+      onUnrecoverable: (kind, symbol, fromId, toId, reason) => {
+        m.unrecoverable.inc({ kind }, toId - fromId + 1);
+        logger.warn({ kind, symbol, fromId, toId, reason }, "trades lost for good; reported as a gap");
+        status(symbol, "trades-missing", "rest", { kind, fromId, toId, reason });
+      },
+      onError: (err, kind, symbol) => {
+        if (limiter.take("backfill") >= 0) logger.warn({ err, kind, symbol }, "trade backfill failed");
+      },
+    });
+    resources.defer(() => backfill.close());
+
     const onFrame = (bytes: Buffer, receiveTimeNs: bigint, connId: string) => {
       let route;
+      let text: string;
       try {
-        route = routeFrame(bytes.toString("utf8"));
+        text = bytes.toString("utf8");
+        route = routeFrame(text);
       } catch (err) {
         const code = err instanceof FrameError ? err.code : "FRAME_UNKNOWN";
         m.bad.inc({ code });
@@ -251,96 +228,156 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
           );
         return;
       }
-      if (route.kind === "shutdown" || route.kind === "bookticker") {
-        m.frames.inc({ kind: route.kind });
-        return;
-      }
       m.frames.inc({ kind: route.kind });
-      if (route.eventTime > 0)
-        m.lag.observe(Math.max(0, Number(receiveTimeNs / 1_000_000n) - route.eventTime) / 1000);
+      if (route.kind === "shutdown" || route.kind === "bookticker") return;
+      if (route.eventTime > 0) {
+        const eventMs = config.MICROSECOND_TIMESTAMPS ? route.eventTime / 1000 : route.eventTime;
+        m.lag.observe(Math.max(0, Number(receiveTimeNs / 1_000_000n) - eventMs) / 1000);
+      }
       if (dedupe.seen(route.kind, route.symbol, route.id)) {
         m.deduped.inc();
         return;
       }
-      const msgId =
-        route.kind === "trade"
-          ? msgIds.trade(route.symbol, route.id)
-          : route.kind === "aggtrade"
-            ? msgIds.aggTrade(route.symbol, route.id)
-            : msgIds.depth(route.symbol, route.id);
+      if (route.kind !== "depth") backfill.observe(route.kind, route.symbol, route.id);
       queue.push({
         subject: subjects.raw(route.kind, route.symbol),
-        data: encoder.encode(route.data),
-        msgId,
+        data: payloadBytes(bytes, text, route.data),
+        msgId:
+          route.kind === "depth"
+            ? msgIds.depth(route.symbol, route.id)
+            : tradeMsgId(route.kind, route.symbol, route.id),
         headers: { [HEADERS.receiveNs]: String(receiveTimeNs), [HEADERS.connection]: connId },
       });
     };
 
+    // Which live connections carry each symbol: a symbol is "disconnected" only when none does.
+    const coverage = new Map<string, Set<string>>();
     const symbolsOf = (streams: readonly string[]) => [
       ...new Set(streams.map((s) => s.split("@")[0]!.toUpperCase())),
     ];
-    const streams = new BinanceStreams({
-      symbols: config.SYMBOLS,
-      kinds: config.STREAM_KINDS.map((k) => KIND_STREAM[k]!),
-      wsBaseUrl: config.BINANCE_WS_URL,
-      streamsPerConnection: config.STREAMS_PER_CONNECTION,
-      connection: {
-        silenceTimeoutMs: config.SILENCE_TIMEOUT_MS,
-        maxLifetimeMs: config.CONNECTION_LIFETIME_MS,
-        rotateBeforeMs: config.ROTATE_BEFORE_MS,
-        ...(config.MICROSECOND_TIMESTAMPS ? { timeUnit: "MICROSECOND" as const } : {}),
-      },
-      logger,
-      onFrame,
-      onConnectionUp: (connId, list) => {
-        m.connections.set(streams.stats.connectionsOpen);
-        logger.info({ connection: connId, streams: list.length }, "Binance connection up");
-        for (const symbol of symbolsOf(list)) {
+    const covered = (connId: string, streams: readonly string[]) => {
+      for (const symbol of symbolsOf(streams)) {
+        let set = coverage.get(symbol);
+        if (set === undefined) coverage.set(symbol, (set = new Set()));
+        if (set.size === 0) {
           status(symbol, "connected", connId);
           snapshotLater(symbol, "connect");
         }
-      },
-      onConnectionDown: (connId, list, reason: CloseInfo) => {
-        m.connections.set(streams.stats.connectionsOpen);
-        m.reconnects.inc();
-        logger.warn(
-          { connection: connId, kind: reason.kind, code: reason.code },
-          "Binance connection lost; reconnecting with backoff",
-        );
-        for (const symbol of symbolsOf(list)) status(symbol, "disconnected", connId, { reason: reason.kind });
-      },
-      onRotation: (oldId, newId, cause) => {
-        m.rotations.inc({ cause });
-        logger.info({ old: oldId, new: newId, cause }, "connection rotated without a gap");
-      },
-    });
-    streams.start();
-    resources.defer(() => streams.close());
+        set.add(connId);
+      }
+    };
+    const uncovered = (connId: string, reason: string) => {
+      for (const [symbol, set] of coverage) {
+        if (!set.delete(connId) || set.size > 0) continue;
+        status(symbol, "disconnected", connId, { reason });
+      }
+    };
+
+    // One limiter for every connection of the process: Binance counts attempts per IP.
+    const attempts = new SlidingWindowLimiter({ limit: 250, windowMs: FIVE_MINUTES_MS });
+    const sets: BinanceStreams[] = [];
+    for (let i = 0; i < config.WS_REDUNDANCY; i++) {
+      const set: BinanceStreams = new BinanceStreams({
+        symbols: [...symbols],
+        kinds: config.STREAM_KINDS.map((k) => KIND_STREAM[k]!),
+        wsBaseUrl: config.BINANCE_WS_URL,
+        streamsPerConnection: config.STREAMS_PER_CONNECTION,
+        attemptLimiter: attempts,
+        idPrefix: config.WS_REDUNDANCY > 1 ? `${"ab"[i]}` : "ws",
+        connection: {
+          silenceTimeoutMs: config.SILENCE_TIMEOUT_MS,
+          maxLifetimeMs: config.CONNECTION_LIFETIME_MS,
+          rotateBeforeMs: config.ROTATE_BEFORE_MS,
+          ...(config.MICROSECOND_TIMESTAMPS ? { timeUnit: "MICROSECOND" as const } : {}),
+        },
+        logger,
+        onFrame,
+        onConnectionUp: (connId, list) => {
+          m.connections.set(connectionsUp());
+          logger.info({ connection: connId, streams: list.length }, "Binance connection up");
+          covered(connId, list);
+        },
+        onConnectionDown: (connId, _list, reason: CloseInfo) => {
+          m.connections.set(connectionsUp());
+          m.reconnects.inc();
+          logger.warn(
+            { connection: connId, kind: reason.kind, code: reason.code },
+            "Binance connection lost; reconnecting with backoff",
+          );
+          uncovered(connId, reason.kind);
+        },
+        onRotation: (oldId, newId, cause) => {
+          m.rotations.inc({ cause });
+          uncovered(oldId, "rotated");
+          logger.info({ old: oldId, new: newId, cause }, "connection rotated without a gap");
+        },
+      });
+      sets.push(set);
+    }
+    const connectionsUp = () => sets.reduce((n, s) => n + s.stats.connectionsOpen, 0);
+    for (const set of sets) set.start();
+    resources.defer(() => Promise.all(sets.map((s) => s.close())).then(() => undefined));
 
     // Resync requests from the normalizer: any replica answers (queue group).
-    const sub = bus.nc.subscribe(subjects.resyncRequest("*"), {
+    const reply = (msg: { respond(data: Uint8Array): boolean }, body: unknown) =>
+      msg.respond(encoder.encode(JSON.stringify(body)));
+    const resyncSub = bus.nc.subscribe(subjects.resyncRequest("*"), {
       queue: "ingest",
       callback: (err, msg) => {
         if (err) return;
         const symbol = msg.subject.split(".").pop() ?? "";
-        if (!config.SYMBOLS.includes(symbol)) {
-          msg.respond(
-            encoder.encode(JSON.stringify({ ok: false, error: `${symbol} is not collected by this ingest` })),
-          );
+        if (!symbols.has(symbol)) {
+          reply(msg, { ok: false, error: `${symbol} is not collected by this ingest` });
           return;
         }
         fetchSnapshot(symbol, "resync").then(
-          (lastUpdateId) => msg.respond(encoder.encode(JSON.stringify({ ok: true, lastUpdateId }))),
-          (e: unknown) =>
-            msg.respond(
-              encoder.encode(
-                JSON.stringify({ ok: false, error: e instanceof Error ? e.message : String(e) }),
-              ),
-            ),
+          (lastUpdateId) => reply(msg, { ok: true, lastUpdateId }),
+          (e: unknown) => reply(msg, { ok: false, error: e instanceof Error ? e.message : String(e) }),
         );
       },
     });
-    resources.defer(() => sub.unsubscribe());
+    resources.defer(() => resyncSub.unsubscribe());
+
+    // Symbols added or removed at run time: every replica applies the change (no queue group).
+    const changeSymbols = async (add: string[], remove: string[]) => {
+      const adding = add.filter((s) => !symbols.has(s));
+      const removing = remove.filter((s) => symbols.has(s));
+      for (const s of adding) symbols.add(s);
+      for (const s of removing) symbols.delete(s);
+      await Promise.all(
+        sets.flatMap((set) => [
+          ...(adding.length > 0 ? [set.addSymbols(adding)] : []),
+          ...(removing.length > 0 ? [set.removeSymbols(removing)] : []),
+        ]),
+      );
+      for (const s of removing) {
+        backfill.forget(s);
+        dedupe.forgetSymbol(s);
+        coverage.delete(s);
+      }
+      logger.info({ added: adding, removed: removing, symbols: [...symbols] }, "symbol set changed");
+    };
+    const controlSub = bus.nc.subscribe(subjects.ingestSymbols, {
+      callback: (err, msg) => {
+        if (err) return;
+        let parsed: ReturnType<typeof parseSymbolChange>;
+        try {
+          parsed = parseSymbolChange(msg.data);
+        } catch (e) {
+          // Never let a bad request throw inside the NATS client's reader.
+          parsed = e instanceof Error ? e.message : String(e);
+        }
+        if (typeof parsed === "string") {
+          reply(msg, { ok: false, error: parsed });
+          return;
+        }
+        changeSymbols(parsed.add, parsed.remove).then(
+          () => reply(msg, { ok: true, symbols: [...symbols] }),
+          (e: unknown) => reply(msg, { ok: false, error: e instanceof Error ? e.message : String(e) }),
+        );
+      },
+    });
+    resources.defer(() => controlSub.unsubscribe());
 
     const ops = await startOpsServer({
       port: config.METRICS_PORT,
@@ -348,24 +385,93 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       logger,
       readiness: () => {
         if (!bus.isConnected()) return { ready: false, reason: "NATS is not connected" };
-        if (streams.stats.connectionsOpen === 0)
-          return { ready: false, reason: "no Binance connection is up" };
+        if (connectionsUp() === 0) return { ready: false, reason: "no Binance connection is up" };
         return { ready: true };
       },
     });
     resources.push(ops);
     logger.info(
-      { symbols: config.SYMBOLS, ws: config.BINANCE_WS_URL, rest: config.BINANCE_REST_URL, ops: ops.url },
+      {
+        symbols: [...symbols],
+        ws: config.BINANCE_WS_URL,
+        rest: config.BINANCE_REST_URL,
+        redundancy: config.WS_REDUNDANCY,
+        ops: ops.url,
+      },
       "ingest started",
     );
 
     return {
       opsUrl: ops.url,
-      connectionsUp: () => streams.stats.connectionsOpen,
+      connectionsUp,
+      symbols: () => [...symbols],
+      backfillSettled: (timeoutMs) => backfill.settled(timeoutMs),
       close: () => resources.close(),
     };
   } catch (err) {
     await resources.close();
     throw err;
   }
+}
+
+/**
+ * Runs a REST call again after a 429 that outlasted the client's retries or a 418: the client's
+ * queue is paused until `Retry-After`, so the next attempt waits for the ban to end instead of
+ * failing the caller (a resync stays answered, only later).
+ */
+async function withRateLimitRetry<T>(call: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await call();
+    } catch (err) {
+      const code = err instanceof BinanceRestError ? err.code : undefined;
+      if (i >= attempts || (code !== "REST_BANNED" && code !== "REST_RATE_LIMITED")) throw err;
+    }
+  }
+}
+
+/**
+ * The inner `data` of a frame as bytes. Binance's market data is ASCII, so the string's offsets are
+ * byte offsets and the payload is copied straight from the received buffer (no re-encoding). A copy,
+ * not a view: a view would pin the whole socket read (often 64 KB) while the frame waits, so the
+ * outage buffer's byte bound would understate memory many times over.
+ */
+function payloadBytes(bytes: Buffer, text: string, data: string): Uint8Array {
+  if (bytes.length !== text.length) return encoder.encode(data);
+  // A combined frame ends with the data object and one closing brace.
+  const end = data.length === text.length ? text.length : text.length - 1;
+  return Buffer.from(bytes.subarray(end - data.length, end));
+}
+
+function tradeMsgId(kind: TradeKind, symbol: string, id: number): string {
+  return kind === "trade" ? msgIds.trade(symbol, id) : msgIds.aggTrade(symbol, id);
+}
+
+/** `{"add":[...],"remove":[...]}` → normalized symbols, or what is wrong with the request. */
+function parseSymbolChange(data: Uint8Array): { add: string[]; remove: string[] } | string {
+  let o: unknown;
+  try {
+    o = JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return 'expected JSON like {"add":["SOLUSDT"],"remove":["XRPUSDT"]}';
+  }
+  const r = (o ?? {}) as { add?: unknown; remove?: unknown };
+  const list = (v: unknown, field: string): string[] | string => {
+    if (v === undefined) return [];
+    if (!Array.isArray(v) || !v.every((s) => typeof s === "string"))
+      return `"${field}" must be an array of symbol strings`;
+    const out: string[] = [];
+    for (const raw of v) {
+      const s = raw.trim().toUpperCase();
+      if (!isSymbol(s)) return `"${raw}" is not a valid symbol (expected e.g. BTCUSDT)`;
+      out.push(normalizeSymbol(s));
+    }
+    return out;
+  };
+  const add = list(r.add, "add");
+  if (typeof add === "string") return add;
+  const remove = list(r.remove, "remove");
+  if (typeof remove === "string") return remove;
+  if (add.length === 0 && remove.length === 0) return 'nothing to do: give "add" and/or "remove"';
+  return { add, remove };
 }

@@ -1,0 +1,101 @@
+// Ingest never loses a trade or a diff that Binance will give back: the whole BTCUSDT recording is
+// replayed by the simulator while connections drop, rotate and are told to shut down, and MD_RAW must
+// hold every trade id and every diff update id of the recording exactly once.
+import { afterEach, describe, expect, it } from "vitest";
+import { subjects } from "@l2flow/contracts";
+import { expectPaced, expectRecordingStoredOnce, startHarness, waitUntil, type Harness } from "./harness.js";
+import { metric, readRaw } from "./support.js";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("ingest continuity over the whole BTCUSDT recording", () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it("with a connection dropped every second, the redundant set keeps every trade and diff exactly once", async () => {
+    h = await startHarness({});
+    const { sim, ingest } = h;
+    sim.start();
+    let drops = 0;
+    while (!sim.progress().finished) {
+      await sleep(1_000);
+      if (sim.progress().finished) break;
+      // The oldest open connection goes; the other set carries on while it reconnects.
+      const open = sim.stats().connections.filter((c) => c.closedAt === undefined);
+      if (open.length < 2) continue;
+      drops += sim.dropConnections(open[0]!.id);
+      await waitUntil(() => ingest.connectionsUp() === 2, 15_000, "the dropped connection to come back");
+    }
+    await sim.done;
+    expect(drops).toBeGreaterThanOrEqual(5);
+    await expectRecordingStoredOnce(h);
+    expect(await metric(ingest.opsUrl, "l2flow_ingest_reconnects_total")).toBe(drops);
+    expect(await metric(ingest.opsUrl, "l2flow_ingest_deduplicated_total")).toBeGreaterThan(0);
+    // The other set always covered the symbol: no "disconnected" status was stored.
+    const status = await readRaw(h.bus, subjects.raw("status", "BTCUSDT"));
+    expect(status.filter((m) => m.json.type === "disconnected")).toHaveLength(0);
+    expectPaced(sim);
+  });
+
+  it("recovers over REST, by id, the trades every connection missed", async () => {
+    h = await startHarness({ WS_REDUNDANCY: "1", BACKFILL_DELAY_MS: "200" });
+    const { sim, ingest } = h;
+    sim.start();
+    for (let i = 0; i < 3; i++) {
+      await sleep(2_000);
+      sim.dropConnections();
+      // Reconnects with backoff: trades replayed meanwhile reach no connection.
+      await waitUntil(() => ingest.connectionsUp() === 1, 15_000, "the connection to come back");
+    }
+    await sim.done;
+    // Diffs missed while disconnected cannot be had again (the normalizer resyncs); trades can.
+    await expectRecordingStoredOnce(h, { diffs: false });
+    expect(await metric(ingest.opsUrl, "l2flow_ingest_trades_backfilled_total")).toBeGreaterThan(0);
+    expect(await metric(ingest.opsUrl, "l2flow_ingest_trades_unrecoverable_total")).toBe(0);
+    const trades = await readRaw(h.bus, subjects.raw("trade", "BTCUSDT"));
+    const recovered = trades.filter((m) => m.headers["L2-Source"] === "rest-backfill");
+    expect(recovered.length).toBe(await metric(ingest.opsUrl, "l2flow_ingest_trades_backfilled_total"));
+    // A recovered trade reads like a live one.
+    expect(Object.keys(recovered[0]!.json)).toEqual(
+      expect.arrayContaining(["e", "E", "s", "t", "p", "q", "T", "m"]),
+    );
+    const status = await readRaw(h.bus, subjects.raw("status", "BTCUSDT"));
+    expect(status.filter((m) => m.json.type === "disconnected")).toHaveLength(3);
+    // Reconnects ask for a fresh snapshot each time.
+    expect(await metric(ingest.opsUrl, "l2flow_ingest_snapshots_total")).toBe(4);
+    expectPaced(sim);
+  });
+
+  it("rotates before the lifetime ends and at once on serverShutdown, with no missing or duplicated frame", async () => {
+    // One connection set, no backfill delay tolerance needed: rotation alone must be gapless.
+    h = await startHarness({
+      WS_REDUNDANCY: "1",
+      CONNECTION_LIFETIME_MS: "4000",
+      ROTATE_BEFORE_MS: "1500",
+    });
+    const { sim, ingest } = h;
+    sim.start();
+    await waitUntil(
+      async () => (await metric(ingest.opsUrl, "l2flow_ingest_rotations_total", 'cause="lifetime"')) >= 1,
+      15_000,
+      "a lifetime rotation",
+    );
+    expect(sim.announceShutdown(undefined, 3_000)).toBe(1);
+    await waitUntil(
+      async () =>
+        (await metric(ingest.opsUrl, "l2flow_ingest_rotations_total", 'cause="serverShutdown"')) >= 1,
+      10_000,
+      "a serverShutdown rotation",
+    );
+    await sim.done;
+    await expectRecordingStoredOnce(h);
+    expect(await metric(ingest.opsUrl, "l2flow_ingest_trades_backfilled_total")).toBe(0);
+    expect(await metric(ingest.opsUrl, "l2flow_ingest_reconnects_total")).toBe(0);
+    const status = await readRaw(h.bus, subjects.raw("status", "BTCUSDT"));
+    expect(status.filter((m) => m.json.type === "disconnected")).toHaveLength(0);
+    expectPaced(sim);
+  });
+});

@@ -1,0 +1,119 @@
+// Shared pieces of ingest's tests: reading MD_RAW back, the recording's ids, metrics.
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
+import { expect } from "vitest";
+import type { Bus } from "@l2flow/bus";
+import { STREAMS } from "@l2flow/contracts";
+import type { Recording } from "@l2flow/recording";
+import { createLogger } from "@l2flow/runtime";
+
+/** One stored MD_RAW message. */
+export interface RawMessage {
+  readonly subject: string;
+  readonly json: Record<string, unknown>;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** Every MD_RAW message under `filter`, from the start, until none is pending. */
+export async function readRaw(bus: Bus, filter: string): Promise<RawMessage[]> {
+  const info = await bus.jsm.consumers.add(STREAMS.raw, {
+    filter_subject: filter,
+    ack_policy: AckPolicy.None,
+    deliver_policy: DeliverPolicy.All,
+    inactive_threshold: 30_000_000_000,
+  });
+  const consumer = await bus.js.consumers.get(STREAMS.raw, info.name);
+  const out: RawMessage[] = [];
+  for (let hiccups = 0; ;) {
+    let n = 0;
+    try {
+      const batch = await consumer.fetch({ max_messages: 5000, expires: 2000 });
+      for await (const m of batch) {
+        const headers: Record<string, string> = {};
+        for (const k of m.headers?.keys() ?? []) headers[k] = m.headers!.get(k);
+        out.push({ subject: m.subject, json: m.json<Record<string, unknown>>(), headers });
+        n++;
+      }
+    } catch (err) {
+      // A busy machine can miss a pull's heartbeats: the next pull continues where this one stopped.
+      if (++hiccups > 5) throw err;
+      continue;
+    }
+    if (n === 0) break;
+  }
+  await bus.jsm.consumers.delete(STREAMS.raw, info.name).catch(() => undefined);
+  return out;
+}
+
+/** Trade ids and diff final update ids of one symbol in a recording (each once). */
+export function recordedIds(
+  recording: Recording,
+  symbol: string,
+): { trades: number[]; aggTrades: number[]; diffs: number[] } {
+  const trades = new Set<number>();
+  const aggTrades = new Set<number>();
+  const diffs = new Set<number>();
+  for (const e of recording.events) {
+    if (e.type !== "frame" || e.symbol !== symbol) continue;
+    const o = JSON.parse(e.data) as { e?: string; t?: number; a?: number; u?: number };
+    if (o.e === "trade") trades.add(o.t!);
+    else if (o.e === "aggTrade") aggTrades.add(o.a!);
+    else if (o.e === "depthUpdate") diffs.add(o.u!);
+  }
+  const sorted = (s: Set<number>) => [...s].sort((a, b) => a - b);
+  return { trades: sorted(trades), aggTrades: sorted(aggTrades), diffs: sorted(diffs) };
+}
+
+/** Asserts `actual` holds every id of `expected` exactly once and nothing else. */
+export function expectExactlyOnce(
+  actual: readonly number[],
+  expected: readonly number[],
+  what: string,
+): void {
+  const counts = new Map<number, number>();
+  for (const id of actual) counts.set(id, (counts.get(id) ?? 0) + 1);
+  const twice = [...counts].filter(([, n]) => n > 1).map(([id]) => id);
+  const want = new Set(expected);
+  const missing = expected.filter((id) => !counts.has(id));
+  const extra = [...counts.keys()].filter((id) => !want.has(id));
+  expect({
+    what,
+    twice: twice.slice(0, 10),
+    missing: missing.slice(0, 10),
+    extra: extra.slice(0, 10),
+  }).toEqual({
+    what,
+    twice: [],
+    missing: [],
+    extra: [],
+  });
+  expect(actual.length).toBe(expected.length);
+}
+
+/** Ids of the stored frames of one kind (`t`, `a` or `u`). */
+export function idsOf(messages: readonly RawMessage[], field: "t" | "a" | "u"): number[] {
+  return messages.map((m) => m.json[field] as number);
+}
+
+/** Sum of a metric's samples (all label sets) from a service's `/metrics`. */
+export async function metric(opsUrl: string, name: string, labels = ""): Promise<number> {
+  const text = await (await fetch(`${opsUrl}/metrics`)).text();
+  return text
+    .split("\n")
+    .filter(
+      (l) => l.startsWith(name) && (l[name.length] === " " || l[name.length] === "{") && l.includes(labels),
+    )
+    .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+}
+
+/** A pino logger writing into an array. */
+export function captureLogs() {
+  const lines: string[] = [];
+  return {
+    lines,
+    logger: createLogger({
+      service: "ingest-test",
+      level: "info",
+      destination: { write: (s: string) => void lines.push(s) },
+    }),
+  };
+}
