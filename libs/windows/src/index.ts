@@ -50,6 +50,28 @@ interface BookClose {
   epoch: number;
 }
 
+/** A number that survives JSON: non-finite values become strings. */
+type Num = number | "Infinity" | "-Infinity" | "NaN";
+const num = (v: number): Num =>
+  Number.isFinite(v) ? v : Number.isNaN(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity";
+const unnum = (v: Num): number => (typeof v === "number" ? v : Number(v));
+
+/** JSON-able state of a `WindowAggregator` (see `serialize`), for checkpoints. */
+export interface WindowAggregatorState {
+  readonly v: 1;
+  readonly interval: string;
+  readonly open: readonly Record<string, unknown>[];
+  readonly maxTime: Num;
+  readonly lastEmittedStart: Num;
+  readonly lastClose: number;
+  readonly lastBook: BookClose | null;
+  readonly prevBest: readonly number[];
+  readonly prevMid: Num;
+  readonly pendingLate: number;
+  readonly hasLatestBook: boolean;
+  readonly latestEpoch: number;
+}
+
 class Acc {
   open = 0;
   high = -Infinity;
@@ -194,6 +216,57 @@ export class WindowAggregator {
 
   #latestBook: OrderBook | undefined;
   #latestEpoch = 0;
+
+  /** Everything needed to continue exactly where this aggregator is, as plain JSON. */
+  serialize(): WindowAggregatorState {
+    return {
+      v: 1,
+      interval: this.#interval,
+      open: this.#open.map((a) => {
+        const o: Record<string, unknown> = {};
+        for (const [k, v] of Object.entries(a)) o[k] = typeof v === "number" ? num(v) : (v ?? null);
+        return o;
+      }),
+      maxTime: num(this.#maxTime),
+      lastEmittedStart: num(this.#lastEmittedStart),
+      lastClose: this.#lastClose,
+      lastBook: this.#lastBook ?? null,
+      prevBest: [...this.#prevBest],
+      prevMid: num(this.#prevMid),
+      pendingLate: this.#pendingLate,
+      hasLatestBook: this.#latestBook !== undefined,
+      latestEpoch: this.#latestEpoch,
+    };
+  }
+
+  /**
+   * Continues from `serialize()`'s output. `book` is the symbol's book restored to the same point
+   * (windows close with the book as it then stands).
+   */
+  restore(state: WindowAggregatorState, book: OrderBook | undefined): void {
+    if (state.v !== 1 || state.interval !== this.#interval)
+      throw new RangeError(
+        `window state for ${state.interval} (v${state.v}) cannot restore a ${this.#interval} aggregator`,
+      );
+    this.#open = state.open.map((o) => {
+      const a = new Acc(o.start as number);
+      const target = a as unknown as Record<string, unknown>;
+      for (const [k, v] of Object.entries(o)) {
+        if (k === "start") continue;
+        target[k] = k === "bookClose" ? (v ?? undefined) : typeof v === "boolean" ? v : unnum(v as Num);
+      }
+      return a;
+    });
+    this.#maxTime = unnum(state.maxTime);
+    this.#lastEmittedStart = unnum(state.lastEmittedStart);
+    this.#lastClose = state.lastClose;
+    this.#lastBook = state.lastBook ?? undefined;
+    this.#prevBest = [...state.prevBest];
+    this.#prevMid = unnum(state.prevMid);
+    this.#pendingLate = state.pendingLate;
+    this.#latestBook = state.hasLatestBook ? book : undefined;
+    this.#latestEpoch = state.latestEpoch;
+  }
 
   /** Marks the window containing `timeMs` (and any open window after it) incomplete: a gap or disconnect overlapped. */
   markIncomplete(timeMs: number): void {

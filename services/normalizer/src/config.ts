@@ -1,12 +1,20 @@
 import { z } from "zod";
 import { isInterval } from "@l2flow/contracts";
-import { env, natsEnvShape, opsEnvShape, parseEnv, type Env } from "@l2flow/runtime";
+import { ConfigError, env, natsEnvShape, opsEnvShape, parseEnv, type Env } from "@l2flow/runtime";
 
 const schema = z.object({
   ...natsEnvShape,
   ...opsEnvShape,
-  /** Symbols this instance handles; empty = every symbol in MD_RAW. */
+  /** Symbols this instance handles; empty = every symbol in MD_RAW that its partition owns. */
   NORMALIZER_SYMBOLS: env.list(""),
+  /** Instances sharing the symbols: each owns the symbols whose stable hash modulo this is its index. */
+  NORMALIZER_PARTITIONS: env.positiveInt(1),
+  /** This instance's partition, 0 to NORMALIZER_PARTITIONS - 1 (a StatefulSet's ordinal fits). */
+  NORMALIZER_PARTITION: env.nonNegativeInt(0),
+  /** Write each symbol's state to KV md_state this often (after its outputs are stored). */
+  CHECKPOINT_INTERVAL_MS: env.positiveInt(5_000),
+  /** Look for new symbols in MD_RAW this often. */
+  DISCOVERY_INTERVAL_MS: env.positiveInt(2_000),
   /** Levels per side in published book snapshots and in windows' books. */
   BOOK_DEPTH: env.positiveInt(20),
   /** Publish a book snapshot after every N applied diffs (1 = every diff). */
@@ -17,16 +25,16 @@ const schema = z.object({
   }),
   /** How long after a window's end (in exchange time) events are still merged into it. */
   WINDOW_LATENESS_MS: env.nonNegativeInt(250),
-  /** Close open windows after this long without any event (wall clock). */
+  /** Close a symbol's open windows after this long without any of its events, once caught up (wall clock). */
   WINDOW_IDLE_TIMEOUT_MS: env.positiveInt(5_000),
   /** Diffs buffered per symbol while waiting for a snapshot. */
   MAX_BUFFERED_DIFFS: env.positiveInt(10_000),
-  /** Durable consumer name on MD_RAW (one per partition). */
-  NORMALIZER_DURABLE: z
+  /** Names this normalizer's checkpoints (`<name>.binance.<SYMBOL>` in KV md_state). */
+  NORMALIZER_NAME: z
     .string()
     .regex(/^[A-Za-z0-9_-]+$/, { error: "expected letters, digits, - or _" })
     .default("normalizer"),
-  /** Time allowed for ingest to answer a resync request. */
+  /** Time allowed for ingest to answer a resync request (and the wait before asking again). */
   RESYNC_REQUEST_TIMEOUT_MS: env.positiveInt(10_000),
 });
 
@@ -36,5 +44,9 @@ export type NormalizerConfig = z.infer<typeof schema>;
 /** Reads and validates the normalizer's environment; throws `ConfigError` naming each bad variable. */
 export function loadConfig(vars: Env): NormalizerConfig {
   const config = parseEnv(schema, vars, { secretKeys: ["NATS_PASSWORD", "NATS_TOKEN"] });
+  if (config.NORMALIZER_PARTITION >= config.NORMALIZER_PARTITIONS)
+    throw new ConfigError(
+      `NORMALIZER_PARTITION=${config.NORMALIZER_PARTITION}: expected 0 to ${config.NORMALIZER_PARTITIONS - 1} (NORMALIZER_PARTITIONS=${config.NORMALIZER_PARTITIONS})`,
+    );
   return { ...config, NORMALIZER_SYMBOLS: config.NORMALIZER_SYMBOLS.map((s) => s.toUpperCase()) };
 }

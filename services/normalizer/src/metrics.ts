@@ -1,0 +1,92 @@
+import { Counter, Gauge, type Registry } from "@l2flow/runtime";
+
+/** The normalizer's Prometheus metrics (README, "Metrics"). */
+export function normalizerMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    raw: new Counter({
+      name: "l2flow_normalizer_raw_messages_total",
+      help: "Raw messages handled, by kind",
+      labelNames: ["kind"],
+      registers,
+    }),
+    bad: new Counter({
+      name: "l2flow_normalizer_bad_messages_total",
+      help: "Raw messages that could not be used (counted and skipped), by code",
+      labelNames: ["code"],
+      registers,
+    }),
+    bookUpdates: new Counter({
+      name: "l2flow_normalizer_book_updates_total",
+      help: "Diffs applied to books (rate() gives book updates per second)",
+      registers,
+    }),
+    books: new Counter({
+      name: "l2flow_normalizer_book_snapshots_total",
+      help: "Book snapshots published",
+      registers,
+    }),
+    gaps: new Counter({
+      name: "l2flow_normalizer_gaps_total",
+      help: "Gaps detected, by reason",
+      labelNames: ["reason"],
+      registers,
+    }),
+    resyncs: new Counter({
+      name: "l2flow_normalizer_resync_requests_total",
+      help: "Snapshots asked of ingest, by outcome",
+      labelNames: ["outcome"],
+      registers,
+    }),
+    crossed: new Counter({
+      name: "l2flow_normalizer_crossed_books_total",
+      help: "Crossed books detected",
+      registers,
+    }),
+    windows: new Counter({
+      name: "l2flow_normalizer_windows_total",
+      help: "Windows closed, by interval and reason",
+      labelNames: ["interval", "reason"],
+      registers,
+    }),
+    late: new Counter({
+      name: "l2flow_normalizer_late_events_total",
+      help: "Events that arrived after their window closed",
+      registers,
+    }),
+    windowLag: new Gauge({
+      name: "l2flow_normalizer_window_lag_seconds",
+      help: "Wall clock minus the end of the last closed window",
+      registers,
+    }),
+    symbols: new Gauge({
+      name: "l2flow_normalizer_symbols",
+      help: "Symbols this instance normalizes",
+      registers,
+    }),
+    checkpoints: new Counter({
+      name: "l2flow_normalizer_checkpoints_total",
+      help: "Checkpoints written to KV md_state",
+      registers,
+    }),
+    outputsInFlight: new Gauge({
+      name: "l2flow_normalizer_outputs_in_flight",
+      help: "Outputs waiting for JetStream's ack",
+      registers,
+    }),
+    outputsLost: new Counter({
+      name: "l2flow_normalizer_outputs_lost_total",
+      help: "Outputs never stored (only at shutdown); the next start republishes them from the checkpoint",
+      registers,
+    }),
+    publishErrors: new Counter({
+      name: "l2flow_normalizer_publish_errors_total",
+      help: "Output publishes that failed and were sent again",
+      labelNames: ["code"],
+      registers,
+    }),
+  };
+}
+
+/** The metrics object `normalizerMetrics` returns. */
+export type NormalizerMetrics = ReturnType<typeof normalizerMetrics>;

@@ -1,0 +1,366 @@
+import {
+  BookSync,
+  parseAggTrade,
+  parseDepthSnapshot,
+  parseDepthUpdate,
+  parseTrade,
+  type BookSyncState,
+  type SyncResult,
+} from "@l2flow/binance";
+import {
+  BookSnapshot,
+  EXCHANGE,
+  Gap,
+  GapReason,
+  msgIds,
+  Side,
+  subjects,
+  Trade,
+  TradeKind,
+  Window,
+} from "@l2flow/contracts";
+import { L2flowError } from "@l2flow/runtime";
+import { WindowAggregator, type WindowAggregatorState } from "@l2flow/windows";
+
+/** One message the processor produced, bound for MD_NORM or MD_WINDOW. */
+export interface Output {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly msgId: string;
+}
+
+/** What one raw message produced, besides its outputs. */
+export interface Effects {
+  /** The book lost sync: a new snapshot is needed for this symbol. */
+  resync: boolean;
+  /** The latest book snapshot bytes, when one was published (for KV `md_book`). */
+  book: Uint8Array | undefined;
+}
+
+/** The processor's settings (from the normalizer's configuration). */
+export interface ProcessorOptions {
+  readonly bookDepth: number;
+  readonly bookEveryNDiffs: number;
+  readonly intervals: readonly string[];
+  readonly latenessMs: number;
+  readonly maxBufferedDiffs: number;
+}
+
+/** Counts a caller may turn into metrics. */
+export interface ProcessorEvents {
+  bookUpdate?(): void;
+  bookSnapshot?(): void;
+  gap?(reason: string, crossed: boolean): void;
+  window?(w: Window): void;
+}
+
+/** A raw message the processor cannot use (counted and skipped). */
+export class CorruptRaw extends L2flowError {
+  constructor(code: string, message: string, cause?: unknown) {
+    super(code, message, { retryable: false, cause });
+  }
+}
+
+/** The JSON a checkpoint holds for one symbol. */
+export interface ProcessorState {
+  readonly v: 1;
+  /** The options the state was built with; a checkpoint from other options is not used. */
+  readonly fingerprint: string;
+  readonly sync: BookSyncState;
+  readonly windows: readonly WindowAggregatorState[];
+  readonly diffsSinceBook: number;
+  readonly lastTradeId: number;
+  readonly lastAggId: number;
+}
+
+type Kind = "depth" | "snapshot" | "trade" | "aggtrade" | "status";
+
+/**
+ * One symbol's normalization, as a pure function of its raw messages in stream order: the exact book
+ * by Binance's rules, normalized trades, gap events and windows. No clocks and no I/O — the same raw
+ * messages give the same output bytes, and `serialize`/`restore` continue exactly where it stopped.
+ */
+export class SymbolProcessor {
+  readonly symbol: string;
+  readonly #o: ProcessorOptions;
+  readonly #events: ProcessorEvents;
+  #sync: BookSync;
+  readonly #windows: WindowAggregator[];
+  #diffsSinceBook = 0;
+  #lastTradeId = 0;
+  #lastAggId = 0;
+
+  constructor(symbol: string, options: ProcessorOptions, events: ProcessorEvents = {}) {
+    this.symbol = symbol;
+    this.#o = options;
+    this.#events = events;
+    this.#sync = new BookSync({ maxBufferedDiffs: options.maxBufferedDiffs });
+    this.#windows = options.intervals.map(
+      (interval) =>
+        new WindowAggregator({
+          symbol,
+          interval,
+          exchange: EXCHANGE,
+          allowedLatenessMs: options.latenessMs,
+          bookLevels: options.bookDepth,
+        }),
+    );
+  }
+
+  /** Whether the book waits for a snapshot. */
+  get needsSnapshot(): boolean {
+    return this.#sync.needsSnapshot;
+  }
+
+  /** Identifies the options a state belongs to. */
+  static fingerprint(o: ProcessorOptions): string {
+    return JSON.stringify([o.bookDepth, o.bookEveryNDiffs, o.intervals, o.latenessMs, o.maxBufferedDiffs]);
+  }
+
+  serialize(): ProcessorState {
+    return {
+      v: 1,
+      fingerprint: SymbolProcessor.fingerprint(this.#o),
+      sync: this.#sync.serialize(),
+      windows: this.#windows.map((w) => w.serialize()),
+      diffsSinceBook: this.#diffsSinceBook,
+      lastTradeId: this.#lastTradeId,
+      lastAggId: this.#lastAggId,
+    };
+  }
+
+  /** Continues from `serialize()`; false (and nothing changed) when the state is from other options. */
+  restore(state: ProcessorState): boolean {
+    if (state.v !== 1 || state.fingerprint !== SymbolProcessor.fingerprint(this.#o)) return false;
+    this.#sync = BookSync.restore(state.sync, { maxBufferedDiffs: this.#o.maxBufferedDiffs });
+    this.#windows.forEach((w, i) => w.restore(state.windows[i]!, this.#sync.book));
+    this.#diffsSinceBook = state.diffsSinceBook;
+    this.#lastTradeId = state.lastTradeId;
+    this.#lastAggId = state.lastAggId;
+    return true;
+  }
+
+  /**
+   * Handles one raw message of this symbol (`kind` is the subject's kind token); appends outputs to
+   * `out`. Throws `CorruptRaw` (or the parser's `FrameError`) for a message it cannot use — nothing
+   * of it is applied.
+   */
+  handle(kind: string, data: Uint8Array, receiveTimeUs: number, out: Output[], fx: Effects): void {
+    switch (kind as Kind) {
+      case "depth": {
+        const d = parseDepthUpdate(data);
+        for (const w of this.#windows) w.beforeBookUpdate(d.eventTime, this.#sync.book, this.#sync.epoch);
+        this.#onSync(out, fx, this.#sync.onDiff(d), d.eventTime, receiveTimeUs);
+        return;
+      }
+      case "snapshot": {
+        const snap = parseDepthSnapshot(data);
+        this.#onSync(out, fx, this.#sync.onSnapshot(snap), this.#sync.lastEventTime, receiveTimeUs);
+        return;
+      }
+      case "trade": {
+        const t = parseTrade(data);
+        if (t.tradeId <= this.#lastTradeId) return;
+        this.#lastTradeId = t.tradeId;
+        this.#trade(out, TradeKind.TRADE_KIND_TRADE, t.tradeId, t, receiveTimeUs, 0, 0, true);
+        return;
+      }
+      case "aggtrade": {
+        const a = parseAggTrade(data);
+        if (a.aggTradeId <= this.#lastAggId) return;
+        this.#lastAggId = a.aggTradeId;
+        // A symbol collected with both streams would count its trades twice; windows use @trade when present.
+        this.#trade(
+          out,
+          TradeKind.TRADE_KIND_AGG_TRADE,
+          a.aggTradeId,
+          a,
+          receiveTimeUs,
+          a.firstTradeId,
+          a.lastTradeId,
+          this.#lastTradeId === 0,
+        );
+        return;
+      }
+      case "status":
+        this.#status(out, data);
+        return;
+      default:
+        throw new CorruptRaw("UNKNOWN_RAW_KIND", `unknown raw kind ${JSON.stringify(kind)}`);
+    }
+  }
+
+  /** Closes every open window (the stream went quiet); appends them to `out`. */
+  closeWindows(out: Output[]): void {
+    for (const w of this.#windows) this.#windowOuts(out, w.closeAll());
+  }
+
+  #windowOuts(out: Output[], closed: readonly Window[]): void {
+    for (const w of closed) {
+      out.push({
+        subject: subjects.window(w.interval, w.symbol),
+        data: Window.encode(w).finish(),
+        msgId: msgIds.window(w.interval, w.symbol, w.startTimeMs),
+      });
+      this.#events.window?.(w);
+    }
+  }
+
+  #bookOut(out: Output[], fx: Effects, receiveTimeUs: number): void {
+    const book = this.#sync.book;
+    const snap: BookSnapshot = {
+      exchange: EXCHANGE,
+      symbol: this.symbol,
+      lastUpdateId: book.lastUpdateId,
+      epoch: this.#sync.epoch,
+      eventTimeUs: this.#sync.lastEventTime * 1000,
+      receiveTimeUs,
+      bids: book.topBids(this.#o.bookDepth),
+      asks: book.topAsks(this.#o.bookDepth),
+    };
+    const data = BookSnapshot.encode(snap).finish();
+    out.push({
+      subject: subjects.book(this.symbol),
+      data,
+      msgId: msgIds.book(this.symbol, this.#sync.epoch, book.lastUpdateId),
+    });
+    fx.book = data;
+    this.#diffsSinceBook = 0;
+    this.#events.bookSnapshot?.();
+  }
+
+  #gapOut(out: Output[], g: Gap): void {
+    const reason = GapReason[g.reason] ?? String(g.reason);
+    out.push({
+      subject: subjects.gap(this.symbol),
+      data: Gap.encode(g).finish(),
+      msgId: msgIds.gap(
+        this.symbol,
+        g.epoch,
+        reason,
+        g.nextFirstUpdateId || g.lastMissingTradeId || g.endTimeUs,
+      ),
+    });
+    this.#events.gap?.(reason, g.reason === GapReason.GAP_REASON_CROSSED_BOOK);
+  }
+
+  #onSync(out: Output[], fx: Effects, r: SyncResult, eventTimeMs: number, receiveTimeUs: number): void {
+    const sync = this.#sync;
+    switch (r.type) {
+      case "applied":
+        this.#events.bookUpdate?.();
+        if (r.bridged || ++this.#diffsSinceBook >= this.#o.bookEveryNDiffs)
+          this.#bookOut(out, fx, receiveTimeUs);
+        for (const w of this.#windows)
+          this.#windowOuts(out, w.onBook(sync.lastEventTime || eventTimeMs, sync.book, sync.epoch));
+        return;
+      case "gap": {
+        const reason =
+          r.kind === "crossed"
+            ? GapReason.GAP_REASON_CROSSED_BOOK
+            : r.kind === "overflow"
+              ? GapReason.GAP_REASON_BUFFER_OVERFLOW
+              : GapReason.GAP_REASON_SEQUENCE_BREAK;
+        this.#gapOut(out, {
+          exchange: EXCHANGE,
+          symbol: this.symbol,
+          reason,
+          epoch: r.epoch,
+          lastUpdateId: r.lastUpdateId,
+          nextFirstUpdateId: r.nextFirstUpdateId,
+          firstMissingTradeId: 0,
+          lastMissingTradeId: 0,
+          startTimeUs: eventTimeMs * 1000,
+          endTimeUs: r.eventTime * 1000,
+          detail: `${r.kind}: last applied u=${r.lastUpdateId}, next U=${r.nextFirstUpdateId}; resynchronising ${this.symbol} from a new snapshot`,
+        });
+        for (const w of this.#windows) w.markIncomplete(r.eventTime);
+        fx.resync = true;
+        return;
+      }
+      case "snapshot-stale":
+        fx.resync = true;
+        return;
+      case "buffered":
+      case "duplicate":
+      case "snapshot-pending":
+      case "snapshot-ignored":
+        return;
+    }
+  }
+
+  #trade(
+    out: Output[],
+    kind: TradeKind,
+    id: number,
+    t: { price: string; quantity: string; buyerIsMaker: boolean; tradeTime: number; eventTime: number },
+    receiveTimeUs: number,
+    firstTradeId: number,
+    lastTradeId: number,
+    intoWindows: boolean,
+  ): void {
+    const trade: Trade = {
+      exchange: EXCHANGE,
+      symbol: this.symbol,
+      kind,
+      tradeId: id,
+      price: t.price,
+      quantity: t.quantity,
+      takerSide: t.buyerIsMaker ? Side.SIDE_SELL : Side.SIDE_BUY,
+      tradeTimeUs: t.tradeTime * 1000,
+      eventTimeUs: t.eventTime * 1000,
+      receiveTimeUs,
+      firstTradeId,
+      lastTradeId,
+    };
+    const tag = kind === TradeKind.TRADE_KIND_TRADE ? "trade" : "aggtrade";
+    out.push({
+      subject: subjects.trade(this.symbol),
+      data: Trade.encode(trade).finish(),
+      msgId: msgIds.normTrade(this.symbol, tag, id),
+    });
+    if (!intoWindows) return;
+    const w = { timeMs: t.tradeTime, price: +t.price, quantity: +t.quantity, buyerIsMaker: t.buyerIsMaker };
+    for (const agg of this.#windows) this.#windowOuts(out, agg.onTrade(w));
+  }
+
+  #status(out: Output[], data: Uint8Array): void {
+    let st: {
+      type?: unknown;
+      reason?: unknown;
+      timeUs?: unknown;
+      kind?: unknown;
+      fromId?: unknown;
+      toId?: unknown;
+    };
+    try {
+      st = JSON.parse(new TextDecoder().decode(data)) as typeof st;
+    } catch (err) {
+      throw new CorruptRaw("STATUS_NOT_JSON", "status event is not JSON", err);
+    }
+    if (typeof st !== "object" || st === null)
+      throw new CorruptRaw("STATUS_NOT_JSON", "status event is not an object");
+    if (st.type !== "disconnected" && st.type !== "gap" && st.type !== "trades-missing") return;
+    const at = this.#sync.lastEventTime;
+    for (const w of this.#windows) w.markIncomplete(at);
+    const trades = st.type === "trades-missing";
+    const int = (v: unknown) => (typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : 0);
+    this.#gapOut(out, {
+      exchange: EXCHANGE,
+      symbol: this.symbol,
+      reason: trades
+        ? GapReason.GAP_REASON_TRADES_MISSING
+        : st.type === "gap"
+          ? GapReason.GAP_REASON_BUFFER_OVERFLOW
+          : GapReason.GAP_REASON_DISCONNECT,
+      epoch: this.#sync.epoch,
+      lastUpdateId: this.#sync.book.lastUpdateId,
+      nextFirstUpdateId: 0,
+      firstMissingTradeId: trades ? int(st.fromId) : 0,
+      lastMissingTradeId: trades ? int(st.toId) : 0,
+      startTimeUs: at * 1000,
+      endTimeUs: int(st.timeUs),
+      detail: `ingest reported ${String(st.type)}${trades ? ` of ${typeof st.kind === "string" ? st.kind : "trade"} ids` : ""}${typeof st.reason === "string" ? ` (${st.reason.slice(0, 200)})` : ""}`,
+    });
+  }
+}

@@ -1,0 +1,303 @@
+// The normalizer as a pure function of MD_RAW: MD_RAW is filled from the real recordings exactly as
+// ingest stores them, and the outputs are checked against independent oracles (Binance's own
+// bookTicker, windows computed straight from the trades), against each other across replays,
+// a SIGKILL and restart, two partitions, and corrupt raw messages.
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectBus, provisionTopology, type Bus } from "@l2flow/bus";
+import { BUCKETS, STREAMS, Window } from "@l2flow/contracts";
+import { readRecording, type Recording } from "@l2flow/recording";
+import { fixtures, startTestNats, type TestNats } from "@l2flow/testkit";
+import { loadConfig, startNormalizer, type NormalizerService } from "@l2flow/normalizer";
+import {
+  captureLogs,
+  checkAgainstBookTicker,
+  countStream,
+  metric,
+  publishRecording,
+  readStream,
+  waitUntil,
+  type PublishRecordingOptions,
+} from "./support.js";
+
+const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
+const enc = new TextEncoder();
+const btc = readRecording(fixtures.btcusdt);
+const ten = readRecording(fixtures.tenSymbols);
+const ENV = {
+  METRICS_PORT: "0",
+  WINDOW_INTERVALS: "1s,1m",
+  WINDOW_IDLE_TIMEOUT_MS: "500",
+  CHECKPOINT_INTERVAL_MS: "200",
+  DISCOVERY_INTERVAL_MS: "200",
+};
+
+/** A nats-server whose MD_RAW holds the given recordings. */
+async function natsWith(recordings: readonly Recording[], options: PublishRecordingOptions = {}) {
+  const nats = await startTestNats();
+  const bus = await connectBus({ servers: nats.url, name: "normalizer-test" });
+  await provisionTopology(bus);
+  for (const r of recordings) await publishRecording(bus, r, options);
+  return { nats, bus };
+}
+
+/** Waits until MD_NORM and MD_WINDOW stop growing for `quietMs` (windows idle-closed included). */
+async function settled(bus: Bus, quietMs = 1_500): Promise<void> {
+  let last = -1;
+  let since = Date.now();
+  await waitUntil(
+    async () => {
+      const n = (await countStream(bus, STREAMS.norm)) + (await countStream(bus, STREAMS.window));
+      if (n !== last) {
+        last = n;
+        since = Date.now();
+      }
+      return n > 0 && Date.now() - since >= quietMs;
+    },
+    60_000,
+    "the normalizer's outputs to settle",
+  );
+}
+
+/** Every output, grouped by subject, in stream order: what "the same outputs" means. */
+async function outputs(bus: Bus): Promise<Map<string, string[]>> {
+  const all = [
+    ...(await readStream(bus, STREAMS.norm, "md.>")),
+    ...(await readStream(bus, STREAMS.window, "md.window.>")),
+  ];
+  const by = new Map<string, string[]>();
+  for (const m of all) {
+    const list = by.get(m.subject) ?? [];
+    list.push(`${m.msgId} ${Buffer.from(m.data).toString("base64")}`);
+    by.set(m.subject, list);
+  }
+  return by;
+}
+
+function expectSameOutputs(actual: Map<string, string[]>, expected: Map<string, string[]>): void {
+  expect([...actual.keys()].sort()).toEqual([...expected.keys()].sort());
+  for (const [subject, list] of expected) {
+    const got = actual.get(subject)!;
+    // Compare counts first for a readable failure, then the bytes.
+    expect({ subject, n: got.length }).toEqual({ subject, n: list.length });
+    expect(got).toEqual(list);
+  }
+}
+
+/** The 1 s windows computed directly from a recording's trades (the @trade stream, else @aggTrade). */
+function referenceWindows(recording: Recording, symbol: string) {
+  const frames = recording.events.filter((e) => e.type === "frame" && e.symbol === symbol);
+  const hasTrade = frames.some((e) => e.type === "frame" && e.kind === "trade");
+  const seen = new Set<number>();
+  const buckets = new Map<
+    number,
+    {
+      o: number;
+      h: number;
+      l: number;
+      c: number;
+      v: number;
+      qv: number;
+      n: number;
+      buy: number;
+      sell: number;
+    }
+  >();
+  for (const e of frames) {
+    if (e.type !== "frame" || e.kind !== (hasTrade ? "trade" : "aggTrade")) continue;
+    const t = JSON.parse(e.data) as { t?: number; a?: number; p: string; q: string; T: number; m: boolean };
+    const id = (hasTrade ? t.t : t.a)!;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    const start = Math.floor(t.T / 1000) * 1000;
+    const p = Number(t.p);
+    const q = Number(t.q);
+    const b = buckets.get(start) ?? { o: p, h: p, l: p, c: p, v: 0, qv: 0, n: 0, buy: 0, sell: 0 };
+    b.h = Math.max(b.h, p);
+    b.l = Math.min(b.l, p);
+    b.c = p;
+    b.v += q;
+    b.qv += p * q;
+    b.n++;
+    if (t.m) b.sell += q;
+    else b.buy += q;
+    buckets.set(start, b);
+  }
+  return buckets;
+}
+
+describe("normalizer over the recordings", () => {
+  let reference: { nats: TestNats; bus: Bus; normalizer: NormalizerService; outputs: Map<string, string[]> };
+
+  beforeAll(async () => {
+    const { nats, bus } = await natsWith([ten, btc]);
+    const normalizer = await startNormalizer(loadConfig({ ...ENV, NATS_URL: nats.url }), {
+      logger: captureLogs().logger,
+    });
+    await settled(bus);
+    reference = { nats, bus, normalizer, outputs: await outputs(bus) };
+  });
+  afterAll(async () => {
+    await reference?.normalizer.close();
+    await reference?.bus.close();
+    await reference?.nats.close();
+  });
+
+  it("publishes books that match every bookTicker with the same update id, for every symbol, with none crossed", async () => {
+    const books = await readStream(reference.bus, STREAMS.norm, "md.book.>");
+    for (const [recording, minChecks] of [
+      [btc, 500],
+      [ten, 500],
+    ] as const) {
+      const r = checkAgainstBookTicker(recording, books);
+      expect(r.mismatches).toEqual([]);
+      expect(r.crossed).toBe(0);
+      expect(r.checks).toBeGreaterThan(minChecks);
+    }
+    // Every symbol of both files has books, and most are checked by the oracle.
+    const symbols = new Set(books.map((b) => b.subject.split(".")[3]));
+    expect([...symbols].sort()).toEqual([...ten.symbols, ...btc.symbols].sort());
+    expect(await metric(reference.normalizer.opsUrl, "l2flow_normalizer_crossed_books_total")).toBe(0);
+    expect(await metric(reference.normalizer.opsUrl, "l2flow_normalizer_bad_messages_total")).toBe(0);
+  });
+
+  it("closes windows whose OHLCV, VWAP, trade count and taker volumes equal a direct computation from the trades", async () => {
+    const windows = (await readStream(reference.bus, STREAMS.window, "md.window.binance.1s.>")).map((m) =>
+      Window.decode(m.data),
+    );
+    let compared = 0;
+    for (const recording of [btc, ten]) {
+      for (const symbol of recording.symbols) {
+        const want = referenceWindows(recording, symbol);
+        const got = new Map(
+          windows.filter((w) => w.symbol === symbol && w.tradeCount > 0).map((w) => [w.startTimeMs, w]),
+        );
+        expect([...got.keys()].sort((a, b) => a - b)).toEqual([...want.keys()].sort((a, b) => a - b));
+        for (const [start, b] of want) {
+          const w = got.get(start)!;
+          expect([w.open, w.high, w.low, w.close, w.tradeCount]).toEqual([b.o, b.h, b.l, b.c, b.n]);
+          expect(w.volume).toBeCloseTo(b.v, 9);
+          expect(w.vwap).toBeCloseTo(b.qv / b.v, 9);
+          expect(w.takerBuyVolume).toBeCloseTo(b.buy, 9);
+          expect(w.takerSellVolume).toBeCloseTo(b.sell, 9);
+          compared++;
+        }
+      }
+    }
+    expect(compared).toBeGreaterThan(300);
+  });
+
+  it("gives byte-identical outputs when the same MD_RAW is replayed again", async () => {
+    const { nats, bus } = await natsWith([ten, btc]);
+    const normalizer = await startNormalizer(loadConfig({ ...ENV, NATS_URL: nats.url }), {
+      logger: captureLogs().logger,
+    });
+    try {
+      await settled(bus);
+      expectSameOutputs(await outputs(bus), reference.outputs);
+    } finally {
+      await normalizer.close();
+      await bus.close();
+      await nats.close();
+    }
+  });
+
+  it("after SIGKILL resumes from its checkpoint and publishes exactly what an uninterrupted run did", async () => {
+    const { nats, bus } = await natsWith([ten, btc]);
+    const spawnNormalizer = (): ChildProcess =>
+      spawn(
+        process.execPath,
+        ["--conditions=l2flow-source", "--import", "tsx", "services/normalizer/src/main.ts"],
+        {
+          cwd: ROOT,
+          env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "warn", ...ENV, NATS_URL: nats.url },
+          stdio: "ignore",
+        },
+      );
+    let child = spawnNormalizer();
+    try {
+      const total = [...reference.outputs.values()].reduce((n, l) => n + l.length, 0);
+      // Killed mid-stream, after checkpoints exist.
+      await waitUntil(
+        async () =>
+          (await countStream(bus, STREAMS.norm)) > total * 0.3 &&
+          (await countStream(bus, `KV_${BUCKETS.state}`)) > 0,
+        60_000,
+        "progress and a checkpoint",
+      );
+      child.kill("SIGKILL");
+      await new Promise((r) => child.once("exit", r));
+      expect(await countStream(bus, STREAMS.norm)).toBeLessThan(total);
+      child = spawnNormalizer();
+      await settled(bus, 2_000);
+      expectSameOutputs(await outputs(bus), reference.outputs);
+    } finally {
+      child.kill("SIGKILL");
+      await bus.close();
+      await nats.close();
+    }
+  });
+
+  it("splits symbols over two partitions: each symbol in exactly one, the union equal to one instance", async () => {
+    const { nats, bus } = await natsWith([ten, btc]);
+    const parts = await Promise.all(
+      [0, 1].map((i) =>
+        startNormalizer(
+          loadConfig({
+            ...ENV,
+            NATS_URL: nats.url,
+            NORMALIZER_PARTITIONS: "2",
+            NORMALIZER_PARTITION: String(i),
+          }),
+          { logger: captureLogs().logger },
+        ),
+      ),
+    );
+    try {
+      await settled(bus);
+      const [a, b] = parts.map((p) => p.symbols()) as [readonly string[], readonly string[]];
+      expect(a.length).toBeGreaterThan(0);
+      expect(b.length).toBeGreaterThan(0);
+      expect(a.filter((s) => b.includes(s))).toEqual([]);
+      expect([...a, ...b].sort()).toEqual([...ten.symbols, ...btc.symbols].sort());
+      expectSameOutputs(await outputs(bus), reference.outputs);
+    } finally {
+      await Promise.all(parts.map((p) => p.close()));
+      await bus.close();
+      await nats.close();
+    }
+  });
+
+  it("counts and skips corrupt raw messages (not JSON, missing fields, NaN, negative sizes) and is otherwise unaffected", async () => {
+    const symbol = ten.symbols[0]!;
+    const corrupt = (kind: string, text: string) => ({
+      subject: `md.raw.binance.${kind}.${symbol}`,
+      data: enc.encode(text),
+    });
+    const bad = [
+      corrupt("depth", "not json at all"),
+      corrupt("depth", '{"e":"depthUpdate","E":1,"s":"X"}'),
+      corrupt("depth", `{"e":"depthUpdate","E":1,"s":"${symbol}","U":1,"u":2,"b":[["NaN","1"]],"a":[]}`),
+      corrupt(
+        "aggtrade",
+        `{"e":"aggTrade","E":1,"s":"${symbol}","a":1,"p":"1.0","q":"-5","f":1,"l":1,"T":1,"m":true}`,
+      ),
+      corrupt("snapshot", '{"lastUpdateId":"many","bids":[],"asks":[]}'),
+      corrupt("status", "{{"),
+    ];
+    const { nats, bus } = await natsWith([ten, btc], { inject: new Map([[2_000, bad]]) });
+    const normalizer = await startNormalizer(loadConfig({ ...ENV, NATS_URL: nats.url }), {
+      logger: captureLogs().logger,
+    });
+    try {
+      await settled(bus);
+      expect(await metric(normalizer.opsUrl, "l2flow_normalizer_bad_messages_total")).toBe(bad.length);
+      expectSameOutputs(await outputs(bus), reference.outputs);
+    } finally {
+      await normalizer.close();
+      await bus.close();
+      await nats.close();
+    }
+  });
+});

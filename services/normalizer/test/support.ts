@@ -1,0 +1,197 @@
+// Shared pieces of the normalizer's tests: MD_RAW filled from a recording as ingest would, streams
+// read back, and the bookTicker oracle.
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
+import { PublishQueue, type Bus } from "@l2flow/bus";
+import { BookSnapshot, HEADERS, msgIds, subjects, type RawKind } from "@l2flow/contracts";
+import type { Recording } from "@l2flow/recording";
+import { createLogger } from "@l2flow/runtime";
+
+const enc = new TextEncoder();
+const RAW_KIND: Record<string, RawKind | undefined> = {
+  "depth@100ms": "depth",
+  trade: "trade",
+  aggTrade: "aggtrade",
+};
+
+/** Options of `publishRecording`. */
+export interface PublishRecordingOptions {
+  /** Leave out the n-th depth diff (0-based) of a symbol: a real hole in the stream. */
+  readonly dropDiff?: { readonly symbol: string; readonly index: number };
+  /** Extra raw messages to publish right after the n-th event. */
+  readonly inject?: ReadonlyMap<number, readonly { subject: string; data: Uint8Array }[]>;
+}
+
+/** Publishes a recording's frames and snapshots into MD_RAW exactly as ingest stores them. */
+export async function publishRecording(
+  bus: Bus,
+  recording: Recording,
+  options: PublishRecordingOptions = {},
+): Promise<number> {
+  const queue = new PublishQueue(bus, { maxInFlight: 4_096, maxBytes: Number.POSITIVE_INFINITY });
+  const diffIndex = new Map<string, number>();
+  let n = 0;
+  recording.events.forEach((e, i) => {
+    if (e.type === "snapshot") {
+      const { lastUpdateId } = JSON.parse(e.body) as { lastUpdateId: number };
+      queue.push({
+        subject: subjects.raw("snapshot", e.symbol),
+        data: enc.encode(e.body),
+        msgId: msgIds.snapshot(e.symbol, lastUpdateId),
+        headers: {
+          [HEADERS.receiveNs]: "0",
+          [HEADERS.connection]: "rest",
+          [HEADERS.snapshotLimit]: String(e.limit),
+        },
+      });
+      n++;
+    } else {
+      const kind = RAW_KIND[e.kind];
+      if (kind === undefined) return;
+      const o = JSON.parse(e.data) as { t?: number; a?: number; u?: number };
+      if (kind === "depth") {
+        const k = diffIndex.get(e.symbol) ?? 0;
+        diffIndex.set(e.symbol, k + 1);
+        if (options.dropDiff?.symbol === e.symbol && options.dropDiff.index === k) return;
+      }
+      const msgId =
+        kind === "depth"
+          ? msgIds.depth(e.symbol, o.u!)
+          : kind === "trade"
+            ? msgIds.trade(e.symbol, o.t!)
+            : msgIds.aggTrade(e.symbol, o.a!);
+      queue.push({
+        subject: subjects.raw(kind, e.symbol),
+        data: enc.encode(e.data),
+        msgId,
+        headers: { [HEADERS.receiveNs]: `${e.receiveTimeUs}000`, [HEADERS.connection]: "replay" },
+      });
+      n++;
+    }
+    for (const extra of options.inject?.get(i) ?? []) {
+      queue.push({ subject: extra.subject, data: extra.data, headers: {} });
+      n++;
+    }
+  });
+  await queue.close(60_000);
+  return n;
+}
+
+/** One stored message. */
+export interface Stored {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly msgId: string;
+}
+
+/** Every message of `stream` under `filter`, in stream order. */
+export async function readStream(bus: Bus, stream: string, filter: string): Promise<Stored[]> {
+  const info = await bus.jsm.consumers.add(stream, {
+    filter_subject: filter,
+    ack_policy: AckPolicy.None,
+    deliver_policy: DeliverPolicy.All,
+    inactive_threshold: 30_000_000_000,
+  });
+  const consumer = await bus.js.consumers.get(stream, info.name);
+  const out: Stored[] = [];
+  for (let hiccups = 0; ;) {
+    let got = 0;
+    try {
+      const batch = await consumer.fetch({ max_messages: 5_000, expires: 2_000 });
+      for await (const m of batch) {
+        out.push({ subject: m.subject, data: m.data, msgId: m.headers?.get(HEADERS.msgId) ?? "" });
+        got++;
+      }
+    } catch (err) {
+      // A busy machine can miss a pull's heartbeats: the next pull continues where this one stopped.
+      if (++hiccups > 5) throw err;
+      continue;
+    }
+    if (got === 0) break;
+  }
+  await bus.jsm.consumers.delete(stream, info.name).catch(() => undefined);
+  return out;
+}
+
+/** Messages in `stream` (all subjects). */
+export async function countStream(bus: Bus, stream: string): Promise<number> {
+  return (await bus.jsm.streams.info(stream)).state.messages;
+}
+
+/** Result of checking books against the recording's bookTicker frames. */
+export interface OracleResult {
+  checks: number;
+  mismatches: string[];
+  crossed: number;
+}
+
+/**
+ * Every book snapshot whose last update id equals a bookTicker's update id must show that bookTicker's
+ * best bid and ask, prices and sizes, exactly.
+ */
+export function checkAgainstBookTicker(
+  recording: Recording,
+  books: readonly Stored[],
+  symbol?: string,
+): OracleResult {
+  const tickers = new Map<string, { b: string; B: string; a: string; A: string }>();
+  for (const e of recording.events) {
+    if (e.type !== "frame" || e.kind !== "bookTicker" || (symbol !== undefined && e.symbol !== symbol))
+      continue;
+    const t = JSON.parse(e.data) as { u: number; s: string; b: string; B: string; a: string; A: string };
+    tickers.set(`${t.s}:${t.u}`, t);
+  }
+  const result: OracleResult = { checks: 0, mismatches: [], crossed: 0 };
+  for (const m of books) {
+    const b = BookSnapshot.decode(m.data);
+    if (symbol !== undefined && b.symbol !== symbol) continue;
+    const bid = b.bids[0];
+    const ask = b.asks[0];
+    if (bid !== undefined && ask !== undefined && Number(bid.price) >= Number(ask.price)) result.crossed++;
+    const t = tickers.get(`${b.symbol}:${b.lastUpdateId}`);
+    if (t === undefined || bid === undefined || ask === undefined) continue;
+    result.checks++;
+    const same =
+      Number(bid.price) === Number(t.b) &&
+      Number(bid.quantity) === Number(t.B) &&
+      Number(ask.price) === Number(t.a) &&
+      Number(ask.quantity) === Number(t.A);
+    if (!same)
+      result.mismatches.push(
+        `${b.symbol} u=${b.lastUpdateId}: book ${bid.price}x${bid.quantity} / ${ask.price}x${ask.quantity}, bookTicker ${t.b}x${t.B} / ${t.a}x${t.A}`,
+      );
+  }
+  return result;
+}
+
+/** A pino logger writing into an array. */
+export function captureLogs() {
+  const lines: string[] = [];
+  return {
+    lines,
+    logger: createLogger({
+      service: "normalizer-test",
+      level: "info",
+      destination: { write: (s: string) => void lines.push(s) },
+    }),
+  };
+}
+
+/** Sum of a metric's samples (optionally only lines containing `labels`). */
+export async function metric(opsUrl: string, name: string, labels = ""): Promise<number> {
+  const text = await (await fetch(`${opsUrl}/metrics`)).text();
+  return text
+    .split("\n")
+    .filter(
+      (l) => l.startsWith(name) && (l[name.length] === " " || l[name.length] === "{") && l.includes(labels),
+    )
+    .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+}
+
+/** Polls `cond` every 25 ms; throws with `what` after `timeoutMs`. */
+export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
