@@ -1,10 +1,16 @@
 import { DegradedReason, type Signal, type Window } from "@l2flow/contracts";
 import { LlmError, type LlmErrorCode } from "./errors.js";
-import type { HolySheepClient } from "./holysheep.js";
+import type { AnswerParser, HolySheepClient, LlmAnswer } from "./holysheep.js";
 import { costUsd, DEFAULT_PRICES, type ModelPrice } from "./pricing.js";
-import { buildPrompt } from "./prompt.js";
+import { buildBatchPrompt, buildPrompt, type ChatMessage } from "./prompt.js";
 import { ruleAnswer } from "./rules.js";
-import { MAX_RATIONALE_CHARS, toPressure, toSentiment, type SignalAnswer } from "./schema.js";
+import {
+  MAX_RATIONALE_CHARS,
+  parseBatchAnswer,
+  toPressure,
+  toSentiment,
+  type SignalAnswer,
+} from "./schema.js";
 
 /** Spending limits per replica. */
 export interface LlmBudget {
@@ -53,6 +59,13 @@ export interface SignalAnalyzerOptions {
   readonly onLlmCall?: (e: LlmCallEvent) => void;
   readonly onDegraded?: (reason: DegradedReason) => void;
   readonly onBreakerChange?: (state: BreakerState) => void;
+}
+
+/** What a failed call still cost (an invalid answer is paid for). */
+interface Spent {
+  readonly tokens: { promptTokens?: number; completionTokens?: number };
+  readonly cost: number;
+  readonly model: string;
 }
 
 /** Circuit breaker state. */
@@ -135,39 +148,90 @@ export class SignalAnalyzer {
   /** Produces the signal answering `window`. Never throws for LLM trouble: it degrades instead. */
   async analyze(window: Window, history: readonly Window[]): Promise<Signal> {
     const started = this.#o.now();
-    if (this.#llm === undefined)
-      return this.#degraded(
-        window,
-        started,
-        DegradedReason.DEGRADED_REASON_NOT_CONFIGURED,
-        "no HolySheep API key configured",
-      );
-    const llm = this.#llm;
-    const messages = buildPrompt(window, history);
+    const r = await this.#call<SignalAnswer>(buildPrompt(window, history), 300, undefined);
+    if (!r.ok) return this.#degraded(window, started, r.reason, r.detail, r.spent);
+    return this.#signal(window, r.res.answer, {
+      provider: "holysheep",
+      model: r.res.model,
+      latencyMs: this.#o.now() - started,
+      promptTokens: r.res.promptTokens,
+      completionTokens: r.res.completionTokens,
+      costUsd: r.cost,
+    });
+  }
 
+  /**
+   * Several symbols' windows in one LLM call (`items` must name distinct symbols). The answer is one
+   * JSON object keyed by symbol; a symbol missing or invalid in it is analysed again on its own (one
+   * call with its own repair, then the rules). The call's tokens and cost are split evenly across the
+   * signals it answered. Never throws for LLM trouble.
+   */
+  async analyzeBatch(items: readonly { window: Window; history: readonly Window[] }[]): Promise<Signal[]> {
+    if (items.length <= 1) return Promise.all(items.map((i) => this.analyze(i.window, i.history)));
+    const started = this.#o.now();
+    const symbols = items.map((i) => i.window.symbol);
+    if (new Set(symbols).size !== symbols.length)
+      throw new RangeError(`analyzeBatch needs distinct symbols, got ${symbols.join(",")}`);
+    const r = await this.#call(buildBatchPrompt(items), 300 * items.length, parseBatchAnswer(symbols));
+    if (!r.ok) return items.map((i) => this.#degraded(i.window, started, r.reason, r.detail));
+    const answered = items.filter((i) => r.res.answer.get(i.window.symbol)?.ok === true);
+    const share = (total: number, k: number) =>
+      Math.floor(total / answered.length) + (k < total % answered.length ? 1 : 0);
+    return Promise.all(
+      items.map(async (item): Promise<Signal> => {
+        const a = r.res.answer.get(item.window.symbol);
+        if (a?.ok !== true) return this.analyze(item.window, item.history);
+        const k = answered.indexOf(item);
+        return this.#signal(item.window, a.answer, {
+          provider: "holysheep",
+          model: r.res.model,
+          latencyMs: this.#o.now() - started,
+          promptTokens: share(r.res.promptTokens, k),
+          completionTokens: share(r.res.completionTokens, k),
+          costUsd: r.cost / answered.length,
+        });
+      }),
+    );
+  }
+
+  /**
+   * One LLM exchange behind every guard: configured, breaker, budget, concurrency, then retries with
+   * backoff honouring Retry-After. Resolves with the answer, or with the reason to degrade.
+   */
+  async #call<T>(
+    messages: ChatMessage[],
+    maxTokens: number,
+    parse: AnswerParser<T> | undefined,
+  ): Promise<
+    | { ok: true; res: LlmAnswer<T>; cost: number }
+    | { ok: false; reason: DegradedReason; detail: string; spent?: Spent }
+  > {
+    const llm = this.#llm;
+    if (llm === undefined)
+      return {
+        ok: false,
+        reason: DegradedReason.DEGRADED_REASON_NOT_CONFIGURED,
+        detail: "no HolySheep API key configured",
+      };
     const state = this.breakerState;
-    if (state === "open" || (state === "half-open" && this.#probing)) {
-      return this.#degraded(
-        window,
-        started,
-        DegradedReason.DEGRADED_REASON_CIRCUIT_OPEN,
-        "circuit breaker open after repeated LLM failures",
-      );
-    }
-    const estimate = Math.ceil(JSON.stringify(messages).length / 4) + 300;
+    if (state === "open" || (state === "half-open" && this.#probing))
+      return {
+        ok: false,
+        reason: DegradedReason.DEGRADED_REASON_CIRCUIT_OPEN,
+        detail: "circuit breaker open after repeated LLM failures",
+      };
+    const estimate = Math.ceil(JSON.stringify(messages).length / 4) + maxTokens;
     const over = this.#overBudget(estimate);
     if (over !== undefined)
-      return this.#degraded(window, started, DegradedReason.DEGRADED_REASON_BUDGET_EXHAUSTED, over);
+      return { ok: false, reason: DegradedReason.DEGRADED_REASON_BUDGET_EXHAUSTED, detail: over };
 
     if (this.#active >= this.#o.concurrency) {
-      if (this.#waiting.length >= this.#o.maxQueued) {
-        return this.#degraded(
-          window,
-          started,
-          DegradedReason.DEGRADED_REASON_LLM_ERROR,
-          "too many LLM calls waiting (concurrency limit)",
-        );
-      }
+      if (this.#waiting.length >= this.#o.maxQueued)
+        return {
+          ok: false,
+          reason: DegradedReason.DEGRADED_REASON_LLM_ERROR,
+          detail: "too many LLM calls waiting (concurrency limit)",
+        };
       await new Promise<void>((resolve) => this.#waiting.push(resolve));
     }
     this.#active++;
@@ -178,7 +242,11 @@ export class SignalAnalyzer {
         const callStart = this.#o.now();
         this.#charge(0, 0, 1);
         try {
-          const res = await llm.complete(messages);
+          const res = (
+            parse === undefined
+              ? await llm.complete(messages)
+              : await llm.complete(messages, undefined, parse, maxTokens)
+          ) as LlmAnswer<T>;
           const cost = costUsd(this.#o.prices, res.model, res.promptTokens, res.completionTokens);
           this.#charge(res.promptTokens + res.completionTokens, cost, res.calls - 1);
           this.#hooks.onLlmCall?.({
@@ -189,14 +257,7 @@ export class SignalAnalyzer {
             costUsd: cost,
           });
           this.#success();
-          return this.#signal(window, res.answer, {
-            provider: "holysheep",
-            model: res.model,
-            latencyMs: this.#o.now() - started,
-            promptTokens: res.promptTokens,
-            completionTokens: res.completionTokens,
-            costUsd: cost,
-          });
+          return { ok: true, res, cost };
         } catch (err) {
           const e =
             err instanceof LlmError
@@ -215,11 +276,12 @@ export class SignalAnalyzer {
           });
           if (e.code === "INVALID_ANSWER") {
             this.#success(); // the service answered; the model's text was bad
-            return this.#degraded(window, started, DegradedReason.DEGRADED_REASON_INVALID_ANSWER, e.message, {
-              tokens: used,
-              cost,
-              model: llm.model,
-            });
+            return {
+              ok: false,
+              reason: DegradedReason.DEGRADED_REASON_INVALID_ANSWER,
+              detail: e.message,
+              spent: { tokens: used, cost, model: llm.model },
+            };
           }
           const waitMs = this.#retryDelay(e, attempt);
           if (
@@ -230,12 +292,11 @@ export class SignalAnalyzer {
             this.#overBudget(estimate) !== undefined
           ) {
             this.#failure();
-            return this.#degraded(
-              window,
-              started,
-              REASON[e.code] ?? DegradedReason.DEGRADED_REASON_LLM_ERROR,
-              e.message,
-            );
+            return {
+              ok: false,
+              reason: REASON[e.code] ?? DegradedReason.DEGRADED_REASON_LLM_ERROR,
+              detail: e.message,
+            };
           }
           await new Promise((r) => setTimeout(r, waitMs));
         }
@@ -304,13 +365,7 @@ export class SignalAnalyzer {
     }
   }
 
-  #degraded(
-    window: Window,
-    started: number,
-    reason: DegradedReason,
-    detail: string,
-    spent?: { tokens: { promptTokens?: number; completionTokens?: number }; cost: number; model: string },
-  ): Signal {
+  #degraded(window: Window, started: number, reason: DegradedReason, detail: string, spent?: Spent): Signal {
     this.#hooks.onDegraded?.(reason);
     return this.#signal(window, ruleAnswer(window), {
       provider: "rules",

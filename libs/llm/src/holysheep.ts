@@ -19,9 +19,12 @@ export interface HolySheepOptions {
   readonly timeoutMs?: number;
 }
 
+/** How a caller checks the model's text: `JSON.parse` plus a schema, never evaluated. */
+export type AnswerParser<T> = (text: string) => { ok: true; answer: T } | { ok: false; error: string };
+
 /** One successful call: the validated answer and its usage. */
-export interface LlmAnswer {
-  readonly answer: SignalAnswer;
+export interface LlmAnswer<T = SignalAnswer> {
+  readonly answer: T;
   readonly model: string;
   readonly promptTokens: number;
   readonly completionTokens: number;
@@ -50,14 +53,29 @@ export class HolySheepClient {
     });
   }
 
-  /** Asks for a signal; throws `LlmError` with a stable code. */
-  async complete(messages: readonly ChatMessage[], signal?: AbortSignal): Promise<LlmAnswer> {
+  /**
+   * Asks for a signal (or, with another `parse`, any JSON answer such as a batch); throws `LlmError`
+   * with a stable code.
+   */
+  async complete(messages: readonly ChatMessage[], signal?: AbortSignal): Promise<LlmAnswer>;
+  async complete<T>(
+    messages: readonly ChatMessage[],
+    signal: AbortSignal | undefined,
+    parse: AnswerParser<T>,
+    maxTokens?: number,
+  ): Promise<LlmAnswer<T>>;
+  async complete<T>(
+    messages: readonly ChatMessage[],
+    signal?: AbortSignal,
+    parse: AnswerParser<T> = parseAnswer as unknown as AnswerParser<T>,
+    maxTokens = 300,
+  ): Promise<LlmAnswer<T>> {
     let promptTokens = 0;
     let completionTokens = 0;
-    const first = await this.#call(messages, signal);
+    const first = await this.#call(messages, signal, maxTokens);
     promptTokens += first.promptTokens;
     completionTokens += first.completionTokens;
-    let parsed = parseAnswer(first.content);
+    let parsed = parse(first.content);
     if (parsed.ok)
       return { answer: parsed.answer, model: this.model, promptTokens, completionTokens, calls: 1 };
     const repair: ChatMessage[] = [
@@ -68,10 +86,10 @@ export class HolySheepClient {
         content: `That answer was rejected (${parsed.error}). Reply with ONLY the corrected JSON object.`,
       },
     ];
-    const second = await this.#call(repair, signal);
+    const second = await this.#call(repair, signal, maxTokens);
     promptTokens += second.promptTokens;
     completionTokens += second.completionTokens;
-    parsed = parseAnswer(second.content);
+    parsed = parse(second.content);
     if (parsed.ok)
       return { answer: parsed.answer, model: this.model, promptTokens, completionTokens, calls: 2 };
     throw Object.assign(
@@ -85,7 +103,8 @@ export class HolySheepClient {
 
   async #call(
     messages: readonly ChatMessage[],
-    signal?: AbortSignal,
+    signal: AbortSignal | undefined,
+    maxTokens: number,
   ): Promise<{ content: string; promptTokens: number; completionTokens: number }> {
     try {
       const res = await this.#client.chat.completions.create(
@@ -94,7 +113,7 @@ export class HolySheepClient {
           messages: messages.map((m) => ({ role: m.role, content: m.content })),
           response_format: { type: "json_object" },
           temperature: 0.2,
-          max_tokens: 300,
+          max_tokens: maxTokens,
         },
         { timeout: this.#timeoutMs, ...(signal !== undefined ? { signal } : {}) },
       );

@@ -39,12 +39,48 @@ export function windowFeatures(w: Window): Record<string, unknown> {
   };
 }
 
-/** Builds the chat messages for one window and the symbol's previous windows (oldest first). */
-export function buildPrompt(window: Window, history: readonly Window[]): ChatMessage[] {
-  const past = history.map(
+function pastLines(history: readonly Window[]): string[] {
+  return history.map(
     (h) =>
       `${new Date(h.startTimeMs).toISOString()} o=${r(h.open)} c=${r(h.close)} v=${r(h.volume)} flow=${r(h.tradeFlowImbalance, 3)} book=${r(h.bookImbalance, 3)}`,
   );
+}
+
+const BATCH_SYSTEM = [
+  "You are a market microstructure analyst. You receive closed time windows of several crypto spot",
+  "markets (trades and order book features), each with a few previous windows. Judge each market's",
+  "short-term direction independently. Answer with ONLY a JSON object keyed by symbol, each value",
+  '{"sentiment":"bearish|neutral|bullish","confidence":0..1,"pressure":"sell|balanced|buy",',
+  '"rationale":"at most 280 characters"}. Include every symbol given. No other text.',
+].join(" ");
+
+/** Builds one prompt for several symbols' windows (one call instead of one per window). */
+export function buildBatchPrompt(
+  items: readonly { window: Window; history: readonly Window[] }[],
+): ChatMessage[] {
+  const user = items
+    .map(({ window, history }) => {
+      const past = pastLines(history);
+      return [
+        `${window.symbol}: ${JSON.stringify(windowFeatures(window))}`,
+        window.complete
+          ? ""
+          : `Note: data for ${window.symbol} is incomplete (a gap or disconnect overlapped).`,
+        past.length > 0 ? `Previous ${window.symbol} windows:\n${past.join("\n")}` : "",
+      ]
+        .filter((s) => s.length > 0)
+        .join("\n");
+    })
+    .join("\n\n");
+  return [
+    { role: "system", content: BATCH_SYSTEM },
+    { role: "user", content: user },
+  ];
+}
+
+/** Builds the chat messages for one window and the symbol's previous windows (oldest first). */
+export function buildPrompt(window: Window, history: readonly Window[]): ChatMessage[] {
+  const past = pastLines(history);
   const user = [
     `Window: ${JSON.stringify(windowFeatures(window))}`,
     window.complete

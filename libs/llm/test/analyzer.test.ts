@@ -181,6 +181,63 @@ describe("SignalAnalyzer against the fake OpenAI server", () => {
     fake.setDefault({ kind: "json", body: good });
   });
 
+  it("analyses several symbols in one call, splits the usage, and re-asks only for a symbol left out", async () => {
+    const items = ["AAAUSDT", "BBBUSDT", "CCCUSDT"].map((symbol) => ({
+      window: window(60_000, { symbol }),
+      history: [window(59_000, { symbol })],
+    }));
+    // The batch answer leaves CCCUSDT out and gets BBBUSDT's confidence wrong; each gets its own call.
+    fake.setScript([
+      { kind: "json", body: { AAAUSDT: good, BBBUSDT: { ...good, confidence: 7 } } },
+      { kind: "json", body: { ...good, sentiment: "bearish" } },
+      { kind: "json", body: { ...good, sentiment: "neutral" } },
+    ]);
+    const signals = await make().analyzeBatch(items);
+    outputs.push(signals);
+    expect(signals.map((x) => x.symbol)).toEqual(["AAAUSDT", "BBBUSDT", "CCCUSDT"]);
+    expect(signals.every((x) => !x.degraded && x.provider === "holysheep")).toBe(true);
+    expect(fake.requests).toHaveLength(3);
+    const batchPrompt = fake.requests[0]!.body.messages?.[1]?.content ?? "";
+    for (const symbol of ["AAAUSDT", "BBBUSDT", "CCCUSDT"]) expect(batchPrompt).toContain(symbol);
+    expect(fake.requests[0]!.body.max_tokens).toBe(900);
+    // AAAUSDT carries the whole batch call's usage (it was the only symbol answered by it).
+    expect(signals[0]!.sentiment).toBe(Sentiment.SENTIMENT_BULLISH);
+    expect(signals[0]!.promptTokens).toBeGreaterThan(signals[1]!.promptTokens);
+    expect(new Set(signals.slice(1).map((x) => x.sentiment))).toEqual(
+      new Set([Sentiment.SENTIMENT_BEARISH, Sentiment.SENTIMENT_NEUTRAL]),
+    );
+  });
+
+  it("splits a batch call's tokens and cost evenly when every symbol is answered", async () => {
+    const items = ["AAAUSDT", "BBBUSDT"].map((symbol) => ({
+      window: window(60_000, { symbol }),
+      history: [],
+    }));
+    fake.setScript([{ kind: "json", body: { AAAUSDT: good, BBBUSDT: good } }]);
+    const [a, b] = await make().analyzeBatch(items);
+    expect(fake.requests).toHaveLength(1);
+    expect(Math.abs(a!.promptTokens - b!.promptTokens)).toBeLessThanOrEqual(1);
+    expect(a!.costUsd).toBeCloseTo(b!.costUsd, 12);
+    expect(a!.costUsd).toBeGreaterThan(0);
+  });
+
+  it("degrades every window of a batch whose answer is not JSON even after the repair", async () => {
+    const items = ["AAAUSDT", "BBBUSDT"].map((symbol) => ({
+      window: window(60_000, { symbol }),
+      history: [],
+    }));
+    fake.setScript([
+      { kind: "text", content: "up" },
+      { kind: "text", content: "still up" },
+    ]);
+    const signals = await make().analyzeBatch(items);
+    expect(signals.map((x) => x.degradedReason)).toEqual([
+      DegradedReason.DEGRADED_REASON_INVALID_ANSWER,
+      DegradedReason.DEGRADED_REASON_INVALID_ANSWER,
+    ]);
+    expect(fake.requests).toHaveLength(2);
+  });
+
   it("runs on the rules, marked not configured, without a key", async () => {
     const s = await new SignalAnalyzer().analyze(window(), []);
     expect(s).toMatchObject({

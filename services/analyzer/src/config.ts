@@ -43,6 +43,15 @@ const schema = z.object({
   }),
   /** Previous windows of the same symbol included in the prompt. */
   ANALYZER_HISTORY: env.nonNegativeInt(5),
+  /** Windows of different symbols analysed in one LLM call (1 = one call per window). */
+  ANALYZER_BATCH_SIZE: env.positiveInt(1).refine((v) => v <= 50, { error: "expected 1-50" }),
+  /** How long a batch waits to fill before it is sent anyway. */
+  ANALYZER_BATCH_WAIT_MS: env.nonNegativeInt(250),
+  /**
+   * A window not acked this long is redelivered (to any replica). 0 = long enough for a timed-out
+   * call, its retries and the fallback (at least 30 s).
+   */
+  ANALYZER_ACK_WAIT_MS: env.nonNegativeInt(0),
   /** Durable consumer name shared by every replica. */
   ANALYZER_DURABLE: z
     .string()

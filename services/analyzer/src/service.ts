@@ -22,6 +22,7 @@ import {
   type Registry,
 } from "@l2flow/runtime";
 import type { AnalyzerConfig } from "./config.js";
+import { WindowBatcher } from "./batcher.js";
 import { createSignalMaker, type SignalMaker } from "./signals.js";
 
 /** A running analyzer. */
@@ -97,6 +98,12 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
     const intervals = new Set(config.ANALYZER_INTERVALS);
     const symbols = new Set(config.ANALYZER_SYMBOLS);
     const history = new Map<string, Window[]>();
+    const batcher =
+      config.ANALYZER_BATCH_SIZE > 1
+        ? new WindowBatcher(config.ANALYZER_BATCH_SIZE, config.ANALYZER_BATCH_WAIT_MS, (items) =>
+            maker.analyzeBatch(items),
+          )
+        : undefined;
     const badInput = new LogLimiter();
 
     const handler = async (msg: JsMsg) => {
@@ -116,7 +123,9 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
       }
       const key = `${window.interval}.${window.symbol}`;
       const past = history.get(key) ?? [];
-      const signal = await maker.analyze(window, past.slice(-config.ANALYZER_HISTORY));
+      const recent = past.slice(-config.ANALYZER_HISTORY);
+      const signal =
+        batcher !== undefined ? await batcher.submit(window, recent) : await maker.analyze(window, recent);
       if (config.ANALYZER_HISTORY > 0) {
         past.push(window);
         if (past.length > config.ANALYZER_HISTORY) past.shift();
@@ -139,10 +148,14 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
       durable: config.ANALYZER_DURABLE,
       // One interval: let the server filter. Several: nats-server 2.9 has no multi-filter, so skip here.
       filterSubject: only !== undefined ? `md.window.${EXCHANGE}.${only}.>` : `md.window.${EXCHANGE}.>`,
-      concurrency: config.LLM_CONCURRENCY,
+      // Enough windows in hand to fill every batch of every concurrent call.
+      concurrency: config.LLM_CONCURRENCY * config.ANALYZER_BATCH_SIZE,
       // Long enough for a timed-out call plus its retries and the fallback.
-      ackWaitMs: Math.max(30_000, config.LLM_TIMEOUT_MS * (config.LLM_MAX_RETRIES + 2)),
-      maxAckPending: config.LLM_CONCURRENCY * 16,
+      ackWaitMs:
+        config.ANALYZER_ACK_WAIT_MS > 0
+          ? config.ANALYZER_ACK_WAIT_MS
+          : Math.max(30_000, config.LLM_TIMEOUT_MS * (config.LLM_MAX_RETRIES + 2)),
+      maxAckPending: config.LLM_CONCURRENCY * config.ANALYZER_BATCH_SIZE * 16,
       handler,
       logger,
     });
@@ -157,7 +170,12 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
     });
     resources.push(ops);
     logger.info(
-      { intervals: config.ANALYZER_INTERVALS, durable: config.ANALYZER_DURABLE, ops: ops.url },
+      {
+        intervals: config.ANALYZER_INTERVALS,
+        durable: config.ANALYZER_DURABLE,
+        batch: config.ANALYZER_BATCH_SIZE,
+        ops: ops.url,
+      },
       "analyzer started",
     );
 

@@ -7,6 +7,7 @@ import type { AnalyzerConfig } from "./config.js";
 export interface SignalMaker {
   readonly llmConfigured: boolean;
   analyze(window: Window, history: readonly Window[]): Promise<Signal>;
+  analyzeBatch(items: readonly { window: Window; history: readonly Window[] }[]): Promise<Signal[]>;
 }
 
 /** Builds the `SignalAnalyzer` from configuration and exports its metrics. */
