@@ -80,7 +80,8 @@ describe("ingest under bad input", () => {
       { logger: log.logger },
     );
     bus = await connectBus({ servers: nats.url });
-    await vi.waitFor(() => expect(ingest.connectionsUp()).toBe(1), { timeout: 10_000 });
+    // Two redundant connection sets (WS_REDUNDANCY defaults to 2), one connection each.
+    await vi.waitFor(() => expect(ingest.connectionsUp()).toBe(2), { timeout: 10_000 });
   });
   afterAll(async () => {
     await ingest?.close();
@@ -92,14 +93,15 @@ describe("ingest under bad input", () => {
   it("counts and skips malformed frames, keeps the connection, and loses nothing accepted", async () => {
     sim.resume();
     await vi.waitFor(() => expect(sim.progress().replayed).toBeGreaterThan(500), { timeout: 20_000 });
-    expect(sim.injectMalformed(5)).toBeGreaterThan(0);
+    const connections = sim.injectMalformed(5);
+    expect(connections).toBe(2);
     sim.pause();
     await vi.waitFor(
-      async () => expect(await metric(ingest.opsUrl, "l2flow_ingest_bad_frames_total")).toBe(5),
+      async () => expect(await metric(ingest.opsUrl, "l2flow_ingest_bad_frames_total")).toBe(5 * connections),
       { timeout: 10_000 },
     );
-    expect(ingest.connectionsUp()).toBe(1);
-    expect(sim.stats().connections.filter((c) => c.closedAt === undefined)).toHaveLength(1);
+    expect(ingest.connectionsUp()).toBe(2);
+    expect(sim.stats().connections.filter((c) => c.closedAt === undefined)).toHaveLength(2);
     // Everything the simulator sent before the pause is stored: each trade id once.
     const sent = sim.replayedTradeIds("BTCUSDT");
     await vi.waitFor(
