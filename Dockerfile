@@ -1,5 +1,6 @@
 # One image per service: docker build --build-arg SERVICE=ingest -t l2flow/ingest .
-# Build stage compiles every workspace; the runtime stage keeps production dependencies only.
+# (SERVICE = ingest | normalizer | analyzer | gateway). The build stage compiles every workspace; the
+# runtime stage keeps production dependencies only and runs as the unprivileged `node` user (uid 1000).
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -17,5 +18,6 @@ COPY --from=build /app/libs ./libs
 COPY --from=build /app/services ./services
 RUN npm ci --omit=dev --no-audit --no-fund && rm -rf libs/*/src services/*/src libs/testkit/fixtures
 USER node
-EXPOSE 9464
+# 9464: /metrics, /healthz, /readyz of every service; 50051: the gateway's gRPC API.
+EXPOSE 9464 50051
 CMD ["sh", "-c", "exec node services/${SERVICE}/dist/main.js"]
