@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isZeroQuantity, OrderBook } from "@l2flow/orderbook";
+import { isZeroQuantity, OrderBook, parseDecimal } from "@l2flow/orderbook";
 
 describe("OrderBook", () => {
   const book = () => {
@@ -87,5 +87,151 @@ describe("OrderBook", () => {
     expect(isZeroQuantity("0")).toBe(true);
     expect(isZeroQuantity("0.00000000")).toBe(true);
     expect(isZeroQuantity("0.00000001")).toBe(false);
+  });
+});
+
+describe("parseDecimal", () => {
+  it("gives the same double as Number() for exchange decimals and falls back for anything else", () => {
+    const samples = [
+      "0",
+      "0.00000000",
+      "61685.99000000",
+      "0.02100830",
+      "0.1",
+      "0.3",
+      "123456789.12345678",
+      "99999999999999.99",
+      "9007199254740993",
+      "1.",
+      ".5",
+      "",
+      "1e3",
+      "-1.5",
+      "1.2.3",
+      "abc",
+      "00012.500",
+      "0.0000000000000000000000001",
+    ];
+    let seed = 7;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let i = 0; i < 20_000; i++) {
+      const decimals = Math.floor(rnd() * 9);
+      samples.push((rnd() * 10 ** Math.floor(rnd() * 7)).toFixed(decimals));
+    }
+    for (const s of samples) expect(Object.is(parseDecimal(s), Number(s)), s).toBe(true);
+  });
+});
+
+describe("OrderBook against a plain reference", () => {
+  /** The obvious book: a map from price string to quantity string, sorted on every read. */
+  class Reference {
+    readonly bids = new Map<string, string>();
+    readonly asks = new Map<string, string>();
+    set(side: "bid" | "ask", price: string, qty: string): void {
+      const m = side === "bid" ? this.bids : this.asks;
+      // The same price may arrive written differently ("100.5" vs "100.50"): key by value.
+      for (const k of m.keys()) if (Number(k) === Number(price)) m.delete(k);
+      if (!isZeroQuantity(qty)) m.set(price, qty);
+    }
+    top(side: "bid" | "ask", n: number): { price: string; quantity: string }[] {
+      const m = side === "bid" ? this.bids : this.asks;
+      const sign = side === "bid" ? -1 : 1;
+      return [...m]
+        .sort((a, b) => sign * (Number(a[0]) - Number(b[0])))
+        .slice(0, n)
+        .map(([price, quantity]) => ({ price, quantity }));
+    }
+  }
+
+  it("agrees after every one of thousands of random inserts, updates and deletes", () => {
+    let seed = 42;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const book = new OrderBook();
+    const ref = new Reference();
+    for (let step = 0; step < 6_000; step++) {
+      const side = rnd() < 0.5 ? "bid" : "ask";
+      // Bids on 1.00–3.99, asks on 4.00–6.99, clustered so blocks fill, split, empty and merge.
+      const tick = Math.floor(rnd() ** (step % 1000 < 500 ? 1 : 3) * 300);
+      const price = (side === "bid" ? 3.99 - tick / 100 : 4 + tick / 100).toFixed(2);
+      const qty = rnd() < 0.45 ? (rnd() < 0.5 ? "0" : "0.00000000") : (rnd() * 10).toFixed(3);
+      book.setLevel(side, price, qty);
+      ref.set(side, price, qty);
+      expect(book.topBids(5)).toEqual(ref.top("bid", 5));
+      expect(book.topAsks(5)).toEqual(ref.top("ask", 5));
+      if (step % 97 === 0) {
+        expect(book.topBids(10_000)).toEqual(ref.top("bid", 10_000));
+        expect(book.topAsks(10_000)).toEqual(ref.top("ask", 10_000));
+        expect(book.bidCount).toBe(ref.bids.size);
+        expect(book.askCount).toBe(ref.asks.size);
+        const sum = (l: { quantity: string }[]) => l.reduce((a, x) => a + Number(x.quantity), 0);
+        const b = sum(ref.top("bid", 7));
+        const a = sum(ref.top("ask", 7));
+        expect(book.imbalance(7)).toBeCloseTo(a + b === 0 ? 0 : (b - a) / (a + b), 12);
+        const mid = book.mid();
+        if (Number.isFinite(mid)) {
+          const lo = mid * (1 - 500 / 10_000);
+          const hi = mid * (1 + 500 / 10_000);
+          const d = book.depthWithinBps(500);
+          expect(d.bidQuantity).toBeCloseTo(sum(ref.top("bid", 1e6).filter((l) => Number(l.price) >= lo)), 9);
+          expect(d.askQuantity).toBeCloseTo(sum(ref.top("ask", 1e6).filter((l) => Number(l.price) <= hi)), 9);
+        }
+      }
+    }
+  });
+
+  it("loads a snapshot in any order: later duplicates win, zero quantities are no level", () => {
+    const b = new OrderBook();
+    b.applySnapshot(
+      [
+        ["99.00", "3"],
+        ["100.00", "1"],
+        ["99.50", "2"],
+        ["100.00", "4"],
+        ["98.00", "0.000"],
+      ],
+      [["101.00", "1"]],
+      5,
+    );
+    expect(b.toSnapshot()).toEqual({
+      bids: [
+        ["100.00", "4"],
+        ["99.50", "2"],
+        ["99.00", "3"],
+      ],
+      asks: [["101.00", "1"]],
+      lastUpdateId: 5,
+    });
+    expect(b.bestBidQuantity()).toBe(4);
+    // A large snapshot (several blocks) round-trips, and later diffs land in the right blocks.
+    const bids: [string, string][] = [];
+    for (let i = 0; i < 1000; i++) bids.push([(5000 - i * 0.5).toFixed(2), `${i + 1}`]);
+    b.applySnapshot(bids, [["6000.00", "1"]], 9);
+    expect(b.toSnapshot().bids).toEqual(bids);
+    b.applyDiff(
+      [
+        ["4999.75", "7"],
+        ["4500.50", "0"],
+        ["1.00", "1"],
+      ],
+      [],
+      10,
+    );
+    const after = b.topBids(2000);
+    expect(after).toHaveLength(1001);
+    expect(after[1]).toEqual({ price: "4999.75", quantity: "7" });
+    expect(after.at(-1)).toEqual({ price: "1.00", quantity: "1" });
+    expect(after.some((l) => l.price === "4500.50")).toBe(false);
+  });
+
+  it("returns new arrays from topBids/topAsks, so a caller's array is never changed by later updates", () => {
+    const b = new OrderBook();
+    b.applySnapshot([["1.0", "1"]], [["2.0", "1"]], 1);
+    const before = b.topBids(5);
+    b.applyDiff([["1.5", "3"]], [], 2);
+    expect(before).toEqual([{ price: "1.0", quantity: "1" }]);
+    expect(b.topBids(5)).toEqual([
+      { price: "1.5", quantity: "3" },
+      { price: "1.0", quantity: "1" },
+    ]);
   });
 });

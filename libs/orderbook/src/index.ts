@@ -1,14 +1,16 @@
 /**
  * An exact L2 order book built from the exchange's price and quantity strings. Pure: no I/O.
  *
- * Each side keeps parallel arrays sorted so that the best price is at the END (bids ascending, asks
- * descending): most updates touch prices near the top, so inserts and deletes shift few elements,
- * and reading the top N walks the tail. Prices compare as doubles (the same decimal string always
- * parses to the same double, and distinct exchange prices are distinct doubles); the original strings
- * are kept and returned, so nothing is rounded on the way out.
+ * Each side is a list of small sorted blocks (see `Side`), best price last, so an insert or delete
+ * moves at most one block's worth of entries wherever it lands and reading the top N walks the tail.
+ * A price is parsed once per update into a double: the same decimal string always gives the same
+ * double, and the distinct prices an exchange quotes (≤ 15 significant digits) give distinct doubles,
+ * so comparing doubles orders levels exactly. The exchange's strings are kept in immutable `Level`
+ * objects and returned as they are, so nothing is rounded on the way out, and reading the top N
+ * allocates only the array that holds them.
  */
 
-/** One level as the exchange wrote it. */
+/** One level as the exchange wrote it. Level objects are immutable and may be shared between reads. */
 export interface Level {
   readonly price: string;
   readonly quantity: string;
@@ -26,71 +28,285 @@ export function isZeroQuantity(q: string): boolean {
   return true;
 }
 
+const POW10 = [
+  1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+  1e20, 1e21, 1e22,
+];
+
+/**
+ * `Number(s)` for a plain decimal string, faster than the generic conversion and bit-identical to it:
+ * when the digits form an integer m < 2^53 and there are k ≤ 22 decimals, m and 10^k are exact doubles
+ * and IEEE division rounds m / 10^k correctly, as `Number()` does. Anything else (signs, exponents,
+ * more digits, junk) falls back to `Number()`.
+ */
+export function parseDecimal(s: string): number {
+  let m = 0;
+  let frac = -1;
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d >= 0 && d <= 9) {
+      m = m * 10 + d;
+      if (frac >= 0) frac++;
+    } else if (d === -2 /* . */ && frac < 0 && i > 0) {
+      frac = 0;
+    } else {
+      return Number(s);
+    }
+  }
+  if (n === 0 || frac === 0 || m > 9007199254740991 || frac > 22) return Number(s);
+  return frac > 0 ? m / POW10[frac]! : m;
+}
+
+/** Most levels a block holds; a full block splits in two. */
+const BLOCK = 32;
+/** Levels per block after a bulk load (room for inserts before the first split). */
+const LOAD_FILL = 24;
+/** A block this small merges with a neighbour when the two fit in `MERGE_INTO`. */
+const MERGE_BELOW = 8;
+const MERGE_INTO = 24;
+
+/** Placeholder in unused block slots (keeps the arrays packed). */
+const NO_LEVEL: Level = Object.freeze({ price: "", quantity: "" });
+
+/** A packed array of `BLOCK` doubles (V8 stores them unboxed, inline in the array). */
+function doubles(): number[] {
+  const a: number[] = [];
+  for (let i = 0; i < BLOCK; i++) a.push(0.5);
+  return a;
+}
+
+/** A run of up to `BLOCK` consecutive levels of one side, keys ascending. */
+class Block {
+  readonly keys: number[] = doubles();
+  readonly levels: Level[] = new Array<Level>(BLOCK).fill(NO_LEVEL);
+  n = 0;
+}
+
+/**
+ * One side of the book: blocks of consecutive levels, keys (`price * sign`) ascending within and
+ * across blocks, so the best level (highest bid, lowest ask) is the last slot of the last block for
+ * both sides. An insert or delete moves at most `BLOCK` entries wherever it lands in the book; most
+ * land in the last block, which is checked first.
+ */
 class Side {
-  readonly prices: number[] = [];
-  readonly priceText: string[] = [];
-  readonly qtyText: string[] = [];
-  readonly qty: number[] = [];
-  /** +1 for bids (ascending, best = max at end), -1 for asks (descending, best = min at end). */
+  blocks: Block[] = [];
+  /**
+   * `blocks[b].keys[0]` for every block, in one array so the block search touches nothing else.
+   * (Only its role as a separator matters: keys of block b-1 < firsts[b] <= keys of block b.)
+   */
+  firsts: number[] = [];
+  length = 0;
+  /** +1 for bids, -1 for asks. */
   constructor(readonly sign: 1 | -1) {}
 
-  get length(): number {
-    return this.prices.length;
-  }
-
   clear(): void {
-    this.prices.length = 0;
-    this.priceText.length = 0;
-    this.qtyText.length = 0;
-    this.qty.length = 0;
+    this.blocks = [];
+    this.firsts = [];
+    this.length = 0;
   }
 
-  /** Index of the first element whose key is >= the price's key (keys = price * sign, ascending). */
-  private lowerBound(key: number): number {
-    const prices = this.prices;
-    const sign = this.sign;
+  /** Index of the block that holds `key` or where it would go: the last block whose first key <= key (0 if none). */
+  #blockFor(key: number): number {
+    const firsts = this.firsts;
+    let hi = firsts.length - 1;
+    if (firsts[hi]! <= key) return hi;
     let lo = 0;
-    let hi = prices.length;
-    // Fast path: most updates land near the top (the end).
-    if (hi > 0 && prices[hi - 1]! * sign < key) return hi;
+    hi--;
     while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (prices[mid]! * sign < key) lo = mid + 1;
-      else hi = mid;
+      const mid = (lo + hi + 1) >>> 1;
+      if (firsts[mid]! <= key) lo = mid;
+      else hi = mid - 1;
     }
     return lo;
   }
 
   set(priceText: string, qtyText: string): void {
-    const price = +priceText;
-    const key = price * this.sign;
-    const i = this.lowerBound(key);
-    const found = i < this.prices.length && this.prices[i] === price;
-    if (isZeroQuantity(qtyText)) {
-      if (found) {
-        this.prices.splice(i, 1);
-        this.priceText.splice(i, 1);
-        this.qtyText.splice(i, 1);
-        this.qty.splice(i, 1);
+    const key = parseDecimal(priceText) * this.sign;
+    const zero = isZeroQuantity(qtyText);
+    if (this.blocks.length === 0) {
+      if (!zero) this.#insertFirst(key, { price: priceText, quantity: qtyText });
+      return;
+    }
+    const b = this.#blockFor(key);
+    const block = this.blocks[b]!;
+    const keys = block.keys;
+    const n = block.n;
+    let i = 0;
+    let hi = n;
+    while (i < hi) {
+      const mid = (i + hi) >>> 1;
+      if (keys[mid]! < key) i = mid + 1;
+      else hi = mid;
+    }
+    const found = i < n && keys[i] === key;
+    if (zero) {
+      if (found) this.#remove(b, block, i);
+      return;
+    }
+    const level: Level = { price: priceText, quantity: qtyText };
+    if (found) block.levels[i] = level;
+    else this.#insert(b, block, i, key, level);
+  }
+
+  #insertFirst(key: number, level: Level): void {
+    const block = new Block();
+    block.keys[0] = key;
+    block.levels[0] = level;
+    block.n = 1;
+    this.blocks.push(block);
+    this.firsts.push(key);
+    this.length = 1;
+  }
+
+  #insert(b: number, block: Block, i: number, key: number, level: Level): void {
+    let target = block;
+    let at = i;
+    if (block.n === BLOCK) {
+      // Split: the upper half moves to a new block right after this one.
+      const upper = new Block();
+      const half = BLOCK >>> 1;
+      for (let j = half; j < BLOCK; j++) {
+        upper.keys[j - half] = block.keys[j]!;
+        upper.levels[j - half] = block.levels[j]!;
+        block.levels[j] = NO_LEVEL;
       }
+      upper.n = BLOCK - half;
+      block.n = half;
+      this.blocks.splice(b + 1, 0, upper);
+      this.firsts.splice(b + 1, 0, upper.keys[0]!);
+      if (i > half) {
+        target = upper;
+        at = i - half;
+        b++;
+      }
+    }
+    const keys = target.keys;
+    const levels = target.levels;
+    for (let j = target.n; j > at; j--) {
+      keys[j] = keys[j - 1]!;
+      levels[j] = levels[j - 1]!;
+    }
+    keys[at] = key;
+    levels[at] = level;
+    if (at === 0) this.firsts[b] = key;
+    target.n++;
+    this.length++;
+  }
+
+  #remove(b: number, block: Block, i: number): void {
+    const keys = block.keys;
+    const levels = block.levels;
+    const n = block.n - 1;
+    for (let j = i; j < n; j++) {
+      keys[j] = keys[j + 1]!;
+      levels[j] = levels[j + 1]!;
+    }
+    levels[n] = NO_LEVEL;
+    block.n = n;
+    this.length--;
+    if (n === 0) {
+      this.blocks.splice(b, 1);
+      this.firsts.splice(b, 1);
       return;
     }
-    if (found) {
-      this.qtyText[i] = qtyText;
-      this.qty[i] = +qtyText;
-      return;
+    if (i === 0) this.firsts[b] = keys[0]!;
+    if (n < MERGE_BELOW) this.#mergeAround(b);
+  }
+
+  /** Merges block `b` with a neighbour when both fit comfortably in one. */
+  #mergeAround(b: number): void {
+    const blocks = this.blocks;
+    const below = blocks[b - 1];
+    const block = blocks[b]!;
+    if (below !== undefined && below.n + block.n <= MERGE_INTO) this.#merge(b - 1);
+    else {
+      const above = blocks[b + 1];
+      if (above !== undefined && above.n + block.n <= MERGE_INTO) this.#merge(b);
     }
-    if (i === this.prices.length) {
-      this.prices.push(price);
-      this.priceText.push(priceText);
-      this.qtyText.push(qtyText);
-      this.qty.push(+qtyText);
-    } else {
-      this.prices.splice(i, 0, price);
-      this.priceText.splice(i, 0, priceText);
-      this.qtyText.splice(i, 0, qtyText);
-      this.qty.splice(i, 0, +qtyText);
+  }
+
+  /** Appends block `b + 1` to block `b` and drops it. */
+  #merge(b: number): void {
+    const low = this.blocks[b]!;
+    const high = this.blocks[b + 1]!;
+    for (let j = 0; j < high.n; j++) {
+      low.keys[low.n + j] = high.keys[j]!;
+      low.levels[low.n + j] = high.levels[j]!;
     }
+    low.n += high.n;
+    this.blocks.splice(b + 1, 1);
+    this.firsts.splice(b + 1, 1);
+  }
+
+  /** Replaces the side with these levels in one sort (later duplicates win, zero quantities dropped). */
+  load(raw: readonly RawLevel[]): void {
+    const parsed: { key: number; order: number; level: Level }[] = [];
+    for (let i = 0; i < raw.length; i++) {
+      const l = raw[i]!;
+      parsed.push({ key: parseDecimal(l[0]) * this.sign, order: i, level: { price: l[0], quantity: l[1] } });
+    }
+    parsed.sort((a, b) => a.key - b.key || a.order - b.order);
+    const blocks: Block[] = [];
+    let block: Block | undefined;
+    let length = 0;
+    for (let i = 0; i < parsed.length; i++) {
+      const p = parsed[i]!;
+      const next = parsed[i + 1];
+      if (next !== undefined && next.key === p.key) continue; // a later entry for the same price wins
+      if (isZeroQuantity(p.level.quantity)) continue;
+      if (block === undefined || block.n === LOAD_FILL) blocks.push((block = new Block()));
+      block.keys[block.n] = p.key;
+      block.levels[block.n++] = p.level;
+      length++;
+    }
+    this.blocks = blocks;
+    this.firsts = blocks.map((x) => x.keys[0]!);
+    this.length = length;
+  }
+
+  /** The best level, undefined when empty. */
+  best(): Level | undefined {
+    const block = this.blocks[this.blocks.length - 1];
+    return block === undefined ? undefined : block.levels[block.n - 1];
+  }
+
+  /** The best price as a number, NaN when empty. */
+  bestPrice(): number {
+    const block = this.blocks[this.blocks.length - 1];
+    return block === undefined ? NaN : block.keys[block.n - 1]! * this.sign;
+  }
+
+  /** The best `count` levels, best first, in a new array (the levels themselves are shared). */
+  top(count: number): Level[] {
+    const k = Math.max(0, Math.min(count, this.length));
+    const out = new Array<Level>(k);
+    const blocks = this.blocks;
+    let o = 0;
+    for (let b = blocks.length - 1; o < k; b--) {
+      const block = blocks[b]!;
+      const levels = block.levels;
+      for (let j = block.n - 1; j >= 0 && o < k; j--) out[o++] = levels[j]!;
+    }
+    return out;
+  }
+
+  /**
+   * Sum of the quantities of the best levels: at most `count` of them, and only while the price is
+   * within `limit` (a key bound: levels with key < limit are not counted).
+   */
+  sumQuantity(count: number, limit = -Infinity): number {
+    let sum = 0;
+    let seen = 0;
+    const blocks = this.blocks;
+    for (let b = blocks.length - 1; b >= 0; b--) {
+      const block = blocks[b]!;
+      for (let j = block.n - 1; j >= 0; j--) {
+        if (seen++ >= count || block.keys[j]! < limit) return sum;
+        sum += parseDecimal(block.levels[j]!.quantity);
+      }
+    }
+    return sum;
   }
 }
 
@@ -101,18 +317,25 @@ export class OrderBook {
   /** Update id of the last change applied (the snapshot's `lastUpdateId` or a diff's `u`). */
   lastUpdateId = 0;
 
-  /** Replaces the whole book with a snapshot. */
+  /** Replaces the whole book with a snapshot (levels in any order; quantity 0 is no level). */
   applySnapshot(bids: readonly RawLevel[], asks: readonly RawLevel[], lastUpdateId: number): void {
-    this.clear();
-    for (const l of bids) this.#bids.set(l[0], l[1]);
-    for (const l of asks) this.#asks.set(l[0], l[1]);
+    this.#bids.load(bids);
+    this.#asks.load(asks);
     this.lastUpdateId = lastUpdateId;
   }
 
-  /** Applies a diff's levels (quantity 0 removes a level) and records its final update id. */
+  /** Applies a diff's levels in order (quantity 0 removes a level) and records its final update id. */
   applyDiff(bids: readonly RawLevel[], asks: readonly RawLevel[], finalUpdateId: number): void {
-    for (let i = 0; i < bids.length; i++) this.#bids.set(bids[i]![0], bids[i]![1]);
-    for (let i = 0; i < asks.length; i++) this.#asks.set(asks[i]![0], asks[i]![1]);
+    const b = this.#bids;
+    for (let i = 0; i < bids.length; i++) {
+      const l = bids[i]!;
+      b.set(l[0], l[1]);
+    }
+    const a = this.#asks;
+    for (let i = 0; i < asks.length; i++) {
+      const l = asks[i]!;
+      a.set(l[0], l[1]);
+    }
     this.lastUpdateId = finalUpdateId;
   }
 
@@ -128,62 +351,49 @@ export class OrderBook {
     this.lastUpdateId = 0;
   }
 
-  /** Number of bid and ask levels. */
+  /** Number of bid levels. */
   get bidCount(): number {
     return this.#bids.length;
   }
+  /** Number of ask levels. */
   get askCount(): number {
     return this.#asks.length;
   }
 
   /** Best bid price as a number, NaN when empty. */
   bestBidPrice(): number {
-    const s = this.#bids;
-    return s.length > 0 ? s.prices[s.length - 1]! : NaN;
+    return this.#bids.bestPrice();
   }
   /** Best ask price as a number, NaN when empty. */
   bestAskPrice(): number {
-    const s = this.#asks;
-    return s.length > 0 ? s.prices[s.length - 1]! : NaN;
+    return this.#asks.bestPrice();
   }
   /** Quantity at the best bid, 0 when empty. */
   bestBidQuantity(): number {
-    const s = this.#bids;
-    return s.length > 0 ? s.qty[s.length - 1]! : 0;
+    const l = this.#bids.best();
+    return l === undefined ? 0 : parseDecimal(l.quantity);
   }
   /** Quantity at the best ask, 0 when empty. */
   bestAskQuantity(): number {
-    const s = this.#asks;
-    return s.length > 0 ? s.qty[s.length - 1]! : 0;
+    const l = this.#asks.best();
+    return l === undefined ? 0 : parseDecimal(l.quantity);
   }
   /** Best bid as exchange strings, undefined when empty. */
   bestBid(): Level | undefined {
-    return this.#level(this.#bids, 0);
+    return this.#bids.best();
   }
   /** Best ask as exchange strings, undefined when empty. */
   bestAsk(): Level | undefined {
-    return this.#level(this.#asks, 0);
+    return this.#asks.best();
   }
 
-  #level(s: Side, depth: number): Level | undefined {
-    const i = s.length - 1 - depth;
-    return i >= 0 ? { price: s.priceText[i]!, quantity: s.qtyText[i]! } : undefined;
-  }
-
-  /** The best `n` bids, best first. */
+  /** The best `n` bids, best first, in a new array. */
   topBids(n: number): Level[] {
-    return this.#top(this.#bids, n);
+    return this.#bids.top(n);
   }
-  /** The best `n` asks, best first. */
+  /** The best `n` asks, best first, in a new array. */
   topAsks(n: number): Level[] {
-    return this.#top(this.#asks, n);
-  }
-
-  #top(s: Side, n: number): Level[] {
-    const out: Level[] = [];
-    for (let i = s.length - 1, k = 0; i >= 0 && k < n; i--, k++)
-      out.push({ price: s.priceText[i]!, quantity: s.qtyText[i]! });
-    return out;
+    return this.#asks.top(n);
   }
 
   /** True when best bid >= best ask (a fault: a correct Binance book is never crossed). */
@@ -211,8 +421,8 @@ export class OrderBook {
 
   /** (bid qty - ask qty) / (bid qty + ask qty) over the top `levels` levels, in [-1, 1]; 0 when empty. */
   imbalance(levels: number): number {
-    const b = sumQty(this.#bids, levels);
-    const a = sumQty(this.#asks, levels);
+    const b = this.#bids.sumQuantity(levels);
+    const a = this.#asks.sumQuantity(levels);
     return a + b === 0 ? 0 : (b - a) / (b + a);
   }
 
@@ -222,28 +432,16 @@ export class OrderBook {
     if (!Number.isFinite(mid)) return { bidQuantity: 0, askQuantity: 0 };
     const lo = mid * (1 - bps / 10_000);
     const hi = mid * (1 + bps / 10_000);
-    let bidQuantity = 0;
-    for (let i = this.#bids.length - 1; i >= 0 && this.#bids.prices[i]! >= lo; i--)
-      bidQuantity += this.#bids.qty[i]!;
-    let askQuantity = 0;
-    for (let i = this.#asks.length - 1; i >= 0 && this.#asks.prices[i]! <= hi; i--)
-      askQuantity += this.#asks.qty[i]!;
-    return { bidQuantity, askQuantity };
+    // Keys are price * sign: bids at or above `lo`, asks at or below `hi` (key >= -hi).
+    return {
+      bidQuantity: this.#bids.sumQuantity(Infinity, lo),
+      askQuantity: this.#asks.sumQuantity(Infinity, -hi),
+    };
   }
 
   /** Every level, best first, as `[price, quantity]` strings (for checkpoints). */
   toSnapshot(): { bids: [string, string][]; asks: [string, string][]; lastUpdateId: number } {
-    const dump = (s: Side) => {
-      const out: [string, string][] = [];
-      for (let i = s.length - 1; i >= 0; i--) out.push([s.priceText[i]!, s.qtyText[i]!]);
-      return out;
-    };
+    const dump = (s: Side) => s.top(s.length).map((l): [string, string] => [l.price, l.quantity]);
     return { bids: dump(this.#bids), asks: dump(this.#asks), lastUpdateId: this.lastUpdateId };
   }
-}
-
-function sumQty(s: Side, levels: number): number {
-  let sum = 0;
-  for (let i = s.length - 1, k = 0; i >= 0 && k < levels; i--, k++) sum += s.qty[i]!;
-  return sum;
 }
