@@ -38,20 +38,30 @@ const encoder = new TextEncoder();
 export class EncodedHeaders {
   readonly #bytes: Uint8Array;
   /** Keys are sent as given; values must not contain CR or LF (a `RangeError` otherwise). */
-  constructor(record: Readonly<Record<string, string>>) {
+  constructor(record: Readonly<Record<string, string>>, msgId?: string) {
     let text = "NATS/1.0\r\n";
-    for (const k in record) {
-      const v = record[k]!;
-      if (/[\r\n]/.test(v) || /[\r\n: ]/.test(k))
-        throw new RangeError(`invalid NATS header ${JSON.stringify(k)}`);
-      text += `${k}: ${v}\r\n`;
-    }
+    if (msgId !== undefined) text = addHeader(text, "Nats-Msg-Id", msgId);
+    for (const k in record) text = addHeader(text, k, record[k]!);
     this.#bytes = encoder.encode(`${text}\r\n`);
   }
   /** The wire form: `NATS/1.0`, one `Key: value` line per header, a blank line. */
   encode(): Uint8Array {
     return this.#bytes;
   }
+}
+
+/** `text` plus one `key: value` line; a `RangeError` for a key or value that would break the block. */
+function addHeader(text: string, key: string, value: string): string {
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c === 13 || c === 10 || c === 58 /* : */ || c === 32)
+      throw new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
+  }
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 13 || c === 10) throw new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
+  }
+  return `${text}${key}: ${value}\r\n`;
 }
 
 /**
@@ -238,8 +248,58 @@ export class AckPipeline {
   }
 }
 
+const ACK_HEAD = encoder.encode('{"stream":"');
+const ACK_SEQ = encoder.encode('","seq":');
+const ACK_DUP = encoder.encode(',"duplicate":true}');
+
+/**
+ * The usual PubAck, `{"stream":"S","seq":N}` or `{"stream":"S","seq":N,"duplicate":true}`, read
+ * straight from the bytes (one per stored message, so JSON.parse would be a real share of the cost);
+ * undefined for any other shape, which then goes through JSON.parse.
+ */
+function fastAck(d: Uint8Array): StoredAck | undefined {
+  const n = d.length;
+  if (n < ACK_HEAD.length + ACK_SEQ.length + 2 || d[n - 1] !== 125 /* } */) return undefined;
+  for (let i = 0; i < ACK_HEAD.length; i++) if (d[i] !== ACK_HEAD[i]) return undefined;
+  let i = ACK_HEAD.length;
+  const streamStart = i;
+  while (i < n && d[i] !== 34 /* " */) {
+    if (d[i] === 92 /* \ */) return undefined;
+    i++;
+  }
+  const streamEnd = i;
+  for (let k = 0; k < ACK_SEQ.length; k++, i++) if (d[i] !== ACK_SEQ[k]) return undefined;
+  let seq = 0;
+  const digits = i;
+  while (i < n && d[i]! >= 48 && d[i]! <= 57) seq = seq * 10 + (d[i++]! - 48);
+  if (i === digits || i - digits > 15) return undefined;
+  let duplicate = false;
+  if (i === n - 1) duplicate = false;
+  else if (n - i === ACK_DUP.length) {
+    for (let k = 0; k < ACK_DUP.length; k++) if (d[i + k] !== ACK_DUP[k]) return undefined;
+    duplicate = true;
+  } else return undefined;
+  return { stream: streamName(d, streamStart, streamEnd), seq, duplicate };
+}
+
+let lastStreamBytes = new Uint8Array(0);
+let lastStream = "";
+/** The stream's name, decoded once while acks keep naming the same stream. */
+function streamName(d: Uint8Array, start: number, end: number): string {
+  const len = end - start;
+  let same = len === lastStreamBytes.length;
+  for (let k = 0; same && k < len; k++) same = d[start + k] === lastStreamBytes[k];
+  if (!same) {
+    lastStreamBytes = d.slice(start, end);
+    lastStream = decoder.decode(lastStreamBytes);
+  }
+  return lastStream;
+}
+
 /** A PubAck `{"stream","seq","duplicate"?}`, or the error's description. */
 function parseAck(data: Uint8Array): StoredAck | string {
+  const fast = fastAck(data);
+  if (fast !== undefined) return fast;
   let o: unknown;
   try {
     o = JSON.parse(decoder.decode(data));

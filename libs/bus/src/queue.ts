@@ -155,9 +155,7 @@ export class PublishQueue {
     const { item } = e;
     this.#bytes -= item.data.length;
     e.attempts++;
-    const h = new EncodedHeaders(
-      item.msgId === undefined ? (item.headers ?? {}) : { "Nats-Msg-Id": item.msgId, ...item.headers },
-    );
+    const h = new EncodedHeaders(item.headers ?? {}, item.msgId);
     this.#pipe.send(item.subject, item.data, h, (err, ack) => {
       if (err === undefined) {
         this.#o.onStored?.(item, ack?.duplicate ?? false);

@@ -61,6 +61,7 @@ describe("AckPipeline against a real nats-server", () => {
       n,
     );
     expect(first.every((r) => r.err === undefined && r.ack?.duplicate === false)).toBe(true);
+    expect(first.every((r) => r.ack?.stream === "P")).toBe(true);
     const seqs = first.map((r) => r.ack!.seq);
     expect(new Set(seqs).size).toBe(n);
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b)); // one connection keeps the order

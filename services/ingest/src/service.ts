@@ -76,12 +76,25 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
 
     // Symbols whose frames were never stored, reported as a gap once NATS is back.
     const lostSymbols = new Set<string>();
+    // Per-frame metrics use bound children: prom-client hashes a label object on every inc() otherwise.
+    type Child = ReturnType<typeof m.stored.labels>;
+    const storedBySubject = new Map<string, [Child, Child]>();
+    const storedCounter = (subject: string, duplicate: boolean) => {
+      let pair = storedBySubject.get(subject);
+      if (pair === undefined) {
+        if (storedBySubject.size > 100_000) storedBySubject.clear();
+        const kind = subject.split(".")[3] ?? "?";
+        pair = [m.stored.labels({ kind, duplicate: "false" }), m.stored.labels({ kind, duplicate: "true" })];
+        storedBySubject.set(subject, pair);
+      }
+      return pair[duplicate ? 1 : 0];
+    };
     const queue = new PublishQueue(bus, {
       maxInFlight: config.PUBLISH_MAX_IN_FLIGHT,
       maxBytes: config.OUTAGE_BUFFER_BYTES,
       ackTimeoutMs: config.PUBLISH_ACK_TIMEOUT_MS,
       onStored: (item, duplicate) => {
-        m.stored.inc({ kind: item.subject.split(".")[3] ?? "?", duplicate: String(duplicate) });
+        storedCounter(item.subject, duplicate).inc();
         deps.onStored?.(item.subject, item.msgId, duplicate);
       },
       onDropped: (item, reason) => {
@@ -212,6 +225,12 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     });
     resources.defer(() => backfill.close());
 
+    const framesByKind = new Map<string, ReturnType<typeof m.frames.labels>>();
+    const framesCounter = (kind: string) => {
+      let c = framesByKind.get(kind);
+      if (c === undefined) framesByKind.set(kind, (c = m.frames.labels({ kind })));
+      return c;
+    };
     const onFrame = (bytes: Buffer, receiveTimeNs: bigint, connId: string) => {
       let route;
       let text: string;
@@ -228,11 +247,12 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
           );
         return;
       }
-      m.frames.inc({ kind: route.kind });
+      framesCounter(route.kind).inc();
       if (route.kind === "shutdown" || route.kind === "bookticker") return;
       if (route.eventTime > 0) {
         const eventMs = config.MICROSECOND_TIMESTAMPS ? route.eventTime / 1000 : route.eventTime;
-        m.lag.observe(Math.max(0, Number(receiveTimeNs / 1_000_000n) - eventMs) / 1000);
+        // Millisecond lag: the receive time's nanoseconds are not needed for it (and BigInt division is not free).
+        m.lag.observe(Math.max(0, Date.now() - eventMs) / 1000);
       }
       if (dedupe.seen(route.kind, route.symbol, route.id)) {
         m.deduped.inc();
