@@ -90,8 +90,13 @@ export async function startNormalizer(
       m,
     };
     const workers = new Map<string, SymbolWorker>();
+    let closing = false;
+    /** A discovery in progress (it may be starting workers). */
+    let discovering: Promise<void> | undefined;
     // Workers stop before the queue closes (ResourceStack closes in reverse order).
     resources.defer(async () => {
+      closing = true;
+      await discovering?.catch(() => undefined);
       await Promise.all([...workers.values()].map((w) => w.stop(true)));
     });
 
@@ -105,6 +110,12 @@ export async function startNormalizer(
       }
       for (const s of explicit) found.add(s);
       for (const symbol of found) {
+        if (closing) return;
+        const old = workers.get(symbol);
+        if (old?.failed === true) {
+          await old.stop(false);
+          workers.delete(symbol);
+        }
         if (workers.has(symbol) || starting.has(symbol)) continue;
         starting.add(symbol);
         const w = new SymbolWorker(symbol, context);
@@ -124,9 +135,12 @@ export async function startNormalizer(
     };
     await discover();
     const discovery = setInterval(() => {
-      discover().catch((err: unknown) => {
-        if (limiter.take("discover") >= 0) logger.warn({ err }, "could not list MD_RAW's symbols");
-      });
+      if (discovering !== undefined) return; // the last one is still starting workers
+      discovering = discover()
+        .catch((err: unknown) => {
+          if (limiter.take("discover") >= 0) logger.warn({ err }, "could not list MD_RAW's symbols");
+        })
+        .finally(() => (discovering = undefined));
     }, config.DISCOVERY_INTERVAL_MS);
     resources.defer(() => clearInterval(discovery));
     const ticker = setInterval(() => {

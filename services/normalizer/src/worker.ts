@@ -1,4 +1,4 @@
-import { DeliverPolicy, type ConsumerMessages } from "@nats-io/jetstream";
+import { DeliverPolicy, type Consumer, type ConsumerMessages } from "@nats-io/jetstream";
 import type { Bus, KV, PublishQueue } from "@l2flow/bus";
 import { FrameError } from "@l2flow/binance";
 import { bookKey, HEADERS, STREAMS, subjects } from "@l2flow/contracts";
@@ -59,8 +59,10 @@ export class SymbolWorker {
   readonly #proc: SymbolProcessor;
   #seq = 0;
   #messages: ConsumerMessages | undefined;
+  #consumer: Consumer | undefined;
   #loop: Promise<void> | undefined;
   #stopped = false;
+  #failed = false;
   /** Output numbers not yet stored, in push order (a Map keeps insertion order: first = lowest). */
   readonly #unsettled = new Map<number, true>();
   #outputs = 0;
@@ -102,6 +104,11 @@ export class SymbolWorker {
     return `${this.#c.name}.binance.${this.symbol}`;
   }
 
+  /** True once its consumer failed for good; the service replaces it with a new worker. */
+  get failed(): boolean {
+    return this.#failed;
+  }
+
   /** Stream sequence of the last raw message handled. */
   get seq(): number {
     return this.#seq;
@@ -122,8 +129,23 @@ export class SymbolWorker {
     });
     // A small window per symbol bounds what waits in this process while catching up (400 symbols ×
     // 256 messages). Not a byte window: a message larger than it (a 5000-level snapshot) would never come.
-    this.#messages = await consumer.consume({ max_messages: 256 });
-    this.#loop = this.#run(this.#messages);
+    const messages = await consumer.consume({ max_messages: 256 });
+    if (this.#stopped) {
+      // stop() came while the consumer was being created: nothing may read after it.
+      await messages.close().catch(() => undefined);
+      await consumer.delete().catch(() => undefined);
+      return;
+    }
+    this.#consumer = consumer;
+    this.#messages = messages;
+    this.#loop = this.#run(messages).catch((err: unknown) => {
+      if (this.#stopped) return; // the connection closing under a stopped worker
+      this.#failed = true;
+      this.#c.logger.error(
+        { err, symbol: this.symbol, seq: this.#seq },
+        "stopped reading MD_RAW for this symbol; it restarts from its checkpoint at the next discovery",
+      );
+    });
     this.#c.logger.info(
       { symbol: this.symbol, fromSeq: cp === undefined ? "start of MD_RAW" : cp.seq + 1 },
       cp === undefined ? "normalizing a new symbol" : "resuming from checkpoint",
@@ -305,6 +327,8 @@ export class SymbolWorker {
     this.#stopped = true;
     await this.#messages?.close().catch(() => undefined);
     await this.#loop?.catch(() => undefined);
+    // An ordered consumer would otherwise stay on the server until its 5-minute inactivity threshold.
+    await this.#consumer?.delete().catch(() => undefined);
     if (!flush || this.#seq <= this.#checkpointSeq) return;
     this.#captureCheckpoint();
     const deadline = Date.now() + 5_000;

@@ -1,0 +1,70 @@
+// Closing while symbols are still being discovered: every worker the discovery starts — even one whose
+// consumer is created after close() began — must be stopped, so nothing reads MD_RAW (or crashes on the
+// draining connection) once the normalizer has closed.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectBus, provisionTopology, type Bus } from "@l2flow/bus";
+import { STREAMS, subjects } from "@l2flow/contracts";
+import { startTestNats, type TestNats } from "@l2flow/testkit";
+import { loadConfig, startNormalizer } from "@l2flow/normalizer";
+import { captureLogs, waitUntil } from "./support.js";
+
+const enc = new TextEncoder();
+
+describe("normalizer lifecycle", () => {
+  let nats: TestNats;
+  let bus: Bus;
+  beforeAll(async () => {
+    nats = await startTestNats();
+    bus = await connectBus({ servers: nats.url });
+    await provisionTopology(bus);
+  });
+  afterAll(async () => {
+    await bus?.close();
+    await nats?.close();
+  });
+
+  const addSymbols = async (names: readonly string[]) => {
+    for (const [i, symbol] of names.entries())
+      await bus.js.publish(
+        subjects.raw("trade", symbol),
+        enc.encode(
+          JSON.stringify({
+            e: "trade",
+            E: 1_700_000_000_000 + i,
+            s: symbol,
+            t: i + 1,
+            p: "1.0",
+            q: "1.0",
+            T: 1_700_000_000_000 + i,
+            m: false,
+          }),
+        ),
+      );
+  };
+
+  it("stops every worker when closed in the middle of a discovery, new ones included", async () => {
+    for (let round = 0; round < 5; round++) {
+      const { logger } = captureLogs();
+      const normalizer = await startNormalizer(
+        loadConfig({
+          NATS_URL: nats.url,
+          METRICS_PORT: "0",
+          DISCOVERY_INTERVAL_MS: "20",
+          NORMALIZER_NAME: `n${round}`,
+        }),
+        { logger },
+      );
+      // Forty symbols the next discovery finds and starts, one consumer at a time; close() lands while it runs.
+      await addSymbols(Array.from({ length: 40 }, (_, i) => `R${round}S${i}USDT`));
+      await new Promise((r) => setTimeout(r, 25 + round * 10));
+      await normalizer.close();
+      // Ordered consumers are ephemeral: once every worker has stopped, none is left on MD_RAW.
+      await waitUntil(
+        async () => (await bus.jsm.streams.info(STREAMS.raw)).state.consumer_count === 0,
+        10_000,
+        "no consumer left on MD_RAW after close",
+      );
+      expect((await bus.jsm.streams.info(STREAMS.raw)).state.consumer_count).toBe(0);
+    }
+  }, 120_000);
+});
