@@ -1,6 +1,7 @@
 /**
  * `npm run soak -- [--minutes 10] [--copies 100]`: the whole pipeline under injected faults, each
- * service in its own process (two ingest replicas, the normalizer, the analyzer), reporting anything
+ * service in its own process from its build, as shipped (two ingest replicas, the normalizer, the
+ * analyzer), reporting anything
  * lost or duplicated and every service's memory over time (issue 8 items 5 and 6).
  *
  * The simulator replays the BTCUSDT recording as `copies` renamed symbols, stretched or compressed to
@@ -9,8 +10,8 @@
  * and diff of the replay exactly once, every closed 1 s window exactly one signal, and each service's
  * RSS must stay below 200 MB without growing. Writes bench/results/soak-<date>.md.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -19,6 +20,7 @@ import { connectBus, type Bus } from "@l2flow/bus";
 import { Signal, STREAMS, Window } from "@l2flow/contracts";
 import { readRecording, type Recording } from "@l2flow/recording";
 import { fixtures, startFakeLlm, startSimulator, startTestNats } from "@l2flow/testkit";
+import { rssMb, spawnService, stopAll } from "./lib/procs.js";
 import { frameRate, scaleRecording } from "./lib/scale.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -33,29 +35,6 @@ if (!(minutes > 0) || !Number.isInteger(copies) || copies < 1) {
 }
 const log = (msg: string) =>
   process.stderr.write(`[soak ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
-
-function service(name: string, env: Record<string, string>): ChildProcess {
-  const child = spawn(
-    process.execPath,
-    ["--conditions=l2flow-source", "--import", "tsx", `services/${name}/src/main.ts`],
-    {
-      cwd: repoRoot,
-      env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "warn", METRICS_PORT: "0", ...env },
-      stdio: ["ignore", "ignore", "inherit"],
-    },
-  );
-  return child;
-}
-
-function rssMb(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m === null ? 0 : Number(m[1]) / 1024;
-  } catch {
-    return 0;
-  }
-}
 
 async function readAll(
   bus: Bus,
@@ -149,10 +128,10 @@ const ingestEnv = {
   SNAPSHOT_LIMIT: "100",
 };
 const children: Record<string, ChildProcess> = {
-  "ingest-1": service("ingest", ingestEnv),
-  "ingest-2": service("ingest", ingestEnv),
-  normalizer: service("normalizer", { ...common, WINDOW_INTERVALS: "1s" }),
-  analyzer: service("analyzer", {
+  "ingest-1": spawnService("ingest", ingestEnv),
+  "ingest-2": spawnService("ingest", ingestEnv),
+  normalizer: spawnService("normalizer", { ...common, WINDOW_INTERVALS: "1s" }),
+  analyzer: spawnService("analyzer", {
     ...common,
     HOLYSHEEP_API_KEY: "sk-soak-0123456789abcdef",
     HOLYSHEEP_BASE_URL: llm.url,
@@ -281,9 +260,7 @@ try {
   );
 } finally {
   clearInterval(sampler);
-  for (const c of Object.values(children)) c.kill("SIGTERM");
-  await new Promise((r) => setTimeout(r, 2_000));
-  for (const c of Object.values(children)) c.kill("SIGKILL");
+  await stopAll(Object.values(children));
   await bus?.close();
   await sim.close();
   await llm.close();

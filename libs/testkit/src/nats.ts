@@ -12,6 +12,8 @@ export interface TestNats {
   readonly monitorUrl: string | undefined;
   /** Where it came from: the `NATS_URL` variable, a local binary, or a container. */
   readonly kind: "env" | "binary" | "container";
+  /** Binary only: the server's process id while it runs (to measure it, or pause it with SIGSTOP). */
+  readonly pid: number | undefined;
   /** Stops the server (binary: SIGTERM then SIGKILL; keeps nothing). Idempotent. */
   close(): Promise<void>;
   /** Binary only: stops the server, keeping its store, to simulate an outage. */
@@ -67,6 +69,7 @@ export async function startTestNats(options: TestNatsOptions = {}): Promise<Test
       url: fromEnv,
       monitorUrl: undefined,
       kind: "env",
+      pid: undefined,
       close: async () => {},
       stop: unsupported,
       restart: unsupported,
@@ -188,6 +191,11 @@ export async function startNatsServer(options: TestNatsOptions & { binary: strin
       return monitorPort > 0 ? `http://127.0.0.1:${monitorPort}` : undefined;
     },
     kind: "binary",
+    get pid() {
+      return child !== undefined && child.exitCode === null && child.signalCode === null
+        ? child.pid
+        : undefined;
+    },
     stop: stopProcess,
     restart: async () => {
       await stopProcess();
@@ -214,6 +222,7 @@ async function startContainer(): Promise<TestNats> {
     url,
     monitorUrl: undefined,
     kind: "container",
+    pid: undefined,
     stop: unsupported,
     restart: unsupported,
     close: async () => {

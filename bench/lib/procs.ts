@@ -1,0 +1,181 @@
+/**
+ * The pipeline as separate processes, as it runs in production: each service from its built
+ * `dist/main.js` (so CPU and memory are those of the shipped code, not of a TypeScript loader), and
+ * the simulator in a child process of its own. Used by the end-to-end suite and the soak.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { fixtures, ReplayProgress } from "@l2flow/testkit";
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+let built = false;
+/** Builds the workspace once per run (`tsc -b`, incremental), so `dist/` matches the source. */
+export function ensureBuilt(): void {
+  if (built) return;
+  const r = spawnSync(process.execPath, [join(repoRoot, "node_modules", "typescript", "bin", "tsc"), "-b"], {
+    cwd: repoRoot,
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  if (r.status !== 0) throw new Error(`tsc -b failed (exit ${r.status}): the services cannot run from dist/`);
+  built = true;
+}
+
+/** Every child started here, killed if this process ends first (a benchmark interrupted or timed out). */
+const live = new Set<ChildProcess>();
+let exitHooked = false;
+function track(child: ChildProcess): ChildProcess {
+  live.add(child);
+  child.once("exit", () => live.delete(child));
+  if (!exitHooked) {
+    exitHooked = true;
+    process.once("exit", () => {
+      for (const c of live) c.kill("SIGKILL");
+    });
+    for (const signal of ["SIGINT", "SIGTERM"] as const)
+      process.once(signal, () => {
+        for (const c of live) c.kill("SIGKILL");
+        process.exit(130);
+      });
+  }
+  return child;
+}
+
+/** One service (`ingest`, `normalizer`, `analyzer`, `gateway`) from its build; stderr is passed through. */
+export function spawnService(name: string, env: Readonly<Record<string, string>>): ChildProcess {
+  ensureBuilt();
+  return track(
+    spawn(process.execPath, [join(repoRoot, "services", name, "dist", "main.js")], {
+      cwd: repoRoot,
+      env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "warn", METRICS_PORT: "0", ...env },
+      stdio: ["ignore", "ignore", "inherit"],
+    }),
+  );
+}
+
+/** Stops children: SIGTERM, then SIGKILL for any still running after `graceMs`. */
+export async function stopAll(children: readonly ChildProcess[], graceMs = 3_000): Promise<void> {
+  const alive = children.filter((c) => c.exitCode === null && c.signalCode === null);
+  const exited = alive.map((c) => new Promise<void>((r) => c.once("exit", () => r())));
+  for (const c of alive) c.kill("SIGTERM");
+  await Promise.race([Promise.all(exited), new Promise((r) => setTimeout(r, graceMs))]);
+  for (const c of alive) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+}
+
+/** Resident set size of a process in MB (0 once it is gone). */
+export function rssMb(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m === null ? 0 : Number(m[1]) / 1024;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (0 once it is gone). */
+export function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return 0;
+  }
+}
+
+/** What the simulator child replays. */
+export interface SimChildOptions {
+  readonly recording: keyof typeof fixtures;
+  /** Renamed copies of the recording's symbols. */
+  readonly copies: number;
+  /** Stream kinds left out (e.g. bookTicker, which ingest does not subscribe). */
+  readonly dropKinds?: readonly string[];
+  /** Divide the recording's timeline by this. */
+  readonly compress?: number;
+  /** Total frames per second to replay at (sets the speed); real time when absent. */
+  readonly rate?: number;
+  /** Seconds over which `rate` must hold on average (the part of the recording a run replays). */
+  readonly seconds?: number;
+}
+
+/** @internal IPC request to the simulator child. */
+export interface SimRequest {
+  readonly id: number;
+  readonly op: "start" | "pause" | "progress" | "openConnections" | "close";
+}
+/** @internal IPC reply from the simulator child (id 0: ready). */
+export interface SimReply {
+  readonly id: number;
+  readonly result: unknown;
+}
+
+/** The simulator child, seen from the benchmark. */
+export interface SimulatorProcess {
+  readonly wsUrl: string;
+  readonly restUrl: string;
+  readonly symbols: readonly string[];
+  readonly speed: number;
+  readonly pid: number | undefined;
+  start(): Promise<void>;
+  pause(): Promise<void>;
+  progress(): Promise<ReplayProgress>;
+  openConnections(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Starts the simulator child and waits until it listens. */
+export async function startSimulatorProcess(options: SimChildOptions): Promise<SimulatorProcess> {
+  const child = track(
+    spawn(
+      process.execPath,
+      ["--conditions=l2flow-source", "--import", "tsx", join(repoRoot, "bench", "lib", "sim-child.ts")],
+      {
+        cwd: repoRoot,
+        env: { ...process.env, L2FLOW_SIM_OPTIONS: JSON.stringify(options) },
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+      },
+    ),
+  );
+  const pending = new Map<number, (result: unknown) => void>();
+  let nextId = 1;
+  const ready = new Promise<{ wsUrl: string; restUrl: string; symbols: string[]; speed: number }>(
+    (resolveReady, reject) => {
+      child.once("exit", (code) =>
+        reject(new Error(`the simulator process exited (${code}) before it listened`)),
+      );
+      pending.set(0, (r) =>
+        resolveReady(r as { wsUrl: string; restUrl: string; symbols: string[]; speed: number }),
+      );
+    },
+  );
+  child.on("message", (reply: SimReply) => {
+    const done = pending.get(reply.id);
+    pending.delete(reply.id);
+    done?.(reply.result);
+  });
+  const call = <T>(op: SimRequest["op"]) =>
+    new Promise<T>((r) => {
+      const id = nextId++;
+      pending.set(id, r as (result: unknown) => void);
+      child.send({ id, op } satisfies SimRequest);
+    });
+  const info = await ready;
+  return {
+    ...info,
+    pid: child.pid,
+    start: () => call("start"),
+    pause: () => call("pause"),
+    progress: () => call("progress"),
+    openConnections: () => call("openConnections"),
+    close: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.send({ id: nextId++, op: "close" } satisfies SimRequest);
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+      if (child.exitCode === null) child.kill("SIGKILL");
+    },
+  };
+}

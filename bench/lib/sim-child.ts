@@ -1,0 +1,79 @@
+/**
+ * The simulator in a process of its own, driven over IPC by `startSimulatorProcess` (procs.ts), so
+ * that replaying many symbols does not share an event loop with the services it feeds or with the
+ * benchmark's measurements. Options arrive in `L2FLOW_SIM_OPTIONS` (JSON `SimChildOptions`).
+ */
+import { readRecording } from "@l2flow/recording";
+import { fixtures, startSimulator } from "@l2flow/testkit";
+import { frameRate, scaleRecording } from "./scale.js";
+import type { SimChildOptions, SimReply, SimRequest } from "./procs.js";
+
+const options = JSON.parse(process.env.L2FLOW_SIM_OPTIONS ?? "{}") as SimChildOptions;
+const base = readRecording(fixtures[options.recording]);
+const recording = scaleRecording(base, {
+  copies: options.copies,
+  dropKinds: options.dropKinds ?? [],
+  compress: options.compress ?? 1,
+});
+const speed = options.rate === undefined ? 1 : speedFor(options.rate, options.seconds ?? 0);
+const sim = await startSimulator({ recording, speed, autoStart: false });
+const send = (reply: SimReply) => process.send!(reply);
+send({ id: 0, result: { wsUrl: sim.wsUrl, restUrl: sim.restUrl, symbols: recording.symbols, speed } });
+
+process.on("message", (msg: SimRequest) => {
+  void (async () => {
+    let result: unknown;
+    switch (msg.op) {
+      case "start":
+        sim.start();
+        break;
+      case "pause":
+        sim.pause();
+        break;
+      case "progress":
+        result = sim.progress();
+        break;
+      case "openConnections":
+        result = sim.stats().connections.filter((c) => c.closedAt === undefined).length;
+        break;
+      case "close":
+        await sim.close();
+        send({ id: msg.id, result: undefined });
+        process.exit(0);
+    }
+    send({ id: msg.id, result });
+  })();
+});
+process.on("disconnect", () => process.exit(0));
+
+/**
+ * The replay speed at which the first `seconds` of the replay carry `rate` frames per second on
+ * average. A recording's rate varies (trades come in bursts), so the whole recording's average would
+ * give another rate over the part a benchmark actually replays. Without `seconds`, the average.
+ */
+function speedFor(rate: number, seconds: number): number {
+  const times = recording.events.filter((e) => e.type === "frame").map((e) => e.receiveTimeUs);
+  if (seconds <= 0 || times.length < 2) return rate / frameRate(recording);
+  const framesWithin = (speed: number) => {
+    const until = times[0]! + speed * seconds * 1e6;
+    let lo = 0;
+    let hi = times.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (times[mid]! <= until) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  const want = rate * seconds;
+  if (framesWithin(Number.MAX_SAFE_INTEGER / 1e9) < want) return rate / frameRate(recording); // shorter than asked
+  let lo = 0;
+  let hi = 1;
+  while (framesWithin(hi) < want) hi *= 2;
+  for (let i = 0; i < 50; i++) {
+    const mid = (lo + hi) / 2;
+    if (framesWithin(mid) < want) lo = mid;
+    else hi = mid;
+  }
+  return hi;
+}
