@@ -185,6 +185,17 @@ try {
   problems.push(`helm-values.yaml: ${err.message}`);
 }
 
+// The heap flags the image gives every service are the ones the soak and the e2e bench measure with.
+{
+  const image = /NODE_OPTIONS="([^"]+)"/.exec(readFileSync(join(root, "Dockerfile"), "utf8"))?.[1];
+  const bench = /SERVICE_NODE_OPTIONS = "([^"]+)"/.exec(
+    readFileSync(join(root, "bench", "lib", "procs.ts"), "utf8"),
+  )?.[1];
+  if (image === undefined || image !== bench)
+    problems.push(`Dockerfile NODE_OPTIONS (${image}) differs from bench/lib/procs.ts (${bench})`);
+  else ok.push(`Dockerfile: NODE_OPTIONS ${image}, as the benchmarks run the services`);
+}
+
 for (const line of ok) console.log(`ok  ${line}`);
 for (const line of skipped) console.log(`skip ${line}`);
 if (problems.length > 0) {

@@ -43,13 +43,22 @@ function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
+/** The V8 heap flags the Dockerfile gives every service (`NODE_OPTIONS`); keep the two equal. */
+export const SERVICE_NODE_OPTIONS = "--max-semi-space-size=4 --max-old-space-size=192";
+
 /** One service (`ingest`, `normalizer`, `analyzer`, `gateway`) from its build; stderr is passed through. */
 export function spawnService(name: string, env: Readonly<Record<string, string>>): ChildProcess {
   ensureBuilt();
   return track(
     spawn(process.execPath, [join(repoRoot, "services", name, "dist", "main.js")], {
       cwd: repoRoot,
-      env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "warn", METRICS_PORT: "0", ...env },
+      env: {
+        PATH: process.env.PATH ?? "",
+        LOG_LEVEL: "warn",
+        METRICS_PORT: "0",
+        NODE_OPTIONS: SERVICE_NODE_OPTIONS,
+        ...env,
+      },
       stdio: ["ignore", "ignore", "inherit"],
     }),
   );

@@ -127,9 +127,11 @@ export class SymbolWorker {
         ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: cp.seq + 1 }
         : { deliver_policy: DeliverPolicy.All }),
     });
-    // A small window per symbol bounds what waits in this process while catching up (400 symbols ×
-    // 256 messages). Not a byte window: a message larger than it (a 5000-level snapshot) would never come.
-    const messages = await consumer.consume({ max_messages: 256 });
+    // A small window per symbol bounds what waits in this process while behind: 400 symbols × 64
+    // messages, and each waiting message keeps the socket chunk it was read from alive (the soak saw
+    // the normalizer at 300 MB RSS with 256). Not a byte window: a message larger than it (a
+    // 5000-level snapshot) would never come.
+    const messages = await consumer.consume({ max_messages: 64 });
     if (this.#stopped) {
       // stop() came while the consumer was being created: nothing may read after it.
       await messages.close().catch(() => undefined);
