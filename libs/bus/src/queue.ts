@@ -28,6 +28,9 @@ export interface PublishQueueOptions {
   readonly onPublishError?: (err: BusError) => void;
 }
 
+/** Messages waiting that are sent at once instead of on the next turn of the event loop. */
+const SEND_SLICE = 64;
+
 interface Entry {
   readonly item: QueuedMessage;
   /** Arrival order, so retries go out again in the order they first arrived. */
@@ -93,7 +96,10 @@ export class PublishQueue {
     while (this.#bytes > this.#o.maxBytes && this.#dropOldest()) {
       /* keep dropping */
     }
-    this.#schedulePump();
+    // A burst (one socket read can carry hundreds of frames) goes out in slices as it is pushed, not
+    // after the last frame of it: the first ones would otherwise wait for the whole burst.
+    if (this.#queue.length - this.#head >= SEND_SLICE && this.#retryTimer === undefined) this.#pump();
+    else this.#schedulePump();
   }
 
   /**
