@@ -12,7 +12,17 @@ import {
   type AggTradeEvent,
   type TradeEvent,
 } from "@l2flow/binance";
-import { BookSnapshot, EXCHANGE, msgIds, Side, subjects, Trade, TradeKind, Window } from "@l2flow/contracts";
+import {
+  BookSnapshot,
+  encodeBookSnapshot,
+  EXCHANGE,
+  msgIds,
+  Side,
+  subjects,
+  Trade,
+  TradeKind,
+  Window,
+} from "@l2flow/contracts";
 import { WindowAggregator } from "@l2flow/windows";
 import { compare, SampleTimer, settle, type Candidate } from "../lib/measure.js";
 import { rawFrames, RECORDINGS, type RawFrame } from "../lib/recorded.js";
@@ -89,7 +99,7 @@ function bookOut(symbol: string, sync: BookSync): Out {
   };
   return {
     subject: subjects.book(symbol),
-    data: BookSnapshot.encode(snap).finish(),
+    data: encodeBookSnapshot(snap), // as the normalizer does
     msgId: msgIds.book(symbol, sync.epoch, book.lastUpdateId),
   };
 }
@@ -342,6 +352,17 @@ function workloads(frames: readonly RawFrame[]): Workload<unknown>[] {
         return n;
       },
     },
+    {
+      name: `encodeBookSnapshot alone, the normalizer's encoder (same bytes)`,
+      frames: depth.slice(0, builtBooks.length),
+      encodeOnly: true,
+      setup: () => undefined,
+      pass() {
+        let n = 0;
+        for (const b of builtBooks) n += encodeBookSnapshot(b).length;
+        return n;
+      },
+    },
   );
   for (const withWindows of [false, true]) {
     list.push({
@@ -451,7 +472,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
         `\`JSON.parse(buf.toString())\`; the parse functions of @l2flow/binance add the checks that make bad ` +
         `input a counted error (types, non-negative decimals by regex on every price and size). The protobuf rows ` +
         `add what the normalizer does per frame: dedupe, \`BookSync\` (continuity checks, the exact book), ` +
-        `\`topBids/topAsks(${BOOK_DEPTH})\`, \`BookSnapshot.encode\` / \`Trade.encode\`, subject and message id. The ` +
+        `\`topBids/topAsks(${BOOK_DEPTH})\`, \`encodeBookSnapshot\` / \`Trade.encode\`, subject and message id. The ` +
         `"all frames" rows run the normalizer's per-message dispatch over every trade, diff and snapshot in ` +
         `recorded order (subject split included), with and without a 1 s \`WindowAggregator\`; they leave out ` +
         `NATS (consume, publish, ack), metrics and the receive-time header. The "encode alone" rows encode the ` +

@@ -8,3 +8,4 @@ export * from "./gen/l2flow/v1/window.js";
 export * from "./gen/l2flow/v1/signal.js";
 export * from "./gen/l2flow/v1/market_data_service.js";
 export * from "./names.js";
+export * from "./fast-encode.js";

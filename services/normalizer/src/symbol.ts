@@ -8,7 +8,8 @@ import {
   type SyncResult,
 } from "@l2flow/binance";
 import {
-  BookSnapshot,
+  encodeBookSnapshot,
+  type BookSnapshot,
   EXCHANGE,
   Gap,
   GapReason,
@@ -218,7 +219,7 @@ export class SymbolProcessor {
       bids: book.topBids(this.#o.bookDepth),
       asks: book.topAsks(this.#o.bookDepth),
     };
-    const data = BookSnapshot.encode(snap).finish();
+    const data = encodeBookSnapshot(snap);
     out.push({
       subject: subjects.book(this.symbol),
       data,

