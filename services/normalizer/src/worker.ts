@@ -127,12 +127,11 @@ export class SymbolWorker {
         ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: cp.seq + 1 }
         : { deliver_policy: DeliverPolicy.All }),
     });
-    // A small window per symbol bounds what waits in this process while behind (400 symbols × 256
-    // messages; each waiting message also keeps the socket chunk it was read from alive). Not a byte
-    // window: a message larger than it (a 5000-level snapshot) would never come. 64 would halve the
-    // normalizer's memory when it falls behind, but then the SIGKILL test of replay.test.ts misses one
-    // 1 s window per run: a resume or idle-close bug that 256 only hides, not found yet.
-    const messages = await consumer.consume({ max_messages: 256 });
+    // A small window per symbol bounds what waits in this process while behind: 400 symbols × 64
+    // messages, and each waiting message keeps the socket chunk it was read from alive (the soak saw
+    // the normalizer at 300 MB RSS with 256). Not a byte window: a message larger than it (a
+    // 5000-level snapshot) would never come.
+    const messages = await consumer.consume({ max_messages: 64 });
     if (this.#stopped) {
       // stop() came while the consumer was being created: nothing may read after it.
       await messages.close().catch(() => undefined);
@@ -149,10 +148,32 @@ export class SymbolWorker {
         "stopped reading MD_RAW for this symbol; it restarts from its checkpoint at the next discovery",
       );
     });
+    if (cp !== undefined) void this.#caughtUpAtStart(consumer, cp.seq);
     this.#c.logger.info(
       { symbol: this.symbol, fromSeq: cp === undefined ? "start of MD_RAW" : cp.seq + 1 },
       cp === undefined ? "normalizing a new symbol" : "resuming from checkpoint",
     );
+  }
+
+  /**
+   * A worker resumed from a checkpoint with nothing after it is caught up from the start. No message
+   * will come to say so (caught-up is otherwise read from each message's pending count), and the
+   * windows the checkpoint holds open must still close on the idle timeout: without this they waited
+   * for the symbol's next message, so a process killed after its last checkpoint but before an idle
+   * close never published that window.
+   */
+  async #caughtUpAtStart(consumer: Consumer, fromSeq: number): Promise<void> {
+    try {
+      const info = await consumer.info();
+      if (this.#stopped || this.#seq !== fromSeq) return; // messages came meanwhile: they tell
+      if (info.num_pending === 0 && info.delivered.consumer_seq === 0) {
+        this.#caughtUp = true;
+        this.#idleClosed = false;
+        this.#lastMessageAt = Date.now();
+      }
+    } catch {
+      // Unknown: the next message (if any) says whether it is caught up.
+    }
   }
 
   async #loadCheckpoint(): Promise<Checkpoint | undefined> {

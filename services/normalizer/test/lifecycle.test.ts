@@ -2,8 +2,8 @@
 // consumer is created after close() began — must be stopped, so nothing reads MD_RAW (or crashes on the
 // draining connection) once the normalizer has closed.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectBus, provisionTopology, type Bus } from "@l2flow/bus";
-import { STREAMS, subjects } from "@l2flow/contracts";
+import { connectBus, openKv, provisionTopology, type Bus } from "@l2flow/bus";
+import { BUCKETS, STREAMS, subjects } from "@l2flow/contracts";
 import { startTestNats, type TestNats } from "@l2flow/testkit";
 import { loadConfig, startNormalizer } from "@l2flow/normalizer";
 import { captureLogs, waitUntil } from "./support.js";
@@ -67,4 +67,44 @@ describe("normalizer lifecycle", () => {
       expect((await bus.jsm.streams.info(STREAMS.raw)).state.consumer_count).toBe(0);
     }
   }, 120_000);
+
+  it("closes on the idle timeout a window that a checkpoint left open, with nothing after it to read", async () => {
+    const symbol = "IDLE1USDT";
+    const windowSubject = subjects.window("1s", symbol);
+    const windows = async () =>
+      Object.values(
+        (await bus.jsm.streams.info(STREAMS.window, { subjects_filter: windowSubject })).state.subjects ?? {},
+      ).reduce((a, b) => a + b, 0);
+    await addSymbols([symbol, symbol, symbol]); // three trades in one 1 s window, nothing later
+    const common = {
+      NATS_URL: nats.url,
+      METRICS_PORT: "0",
+      NORMALIZER_NAME: "idle",
+      DISCOVERY_INTERVAL_MS: "50",
+    };
+    const { logger } = captureLogs();
+    // First run: checkpoints often, never idle-closes; it stops with the window still open.
+    const first = await startNormalizer(
+      loadConfig({ ...common, CHECKPOINT_INTERVAL_MS: "50", WINDOW_IDLE_TIMEOUT_MS: "600000" }),
+      { logger },
+    );
+    const kv = await openKv(bus, BUCKETS.state);
+    await waitUntil(async () => (await kv.get(`idle.binance.${symbol}`)) !== null, 10_000, "a checkpoint");
+    await first.close();
+    expect(await windows()).toBe(0);
+    // Second run resumes from that checkpoint: nothing comes after it, and the window must still close.
+    const second = await startNormalizer(
+      loadConfig({ ...common, CHECKPOINT_INTERVAL_MS: "50", WINDOW_IDLE_TIMEOUT_MS: "300" }),
+      { logger },
+    );
+    try {
+      await waitUntil(
+        async () => (await windows()) === 1,
+        10_000,
+        "the open window closed by the idle timeout",
+      );
+    } finally {
+      await second.close();
+    }
+  }, 60_000);
 });
