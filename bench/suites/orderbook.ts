@@ -198,10 +198,18 @@ const ccxt: Impl<CcxtBook> = {
  * them, then times the replays: the timed region pays only for its own allocations.
  */
 function candidate<B>(impl: Impl<B>, w: DepthWorkload, passes: number): Candidate {
+  /**
+   * The last sample's books, dropped only once the next sample's exist. A feed handler always holds
+   * its books; a benchmark that drops every book of an implementation before the forced GC of another's
+   * sample makes V8 discard optimized code that depends on them (for l2flow's book, a deoptimization
+   * loop: every other sample ran about twice as slow, by chance of the rotation).
+   */
+  const live: { books?: B[][] } = {};
   return {
     name: impl.name,
     sample() {
       const books = Array.from({ length: passes }, () => impl.build(w));
+      live.books = books;
       settle();
       const timer = new SampleTimer();
       for (let p = 0; p < passes; p++) {
@@ -437,7 +445,9 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
         `diff of the recording that follows the snapshot, in recorded order across symbols, and reads the top ${TOP} ` +
         `bids and asks after every diff (timed). One level update = one \`[price, qty]\` entry of a diff. ` +
         `A sample replays a recording ${passesText} (about ${targetUnits / 1000}k level updates), on books built before a ` +
-        `forced GC and a pause for V8's sweeper threads. Median of ${repeats} samples after ${warmup} warm-up rounds, the three books taking turns in a rotating ` +
+        `forced GC and a pause for V8's sweeper threads; each implementation's books of the previous sample stay ` +
+        `alive until the next sample's are built, as a feed handler's books always are (when a full GC found none ` +
+        `alive, V8 threw away the optimized code of l2flow's book and half of its samples ran ~2× slower). Median of ${repeats} samples after ${warmup} warm-up rounds, the three books taking turns in a rotating ` +
         `order; ± is half the range of the samples relative to the median. Ratios are medians of per-round ` +
         `ratios (each round runs the three books back to back, so changing load on the machine hits both sides ` +
         `of a ratio alike). Heap is what the finished books retain (settled heap after a forced GC, before ` +
