@@ -6,6 +6,8 @@ import {
   parseDepthSnapshot,
   parseDepthUpdate,
   routeFrame,
+  type BookSyncState,
+  type DepthSnapshot,
   type DepthUpdate,
 } from "@l2flow/binance";
 import { readRecording, type Recording } from "@l2flow/recording";
@@ -170,6 +172,140 @@ describe("BookSync against real recordings (bookTicker oracle)", () => {
       bridged: true,
     });
     expect(again.book.lastUpdateId).toBe(59);
+  });
+});
+
+describe("BookSync refreshing an in-sync book from later snapshots", () => {
+  const rec = readRecording(fixtures.btcusdt);
+  const snapshot = parseDepthSnapshot(rec.events.find((e) => e.type === "snapshot")!.body);
+  const diffs = rec.events
+    .flatMap((e) => (e.type === "frame" && e.kind.startsWith("depth") ? [parseDepthUpdate(e.data)] : []))
+    .filter((d) => d.finalUpdateId > snapshot.lastUpdateId);
+  const DEPTH = 5;
+  const top = (s: BookSync) => JSON.stringify([s.book.topBids(DEPTH), s.book.topAsks(DEPTH)]);
+  const shallow = (snap: DepthSnapshot) => ({
+    lastUpdateId: snap.lastUpdateId,
+    bids: snap.bids.slice(0, DEPTH),
+    asks: snap.asks.slice(0, DEPTH),
+  });
+  /** The true book after every diff (from the full 1000-level snapshot), as a 5-level snapshot. */
+  const truth: DepthSnapshot[] = [];
+  {
+    const t = new BookSync();
+    t.onSnapshot(snapshot);
+    for (const d of diffs) {
+      t.onDiff(d);
+      const b = t.book.toSnapshot();
+      truth.push(shallow(b));
+    }
+  }
+
+  /**
+   * Replays the diffs into a book started from a 5-level snapshot (what `limit=5` returns), handing it
+   * a 5-level snapshot of the truth every `every` diffs: taken `lag` diffs before it is delivered
+   * (older than the book: brought forward by the kept diffs) or, with a negative lag, after (ahead:
+   * merged when the diffs reach it). Counts the diffs after which its top 5 differs from the truth's.
+   */
+  function replay(every: number, lag: number, opts: { historyDiffs: number; restoreEvery?: number }) {
+    let s = new BookSync({ historyDiffs: opts.historyDiffs });
+    s.onSnapshot(shallow(snapshot));
+    let wrong = 0;
+    let exactAfterRefresh = 0;
+    let refreshedAt = -1;
+    const results: string[] = [];
+    for (let i = 0; i < diffs.length; i++) {
+      const r = s.onDiff(diffs[i]!);
+      results.push(r.type);
+      if (r.type === "applied" && r.refreshed === true) refreshedAt = i;
+      if (i > 0 && i % every === 0 && i - lag >= 0 && i - lag < truth.length) {
+        const out = s.onSnapshot(truth[i - lag]!);
+        results.push(out.type);
+        if (out.type === "refreshed") refreshedAt = i;
+      }
+      const same =
+        top(s) ===
+        JSON.stringify(
+          [truth[i]!.bids, truth[i]!.asks].map((side) =>
+            side.map(([price, quantity]) => ({ price, quantity })),
+          ),
+        );
+      if (!same) wrong++;
+      else if (refreshedAt === i) exactAfterRefresh++;
+      if (opts.restoreEvery !== undefined && i % opts.restoreEvery === 0)
+        s = BookSync.restore(JSON.parse(JSON.stringify(s.serialize())) as BookSyncState, {
+          historyDiffs: opts.historyDiffs,
+        });
+    }
+    return { s, wrong, exactAfterRefresh, results };
+  }
+
+  // The book's top 5 after each diff, against the truth's: a book from a 5-level snapshot misses the
+  // levels the snapshot did not hold until a diff touches them, and is wrong whenever one of them
+  // reaches the top. A refresh every 10 diffs (about a second) cannot foresee the next such level, but
+  // makes the top exact at once and shortens every wrong spell.
+  const EVERY = 10;
+  const deliveries = (lag: number) => Math.floor((diffs.length - 1 - Math.max(0, -lag)) / EVERY);
+
+  it("a book from a shallow snapshot is wrong at times, and snapshots are ignored when refreshing is off", () => {
+    const r = replay(EVERY, 3, { historyDiffs: 0 });
+    expect(r.wrong).toBeGreaterThan(100);
+    expect(r.results.filter((t) => t === "snapshot-ignored")).toHaveLength(deliveries(3));
+    expect(r.s.counters.refreshes).toBe(0);
+  });
+
+  it("a snapshot older than the book is brought forward by the kept diffs and makes the top exact", () => {
+    const off = replay(EVERY, 3, { historyDiffs: 0 });
+    const on = replay(EVERY, 3, { historyDiffs: 20 });
+    expect(on.results.filter((t) => t === "refreshed")).toHaveLength(deliveries(3));
+    expect(on.s.counters.refreshes).toBe(deliveries(3));
+    // Exact right after (unless one of the three diffs since the snapshot took a level off the top 5
+    // and revealed a sixth the snapshot did not hold).
+    expect(on.exactAfterRefresh).toBeGreaterThan(deliveries(3) * 0.95);
+    expect(on.wrong).toBeLessThan(off.wrong * 0.7);
+    expect(on.s.epoch).toBe(1);
+    expect(on.s.counters.gaps).toBe(0);
+    // Older than every kept diff: ignored, the book untouched.
+    const tooOld = replay(EVERY, 30, { historyDiffs: 20 });
+    expect(tooOld.s.counters.refreshes).toBe(0);
+    expect(tooOld.wrong).toBe(off.wrong);
+  });
+
+  it("a snapshot ahead of the book waits for the diff that spans its update id", () => {
+    const off = replay(EVERY, -4, { historyDiffs: 0 });
+    const on = replay(EVERY, -4, { historyDiffs: 20 });
+    expect(on.results.filter((t) => t === "refresh-pending")).toHaveLength(deliveries(-4));
+    expect(on.s.counters.refreshes).toBe(deliveries(-4));
+    expect(on.exactAfterRefresh).toBeGreaterThan(deliveries(-4) * 0.95);
+    expect(on.wrong).toBeLessThan(off.wrong * 0.7);
+    expect(on.s.counters.gaps).toBe(0);
+  });
+
+  it("restoring from its serialized state at any point changes nothing", () => {
+    for (const lag of [3, -4]) {
+      const plain = replay(EVERY, lag, { historyDiffs: 20 });
+      const restored = replay(EVERY, lag, { historyDiffs: 20, restoreEvery: 37 });
+      expect(restored.results).toEqual(plain.results);
+      expect(restored.wrong).toBe(plain.wrong);
+      expect(restored.s.book.toSnapshot()).toEqual(plain.s.book.toSnapshot());
+    }
+  });
+
+  it("keeps at most maxLevelsPerSide levels, dropping the ones furthest from the top", () => {
+    const full = new BookSync();
+    const capped = new BookSync({ maxLevelsPerSide: 1100 });
+    full.onSnapshot(snapshot);
+    capped.onSnapshot(snapshot);
+    for (const d of diffs) {
+      full.onDiff(d);
+      capped.onDiff(d);
+      expect(capped.book.bidCount).toBeLessThanOrEqual(1100);
+      expect(capped.book.askCount).toBeLessThanOrEqual(1100);
+      expect(capped.book.topBids(20)).toEqual(full.book.topBids(20));
+      expect(capped.book.topAsks(20)).toEqual(full.book.topAsks(20));
+    }
+    // The recording's price range stays within 1100 levels of each side's top, so the top is unchanged;
+    // with 1000 it is not (a level trimmed earlier is missing once the price falls to it).
+    expect(capped.counters.trimmedLevels).toBeGreaterThan(2000);
   });
 });
 

@@ -6,8 +6,15 @@ export type GapKind = "sequence" | "crossed" | "overflow";
 
 /** What one event did to the book. */
 export type SyncResult =
-  /** The diff (or, after a snapshot, the buffered diffs) was applied; the book is exact. */
-  | { readonly type: "applied"; readonly bridged: boolean }
+  /**
+   * The diff (or, after a snapshot, the buffered diffs) was applied; the book is exact. `refreshed`: a
+   * snapshot that was ahead of the book was merged in on the way (see `onSnapshot`).
+   */
+  | { readonly type: "applied"; readonly bridged: boolean; readonly refreshed?: boolean }
+  /** A snapshot taken while in sync corrected the book; its update id is unchanged. */
+  | { readonly type: "refreshed" }
+  /** A snapshot taken while in sync is ahead of the book: it is merged when the diffs reach it. */
+  | { readonly type: "refresh-pending" }
   /** Waiting for a snapshot; the diff was buffered. */
   | { readonly type: "buffered" }
   /** An old or repeated diff (u <= the last applied u): ignored. */
@@ -25,13 +32,23 @@ export type SyncResult =
   | { readonly type: "snapshot-pending" }
   /** The snapshot is older than the buffered diffs: a newer one is needed. */
   | { readonly type: "snapshot-stale" }
-  /** The book is already in sync: the snapshot is not needed. */
+  /**
+   * The book is in sync and the snapshot cannot correct it (refreshing is off, or the snapshot is older
+   * than the diffs the book keeps).
+   */
   | { readonly type: "snapshot-ignored" };
 
 /** Options for `BookSync`. */
 export interface BookSyncOptions {
   /** Diffs buffered while waiting for a snapshot; the oldest are dropped beyond it. Default 10 000. */
   readonly maxBufferedDiffs?: number;
+  /**
+   * Applied diffs kept so that a snapshot taken while in sync, and older than the book by up to this
+   * many diffs, can still correct it (0, the default: such snapshots are ignored). See `onSnapshot`.
+   */
+  readonly historyDiffs?: number;
+  /** Levels kept per side; the ones furthest from the top go beyond it. Default: no limit. */
+  readonly maxLevelsPerSide?: number;
 }
 
 /** The JSON-able state of a `BookSync`, for checkpoints. */
@@ -42,6 +59,10 @@ export interface BookSyncState {
   readonly buffer: DepthUpdate[];
   readonly pending: DepthSnapshot | null;
   readonly lastEventTime: number;
+  /** Recent applied diffs (absent in states written before refreshing existed). */
+  readonly history?: DepthUpdate[];
+  /** A snapshot ahead of the book, waiting for the diffs to reach it. */
+  readonly refresh?: DepthSnapshot | null;
 }
 
 const BUFFERED: SyncResult = { type: "buffered" };
@@ -51,16 +72,29 @@ const BRIDGED: SyncResult = { type: "applied", bridged: true };
 const PENDING: SyncResult = { type: "snapshot-pending" };
 const STALE: SyncResult = { type: "snapshot-stale" };
 const IGNORED: SyncResult = { type: "snapshot-ignored" };
+const REFRESHED: SyncResult = { type: "refreshed" };
+const REFRESH_PENDING: SyncResult = { type: "refresh-pending" };
+const APPLIED_REFRESHED: SyncResult = { type: "applied", bridged: false, refreshed: true };
 
 /**
  * Binance's local-book rules for one symbol, as a deterministic state machine fed in log order:
  * buffer diffs until a snapshot; drop diffs with `u <= lastUpdateId`; the first applied diff must
  * span `lastUpdateId + 1`; every later diff must have `U == previous u + 1`. A break clears the book,
  * reports a gap and waits for a new snapshot. `epoch` counts the snapshots the book was built from.
+ *
+ * A snapshot that arrives while the book is in sync can correct it (`historyDiffs` > 0): the levels a
+ * first snapshot was too shallow to hold, and that no diff has touched since, are otherwise wrong for
+ * good once the price moves to them.
  */
 export class BookSync {
   readonly book = new OrderBook();
   readonly #maxBuffered: number;
+  readonly #historyMax: number;
+  readonly #maxLevels: number;
+  /** The last `#historyMax` applied diffs, oldest first, contiguous (each `U` = previous `u` + 1). */
+  #history: DepthUpdate[] = [];
+  /** A snapshot ahead of the book, merged when a diff spans its update id. */
+  #refresh: DepthSnapshot | undefined;
   #synced = false;
   #epoch = 0;
   #buffer: DepthUpdate[] = [];
@@ -74,10 +108,14 @@ export class BookSync {
     overflowed: 0,
     staleSnapshots: 0,
     ignoredSnapshots: 0,
+    refreshes: 0,
+    trimmedLevels: 0,
   };
 
   constructor(options: BookSyncOptions = {}) {
     this.#maxBuffered = options.maxBufferedDiffs ?? 10_000;
+    this.#historyMax = options.historyDiffs ?? 0;
+    this.#maxLevels = options.maxLevelsPerSide ?? Infinity;
   }
 
   /** True while the book is exact. */
@@ -110,11 +148,18 @@ export class BookSync {
         return DUPLICATE;
       }
       if (d.firstUpdateId !== last + 1) return this.#gap("sequence", d, [d]);
-      this.book.applyDiff(d.bids, d.asks, d.finalUpdateId);
-      this.#lastEventTime = d.eventTime;
+      const r = this.#refresh;
+      const merge =
+        r !== undefined && d.firstUpdateId <= r.lastUpdateId + 1 && r.lastUpdateId < d.finalUpdateId;
+      if (merge) {
+        // The diff spans the snapshot's update id: the snapshot, then this diff, is the book at `u`.
+        this.#refresh = undefined;
+        this.book.applyRefresh(r.bids, r.asks, r.lastUpdateId);
+        this.counters.refreshes++;
+      }
+      this.#apply(d);
       if (this.book.isCrossed()) return this.#gap("crossed", d, []);
-      this.counters.applied++;
-      return APPLIED;
+      return merge ? APPLIED_REFRESHED : APPLIED;
     }
     const tail = this.#buffer[this.#buffer.length - 1];
     if (tail !== undefined && d.finalUpdateId <= tail.finalUpdateId) {
@@ -129,14 +174,61 @@ export class BookSync {
     return this.#pending !== undefined ? this.#bridge() : BUFFERED;
   }
 
-  /** Feeds one REST snapshot. */
+  /**
+   * Feeds one REST snapshot. While the book is in sync (and `historyDiffs` > 0) the snapshot corrects
+   * it instead: on each side the levels from the snapshot's best to its worst price become the
+   * snapshot's and the levels beyond stay. A snapshot older than the book is brought forward with the
+   * kept diffs after it; one ahead of the book waits for the diff that spans its update id; one older
+   * than every kept diff is ignored. The update id sequence and the epoch do not change.
+   */
   onSnapshot(s: DepthSnapshot): SyncResult {
-    if (this.#synced) {
+    if (!this.#synced) {
+      this.#pending = s;
+      return this.#bridge();
+    }
+    if (this.#historyMax === 0) {
       this.counters.ignoredSnapshots++;
       return IGNORED;
     }
-    this.#pending = s;
-    return this.#bridge();
+    const last = this.book.lastUpdateId;
+    if (s.lastUpdateId > last) {
+      this.#refresh = s;
+      return REFRESH_PENDING;
+    }
+    const h = this.#history;
+    let from = h.length;
+    while (from > 0 && h[from - 1]!.finalUpdateId > s.lastUpdateId) from--;
+    // Diffs h[from..] are after the snapshot; the first of them must span its update id.
+    if (from < h.length ? h[from]!.firstUpdateId > s.lastUpdateId + 1 : s.lastUpdateId !== last) {
+      this.counters.ignoredSnapshots++;
+      return IGNORED;
+    }
+    this.#refresh = undefined;
+    this.book.applyRefresh(s.bids, s.asks, s.lastUpdateId);
+    for (let i = from; i < h.length; i++) this.book.applyDiff(h[i]!.bids, h[i]!.asks, h[i]!.finalUpdateId);
+    this.#trim();
+    this.counters.refreshes++;
+    if (!this.book.isCrossed()) return REFRESHED;
+    const at = { eventTime: this.#lastEventTime, symbol: "", firstUpdateId: last + 1, finalUpdateId: last };
+    return this.#gap("crossed", { ...at, bids: [], asks: [] }, []);
+  }
+
+  /** Applies a diff that continues the book, and keeps it in the history. */
+  #apply(d: DepthUpdate): void {
+    this.book.applyDiff(d.bids, d.asks, d.finalUpdateId);
+    this.#lastEventTime = d.eventTime;
+    this.counters.applied++;
+    if (this.#historyMax > 0) {
+      if (this.#history.length >= this.#historyMax) this.#history.shift();
+      this.#history.push(d);
+    }
+    this.#trim();
+  }
+
+  #trim(): void {
+    const max = this.#maxLevels;
+    if (this.book.bidCount > max || this.book.askCount > max)
+      this.counters.trimmedLevels += this.book.trimTo(max);
   }
 
   #bridge(): SyncResult {
@@ -153,6 +245,7 @@ export class BookSync {
       return STALE;
     }
     this.book.applySnapshot(snap.bids, snap.asks, snap.lastUpdateId);
+    this.#trim();
     this.#epoch++;
     this.#pending = undefined;
     const buffered = this.#buffer;
@@ -162,9 +255,7 @@ export class BookSync {
       const d = buffered[i]!;
       if (i > 0 && d.firstUpdateId !== this.book.lastUpdateId + 1)
         return this.#gap("sequence", d, buffered.slice(i));
-      this.book.applyDiff(d.bids, d.asks, d.finalUpdateId);
-      this.#lastEventTime = d.eventTime;
-      this.counters.applied++;
+      this.#apply(d);
     }
     if (this.book.isCrossed()) return this.#gap("crossed", buffered[buffered.length - 1]!, []);
     return BRIDGED;
@@ -176,6 +267,8 @@ export class BookSync {
     this.book.clear();
     this.#buffer = keep;
     this.#pending = undefined;
+    this.#history = [];
+    this.#refresh = undefined;
     this.counters.gaps++;
     return {
       type: "gap",
@@ -196,6 +289,8 @@ export class BookSync {
       buffer: [...this.#buffer],
       pending: this.#pending ?? null,
       lastEventTime: this.#lastEventTime,
+      history: [...this.#history],
+      refresh: this.#refresh ?? null,
     };
   }
 
@@ -208,6 +303,8 @@ export class BookSync {
     s.#buffer = [...state.buffer];
     s.#pending = state.pending ?? undefined;
     s.#lastEventTime = state.lastEventTime;
+    s.#history = [...(state.history ?? [])].slice(-s.#historyMax || Infinity);
+    s.#refresh = state.refresh ?? undefined;
     return s;
   }
 }

@@ -234,4 +234,70 @@ describe("OrderBook against a plain reference", () => {
       { price: "1.0", quantity: "1" },
     ]);
   });
+  /** A book of random levels on both sides (several blocks each), and the same in the reference. */
+  function randomBook(seed: number): { book: OrderBook; ref: Reference; rnd: () => number } {
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const book = new OrderBook();
+    const ref = new Reference();
+    for (let i = 0; i < 800; i++) {
+      const side = rnd() < 0.5 ? "bid" : "ask";
+      const tick = Math.floor(rnd() * 400);
+      const price = (side === "bid" ? 3.99 - tick / 100 : 4 + tick / 100).toFixed(2);
+      const qty = (rnd() * 10 + 0.001).toFixed(3);
+      book.setLevel(side, price, qty);
+      ref.set(side, price, qty);
+    }
+    return { book, ref, rnd };
+  }
+
+  it("trimTo drops the levels furthest from the top, whole blocks and part of one", () => {
+    for (const max of [0, 1, 7, 24, 33, 100, 250, 10_000]) {
+      const { book, ref } = randomBook(max + 1);
+      const bids = ref.top("bid", 1e6);
+      const asks = ref.top("ask", 1e6);
+      const dropped = book.trimTo(max);
+      expect(dropped).toBe(Math.max(0, bids.length - max) + Math.max(0, asks.length - max));
+      expect(book.topBids(1e6)).toEqual(bids.slice(0, max));
+      expect(book.topAsks(1e6)).toEqual(asks.slice(0, max));
+      expect(book.bidCount).toBe(Math.min(max, bids.length));
+      // Still a working book: inserts below and above the cut land in order.
+      book.setLevel("bid", "0.01", "1");
+      book.setLevel("bid", "3.995", "2");
+      expect(book.topBids(1)).toEqual([{ price: "3.995", quantity: "2" }]);
+      expect(book.topBids(1e6).at(-1)).toEqual({ price: "0.01", quantity: "1" });
+    }
+  });
+
+  it("applyRefresh replaces the levels within the snapshot's range and keeps those beyond it", () => {
+    for (const seed of [3, 5, 8]) {
+      const { book, ref, rnd } = randomBook(seed);
+      // The snapshot: the 30 best prices of each side with new quantities, some of them gone, and one
+      // level the book never had.
+      const snapSide = (side: "bid" | "ask") =>
+        ref
+          .top(side, 30)
+          .filter(() => rnd() < 0.8)
+          .map((l): [string, string] => [l.price, (rnd() * 5 + 0.5).toFixed(3)]);
+      const bids = snapSide("bid");
+      const asks = snapSide("ask");
+      bids.push(["3.995", "9.000"]);
+      const expected = new Reference();
+      for (const [side, snap] of [
+        ["bid", bids],
+        ["ask", asks],
+      ] as const) {
+        const worst =
+          side === "bid" ? Math.min(...snap.map((l) => +l[0])) : Math.max(...snap.map((l) => +l[0]));
+        for (const l of ref.top(side, 1e6))
+          if (side === "bid" ? +l.price < worst : +l.price > worst) expected.set(side, l.price, l.quantity);
+        for (const [p, q] of snap) expected.set(side, p, q);
+      }
+      book.applyRefresh(bids, asks, 77);
+      expect(book.lastUpdateId).toBe(77);
+      expect(book.topBids(1e6)).toEqual(expected.top("bid", 1e6));
+      expect(book.topAsks(1e6)).toEqual(expected.top("ask", 1e6));
+      book.applyRefresh([], asks, 78);
+      expect(book.bidCount).toBe(0);
+    }
+  });
 });

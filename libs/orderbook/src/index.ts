@@ -265,6 +265,51 @@ class Side {
     this.length = length;
   }
 
+  /**
+   * Replaces the levels a snapshot of this side covers — every level from its best to its worst price
+   * — with the snapshot's, and keeps the levels beyond its worst price, about which it says nothing. An
+   * empty snapshot side empties the side.
+   */
+  refresh(raw: readonly RawLevel[]): void {
+    if (raw.length === 0) {
+      this.clear();
+      return;
+    }
+    let worst = Infinity;
+    for (let i = 0; i < raw.length; i++) worst = Math.min(worst, parseDecimal(raw[i]![0]) * this.sign);
+    const kept: RawLevel[] = [];
+    for (const block of this.blocks)
+      for (let j = 0; j < block.n && block.keys[j]! < worst; j++)
+        kept.push([block.levels[j]!.price, block.levels[j]!.quantity]);
+    this.load(kept.length === 0 ? raw : kept.concat(raw));
+  }
+
+  /** Drops the worst levels until at most `max` are left; returns how many went. */
+  trimWorst(max: number): number {
+    let excess = this.length - max;
+    if (excess <= 0) return 0;
+    const dropped = excess;
+    let whole = 0;
+    while (whole < this.blocks.length && this.blocks[whole]!.n <= excess) excess -= this.blocks[whole++]!.n;
+    if (whole > 0) {
+      this.blocks.splice(0, whole);
+      this.firsts.splice(0, whole);
+    }
+    const first = this.blocks[0];
+    if (excess > 0 && first !== undefined) {
+      const n = first.n - excess;
+      for (let j = 0; j < n; j++) {
+        first.keys[j] = first.keys[j + excess]!;
+        first.levels[j] = first.levels[j + excess]!;
+      }
+      for (let j = n; j < first.n; j++) first.levels[j] = NO_LEVEL;
+      first.n = n;
+      this.firsts[0] = first.keys[0]!;
+    }
+    this.length -= dropped;
+    return dropped;
+  }
+
   /** The best level, undefined when empty. */
   best(): Level | undefined {
     const block = this.blocks[this.blocks.length - 1];
@@ -337,6 +382,26 @@ export class OrderBook {
       a.set(l[0], l[1]);
     }
     this.lastUpdateId = finalUpdateId;
+  }
+
+  /**
+   * Corrects the book from a newer snapshot while keeping what it cannot know: on each side, the levels
+   * from the snapshot's best to its worst price become the snapshot's, the levels beyond its worst price
+   * stay. Levels the first snapshot was too shallow to hold, and that no diff has touched since, are
+   * otherwise wrong for good (Binance's diffs only carry changes).
+   */
+  applyRefresh(bids: readonly RawLevel[], asks: readonly RawLevel[], lastUpdateId: number): void {
+    this.#bids.refresh(bids);
+    this.#asks.refresh(asks);
+    this.lastUpdateId = lastUpdateId;
+  }
+
+  /**
+   * Keeps at most `max` levels per side, dropping the ones furthest from the top (they bound memory;
+   * Binance's own snapshots stop at 5000). Returns how many levels went.
+   */
+  trimTo(max: number): number {
+    return this.#bids.trimWorst(max) + this.#asks.trimWorst(max);
   }
 
   /** Sets one level; quantity 0 removes it. */
