@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { BookSnapshot, intervalMs, msgIds, normalizeSymbol, subjects } from "@l2flow/contracts";
+import {
+  BookSnapshot,
+  intervalMs,
+  msgIds,
+  normalizeSymbol,
+  rawSubjectParts,
+  subjects,
+} from "@l2flow/contracts";
 
 describe("contracts", () => {
   it("round-trips a BookSnapshot through protobuf bytes", () => {
@@ -20,6 +27,17 @@ describe("contracts", () => {
     expect(subjects.window("1s", "ETHBRL")).toBe("md.window.binance.1s.ETHBRL");
     expect(msgIds.trade("BTCUSDT", 42)).toBe("binance:trade:BTCUSDT:42");
     expect(msgIds.window("1m", "BTCUSDT", 60_000)).toBe("window:1m:BTCUSDT:60000");
+  });
+
+  it("reads kind and symbol back from a raw subject, and nothing from other subjects", () => {
+    expect(rawSubjectParts(subjects.raw("depth", "BTCUSDT"))).toEqual({ kind: "depth", symbol: "BTCUSDT" });
+    expect(rawSubjectParts(subjects.raw("aggtrade", "ETHBTC"))).toEqual({
+      kind: "aggtrade",
+      symbol: "ETHBTC",
+    });
+    expect(rawSubjectParts(subjects.trade("BTCUSDT"))).toBeUndefined();
+    expect(rawSubjectParts("md.raw.binance.depth")).toBeUndefined();
+    expect(rawSubjectParts("md.raw.other.depth.BTCUSDT")).toBeUndefined();
   });
 
   it("rejects symbols and intervals that cannot be subject tokens", () => {

@@ -94,6 +94,20 @@ export const subjects = {
   ingestSymbols: `ctl.ingest.${EXCHANGE}.symbols`,
 } as const;
 
+const RAW_PREFIX = `md.raw.${EXCHANGE}.`;
+
+/**
+ * The kind and symbol tokens of a raw subject (`md.raw.binance.<kind>.<SYMBOL>`), undefined for any
+ * other subject. Neither token is checked against `RAW_KINDS` or `isSymbol`. Cheap enough for every
+ * message.
+ */
+export function rawSubjectParts(subject: string): { kind: string; symbol: string } | undefined {
+  if (!subject.startsWith(RAW_PREFIX)) return undefined;
+  const dot = subject.indexOf(".", RAW_PREFIX.length);
+  if (dot < 0) return undefined;
+  return { kind: subject.slice(RAW_PREFIX.length, dot), symbol: subject.slice(dot + 1) };
+}
+
 /** The subject filters each stream binds. */
 export const STREAM_SUBJECTS = {
   [STREAMS.raw]: [`md.raw.${EXCHANGE}.>`],
