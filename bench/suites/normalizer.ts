@@ -109,8 +109,8 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
     checks,
     notes: [
       `MD_RAW is filled first with ${copies} renamed copies of the 10-symbol recording and ${Math.max(1, copies / 4)} of BTCUSDT ` +
-        "(diffs, trades, snapshots), then the normalizer starts: each symbol has its own ordered consumer (no acks on " +
-        "the read side), books after every diff, 1 s and 1 m windows. Ingest's target on this machine is 50k frames/s; " +
+        "(diffs, trades, snapshots), then the normalizer starts: one ordered consumer per instance reads all of MD_RAW (no acks on " +
+        "the read side; each partition reads everything and keeps its own symbols), books after every diff, 1 s and 1 m windows. Ingest's target on this machine is 50k frames/s; " +
         "a partition per core scales past one process.",
     ],
   };

@@ -124,12 +124,9 @@ describe("NATS users and permissions (deploy/nats/auth.conf)", () => {
         }),
         { logger },
       );
-      normalizer = await startNormalizer(
-        normalizerConfig({ ...env("normalizer"), DISCOVERY_INTERVAL_MS: "200" }),
-        {
-          logger,
-        },
-      );
+      normalizer = await startNormalizer(normalizerConfig(env("normalizer")), {
+        logger,
+      });
       analyzer = await startAnalyzer(analyzerConfig({ ...env("analyzer"), ANALYZER_INTERVALS: "1s" }), {
         logger,
       });

@@ -13,8 +13,6 @@ const schema = z.object({
   NORMALIZER_PARTITION: env.nonNegativeInt(0),
   /** Write each symbol's state to KV md_state this often (after its outputs are stored). */
   CHECKPOINT_INTERVAL_MS: env.positiveInt(5_000),
-  /** Look for new symbols in MD_RAW this often. */
-  DISCOVERY_INTERVAL_MS: env.positiveInt(2_000),
   /** Levels per side in published book snapshots and in windows' books. */
   BOOK_DEPTH: env.positiveInt(20),
   /** Publish a book snapshot after every N applied diffs (1 = every diff). */
@@ -27,6 +25,17 @@ const schema = z.object({
   WINDOW_LATENESS_MS: env.nonNegativeInt(250),
   /** Close a symbol's open windows after this long without any of its events, once caught up (wall clock). */
   WINDOW_IDLE_TIMEOUT_MS: env.positiveInt(5_000),
+  /**
+   * Levels kept per side of each book; the ones furthest from the top go beyond it. Bounds memory (a
+   * book otherwise keeps every level a diff ever touched) and matches Binance's deepest snapshot.
+   */
+  BOOK_MAX_LEVELS: env.positiveInt(5_000),
+  /**
+   * Ask ingest for a fresh snapshot of each in-sync symbol this often and correct the book with it (0 =
+   * never). Corrects levels the first snapshot was too shallow to hold; costs request weight (a
+   * `SNAPSHOT_LIMIT=1000` snapshot weighs 50 of Binance's 6000 per minute).
+   */
+  BOOK_REFRESH_INTERVAL_MS: env.nonNegativeInt(0),
   /** Diffs buffered per symbol while waiting for a snapshot. */
   MAX_BUFFERED_DIFFS: env.positiveInt(10_000),
   /** Names this normalizer's checkpoints (`<name>.binance.<SYMBOL>` in KV md_state). */

@@ -34,8 +34,13 @@ export function normalizerMetrics(registry: Registry) {
     }),
     resyncs: new Counter({
       name: "l2flow_normalizer_resync_requests_total",
-      help: "Snapshots asked of ingest, by outcome",
-      labelNames: ["outcome"],
+      help: "Snapshots asked of ingest, by reason (gap: to resynchronise; refresh: to correct an in-sync book) and outcome",
+      labelNames: ["reason", "outcome"],
+      registers,
+    }),
+    refreshes: new Counter({
+      name: "l2flow_normalizer_book_refreshes_total",
+      help: "In-sync books corrected by a refresh snapshot",
       registers,
     }),
     crossed: new Counter({

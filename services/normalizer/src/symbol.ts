@@ -45,6 +45,10 @@ export interface ProcessorOptions {
   readonly intervals: readonly string[];
   readonly latenessMs: number;
   readonly maxBufferedDiffs: number;
+  /** Levels kept per side of the book (`BookSync`'s `maxLevelsPerSide`). */
+  readonly maxLevelsPerSide: number;
+  /** Applied diffs kept for refresh snapshots (0 = snapshots never correct an in-sync book). */
+  readonly refreshHistory: number;
 }
 
 /** Counts a caller may turn into metrics. */
@@ -52,6 +56,8 @@ export interface ProcessorEvents {
   bookUpdate?(): void;
   bookSnapshot?(): void;
   gap?(reason: string, crossed: boolean): void;
+  /** A snapshot corrected the in-sync book. */
+  refresh?(): void;
   window?(w: Window): void;
 }
 
@@ -95,7 +101,7 @@ export class SymbolProcessor {
     this.symbol = symbol;
     this.#o = options;
     this.#events = events;
-    this.#sync = new BookSync({ maxBufferedDiffs: options.maxBufferedDiffs });
+    this.#sync = new BookSync(SymbolProcessor.#syncOptions(options));
     this.#windows = options.intervals.map(
       (interval) =>
         new WindowAggregator({
@@ -113,9 +119,25 @@ export class SymbolProcessor {
     return this.#sync.needsSnapshot;
   }
 
+  static #syncOptions(o: ProcessorOptions) {
+    return {
+      maxBufferedDiffs: o.maxBufferedDiffs,
+      maxLevelsPerSide: o.maxLevelsPerSide,
+      historyDiffs: o.refreshHistory,
+    };
+  }
+
   /** Identifies the options a state belongs to. */
   static fingerprint(o: ProcessorOptions): string {
-    return JSON.stringify([o.bookDepth, o.bookEveryNDiffs, o.intervals, o.latenessMs, o.maxBufferedDiffs]);
+    return JSON.stringify([
+      o.bookDepth,
+      o.bookEveryNDiffs,
+      o.intervals,
+      o.latenessMs,
+      o.maxBufferedDiffs,
+      o.maxLevelsPerSide,
+      o.refreshHistory,
+    ]);
   }
 
   serialize(): ProcessorState {
@@ -133,7 +155,7 @@ export class SymbolProcessor {
   /** Continues from `serialize()`; false (and nothing changed) when the state is from other options. */
   restore(state: ProcessorState): boolean {
     if (state.v !== 1 || state.fingerprint !== SymbolProcessor.fingerprint(this.#o)) return false;
-    this.#sync = BookSync.restore(state.sync, { maxBufferedDiffs: this.#o.maxBufferedDiffs });
+    this.#sync = BookSync.restore(state.sync, SymbolProcessor.#syncOptions(this.#o));
     this.#windows.forEach((w, i) => w.restore(state.windows[i]!, this.#sync.book));
     this.#diffsSinceBook = state.diffsSinceBook;
     this.#lastTradeId = state.lastTradeId;
@@ -250,6 +272,7 @@ export class SymbolProcessor {
     switch (r.type) {
       case "applied":
         this.#events.bookUpdate?.();
+        if (r.refreshed === true) this.#events.refresh?.();
         if (r.bridged || ++this.#diffsSinceBook >= this.#o.bookEveryNDiffs)
           this.#bookOut(out, fx, receiveTimeUs);
         for (const w of this.#windows)
@@ -282,6 +305,11 @@ export class SymbolProcessor {
       case "snapshot-stale":
         fx.resync = true;
         return;
+      case "refreshed":
+        // Not published: a book with this update id (and message id) already was. The next diff's is.
+        this.#events.refresh?.();
+        return;
+      case "refresh-pending":
       case "buffered":
       case "duplicate":
       case "snapshot-pending":

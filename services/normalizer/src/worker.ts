@@ -1,9 +1,9 @@
-import { DeliverPolicy, type Consumer, type ConsumerMessages } from "@nats-io/jetstream";
-import type { Bus, KV, PublishQueue } from "@l2flow/bus";
+import type { Bus, JsMsg, KV, PublishQueue } from "@l2flow/bus";
 import { FrameError } from "@l2flow/binance";
-import { bookKey, HEADERS, STREAMS, subjects } from "@l2flow/contracts";
+import { bookKey, HEADERS, subjects } from "@l2flow/contracts";
 import { L2flowError, type Logger, type LogLimiter } from "@l2flow/runtime";
 import type { NormalizerMetrics } from "./metrics.js";
+import { partitionOf } from "./partition.js";
 import {
   SymbolProcessor,
   type Effects,
@@ -12,8 +12,17 @@ import {
   type ProcessorState,
 } from "./symbol.js";
 
+/** Where the normalizer's one consumer of MD_RAW is: shared by every worker. */
+export interface StreamPosition {
+  /** Stream sequence of the last raw message handled (every message up to it has been). */
+  seq: number;
+  /** True while nothing is pending on the consumer: the normalizer has read all of MD_RAW. */
+  caughtUp: boolean;
+}
+
 /** What every worker of a normalizer shares. */
 export interface WorkerContext {
+  readonly position: StreamPosition;
   readonly bus: Bus;
   readonly queue: PublishQueue;
   readonly stateKv: KV;
@@ -24,6 +33,8 @@ export interface WorkerContext {
   readonly checkpointIntervalMs: number;
   readonly idleTimeoutMs: number;
   readonly resyncTimeoutMs: number;
+  /** Ask for a snapshot that corrects each in-sync book this often (0 = never). */
+  readonly refreshIntervalMs: number;
   readonly logger: Logger;
   readonly limiter: LogLimiter;
   readonly m: NormalizerMetrics;
@@ -47,22 +58,23 @@ const BOOK_KV_MIN_INTERVAL_MS = 250;
 /** A book still without a snapshot this long (and caught up) asks ingest for one. */
 const SNAPSHOT_GRACE_MS = 3_000;
 
+/** A symbol quiet for this many checkpoint intervals still moves its checkpoint up to the stream position. */
+const QUIET_CHECKPOINT_INTERVALS = 12;
+
 /**
- * One symbol: an ordered consumer on `md.raw.binance.*.<SYMBOL>` from its checkpoint, the
- * `SymbolProcessor`, outputs through the shared acked publish queue, and a checkpoint to KV
- * `md_state` every interval — written only once every output before it is stored, so a restart from
- * it (SIGKILL included) republishes at most what the duplicate window then drops.
+ * One symbol: its raw messages (handed over by the normalizer's one consumer of MD_RAW, in stream
+ * order), the `SymbolProcessor`, outputs through the shared acked publish queue, and a checkpoint to
+ * KV `md_state` every interval — written only once every output before it is stored, so a restart from
+ * it (SIGKILL included) republishes at most what the duplicate window then drops. A checkpoint holds
+ * the stream position it was taken at: every message of the symbol up to it is in the state.
  */
 export class SymbolWorker {
   readonly symbol: string;
   readonly #c: WorkerContext;
   readonly #proc: SymbolProcessor;
+  /** Stream sequence the state includes everything up to (the checkpoint's, then the last handled). */
   #seq = 0;
-  #messages: ConsumerMessages | undefined;
-  #consumer: Consumer | undefined;
-  #loop: Promise<void> | undefined;
   #stopped = false;
-  #failed = false;
   /** Output numbers not yet stored, in push order (a Map keeps insertion order: first = lowest). */
   readonly #unsettled = new Map<number, true>();
   #outputs = 0;
@@ -71,13 +83,14 @@ export class SymbolWorker {
   #lastCheckpointAt = Date.now();
   #checkpointSeq = 0;
   #lastMessageAt = Date.now();
-  #caughtUp = false;
   #idleClosed = true;
   #sawDepth = false;
   #unsyncedSince: number | undefined;
   #resyncNow = false;
   #resyncInFlight = false;
   #lastResyncAt = 0;
+  /** When to ask for the next refresh snapshot (spread over the interval by symbol). */
+  #nextRefreshAt: number;
   #bookBytes: Uint8Array | undefined;
   #lastBookPutAt = 0;
 
@@ -85,6 +98,8 @@ export class SymbolWorker {
     this.symbol = symbol;
     this.#c = context;
     const m = context.m;
+    const every = context.refreshIntervalMs;
+    this.#nextRefreshAt = Date.now() + (every > 0 ? partitionOf(symbol, 1_000_003) % every : 0);
     this.#proc = new SymbolProcessor(symbol, context.options, {
       bookUpdate: () => m.bookUpdates.inc(),
       bookSnapshot: () => m.books.inc(),
@@ -92,6 +107,7 @@ export class SymbolWorker {
         m.gaps.inc({ reason });
         if (crossed) m.crossed.inc();
       },
+      refresh: () => m.refreshes.inc(),
       window: (w) => {
         m.windows.inc({ interval: w.interval, reason: String(w.closeReason) });
         if (w.lateEventCount > 0) m.late.inc(w.lateEventCount);
@@ -104,76 +120,26 @@ export class SymbolWorker {
     return `${this.#c.name}.binance.${this.symbol}`;
   }
 
-  /** True once its consumer failed for good; the service replaces it with a new worker. */
-  get failed(): boolean {
-    return this.#failed;
-  }
-
-  /** Stream sequence of the last raw message handled. */
+  /** Stream sequence up to which every message of this symbol is in its state. */
   get seq(): number {
     return this.#seq;
   }
 
-  /** Loads the checkpoint and starts consuming after it. */
-  async start(): Promise<void> {
-    const cp = await this.#loadCheckpoint();
-    if (cp !== undefined) {
-      this.#seq = cp.seq;
-      this.#checkpointSeq = cp.seq;
-    }
-    const consumer = await this.#c.bus.js.consumers.get(STREAMS.raw, {
-      filter_subjects: subjects.rawAll(this.symbol),
-      ...(cp !== undefined
-        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: cp.seq + 1 }
-        : { deliver_policy: DeliverPolicy.All }),
-    });
-    // A small window per symbol bounds what waits in this process while behind: 400 symbols × 64
-    // messages, and each waiting message keeps the socket chunk it was read from alive (the soak saw
-    // the normalizer at 300 MB RSS with 256). Not a byte window: a message larger than it (a
-    // 5000-level snapshot) would never come.
-    const messages = await consumer.consume({ max_messages: 64 });
-    if (this.#stopped) {
-      // stop() came while the consumer was being created: nothing may read after it.
-      await messages.close().catch(() => undefined);
-      await consumer.delete().catch(() => undefined);
-      return;
-    }
-    this.#consumer = consumer;
-    this.#messages = messages;
-    this.#loop = this.#run(messages).catch((err: unknown) => {
-      if (this.#stopped) return; // the connection closing under a stopped worker
-      this.#failed = true;
-      this.#c.logger.error(
-        { err, symbol: this.symbol, seq: this.#seq },
-        "stopped reading MD_RAW for this symbol; it restarts from its checkpoint at the next discovery",
-      );
-    });
-    if (cp !== undefined) void this.#caughtUpAtStart(consumer, cp.seq);
-    this.#c.logger.info(
-      { symbol: this.symbol, fromSeq: cp === undefined ? "start of MD_RAW" : cp.seq + 1 },
-      cp === undefined ? "normalizing a new symbol" : "resuming from checkpoint",
-    );
-  }
-
   /**
-   * A worker resumed from a checkpoint with nothing after it is caught up from the start. No message
-   * will come to say so (caught-up is otherwise read from each message's pending count), and the
-   * windows the checkpoint holds open must still close on the idle timeout: without this they waited
-   * for the symbol's next message, so a process killed after its last checkpoint but before an idle
-   * close never published that window.
+   * Loads the checkpoint; returns the stream sequence its state includes everything up to (0 without
+   * one: the symbol is read from its first message).
    */
-  async #caughtUpAtStart(consumer: Consumer, fromSeq: number): Promise<void> {
-    try {
-      const info = await consumer.info();
-      if (this.#stopped || this.#seq !== fromSeq) return; // messages came meanwhile: they tell
-      if (info.num_pending === 0 && info.delivered.consumer_seq === 0) {
-        this.#caughtUp = true;
-        this.#idleClosed = false;
-        this.#lastMessageAt = Date.now();
-      }
-    } catch {
-      // Unknown: the next message (if any) says whether it is caught up.
-    }
+  async load(): Promise<number> {
+    const cp = await this.#loadCheckpoint();
+    if (cp === undefined) return 0;
+    this.#seq = cp.seq;
+    this.#checkpointSeq = cp.seq;
+    // The checkpoint may hold open windows: they close on the idle timeout once the normalizer is
+    // caught up, even if nothing more of this symbol ever comes.
+    this.#idleClosed = false;
+    this.#lastMessageAt = Date.now();
+    this.#c.logger.info({ symbol: this.symbol, seq: cp.seq }, "resuming from checkpoint");
+    return cp.seq;
   }
 
   async #loadCheckpoint(): Promise<Checkpoint | undefined> {
@@ -195,43 +161,38 @@ export class SymbolWorker {
     return undefined;
   }
 
-  async #run(messages: ConsumerMessages): Promise<void> {
-    const { m, queue } = this.#c;
-    for await (const msg of messages) {
-      if (msg.seq <= this.#seq) continue; // already in the restored state
-      const kind = msg.subject.split(".")[3] ?? "";
-      const recvNs = msg.headers?.get(HEADERS.receiveNs);
-      const receiveTimeUs =
-        recvNs !== undefined && /^[0-9]{1,20}$/.test(recvNs) ? Number(BigInt(recvNs) / 1000n) : 0;
-      const out: Output[] = [];
-      const fx: Effects = { resync: false, book: undefined };
-      m.raw.inc({ kind });
-      try {
-        this.#proc.handle(kind, msg.data, receiveTimeUs, out, fx);
-      } catch (err) {
-        const code = err instanceof FrameError || err instanceof L2flowError ? err.code : "UNEXPECTED";
-        m.bad.inc({ code });
-        out.length = 0;
-        if (this.#c.limiter.take(`bad:${code}`) >= 0)
-          this.#c.logger.warn(
-            { err, subject: msg.subject, seq: msg.seq },
-            "skipped a raw message that cannot be used",
-          );
-      }
-      this.#seq = msg.seq;
-      this.#lastMessageAt = Date.now();
-      this.#caughtUp = msg.info.pending === 0;
-      this.#idleClosed = false;
-      if (kind === "depth") this.#sawDepth = true;
-      if (fx.resync) this.#resyncNow = true;
-      if (fx.book !== undefined) this.#bookBytes = fx.book;
-      this.#emit(out);
-      if (this.#caughtUp) this.tick(Date.now());
-      else if (Date.now() - this.#lastCheckpointAt >= this.#c.checkpointIntervalMs) this.#captureCheckpoint();
-      // Backpressure: stop reading while the outputs wait on JetStream.
-      while (queue.pending > 50_000 && !this.#stopped) await new Promise((r) => setTimeout(r, 5));
-      if (this.#stopped) break;
+  /** Handles one raw message of this symbol (`kind` is its subject's kind token), in stream order. */
+  handle(msg: JsMsg, kind: string): void {
+    if (this.#stopped || msg.seq <= this.#seq) return; // stopped, or already in the restored state
+    const { m, position } = this.#c;
+    const recvNs = msg.headers?.get(HEADERS.receiveNs);
+    const receiveTimeUs =
+      recvNs !== undefined && /^[0-9]{1,20}$/.test(recvNs) ? Number(BigInt(recvNs) / 1000n) : 0;
+    const out: Output[] = [];
+    const fx: Effects = { resync: false, book: undefined };
+    m.raw.inc({ kind });
+    try {
+      this.#proc.handle(kind, msg.data, receiveTimeUs, out, fx);
+    } catch (err) {
+      const code = err instanceof FrameError || err instanceof L2flowError ? err.code : "UNEXPECTED";
+      m.bad.inc({ code });
+      out.length = 0;
+      if (this.#c.limiter.take(`bad:${code}`) >= 0)
+        this.#c.logger.warn(
+          { err, subject: msg.subject, seq: msg.seq },
+          "skipped a raw message that cannot be used",
+        );
     }
+    this.#seq = msg.seq;
+    this.#lastMessageAt = Date.now();
+    this.#idleClosed = false;
+    if (kind === "depth") this.#sawDepth = true;
+    if (fx.resync) this.#resyncNow = true;
+    if (fx.book !== undefined) this.#bookBytes = fx.book;
+    this.#emit(out);
+    if (position.caughtUp) this.tick(this.#lastMessageAt);
+    else if (this.#lastMessageAt - this.#lastCheckpointAt >= this.#c.checkpointIntervalMs)
+      this.#captureCheckpoint();
   }
 
   #emit(out: readonly Output[]): void {
@@ -258,7 +219,7 @@ export class SymbolWorker {
   /** Periodic work: idle close, snapshots wanted, the book in KV, checkpoints. */
   tick(now: number): void {
     if (this.#stopped) return;
-    if (this.#caughtUp) {
+    if (this.#c.position.caughtUp) {
       if (!this.#idleClosed && now - this.#lastMessageAt >= this.#c.idleTimeoutMs) {
         this.#idleClosed = true;
         const out: Output[] = [];
@@ -266,6 +227,7 @@ export class SymbolWorker {
         this.#emit(out);
       }
       this.#maybeResync(now);
+      this.#maybeRefresh(now);
     }
     if (this.#bookBytes !== undefined && now - this.#lastBookPutAt >= BOOK_KV_MIN_INTERVAL_MS) {
       const bytes = this.#bookBytes;
@@ -275,12 +237,17 @@ export class SymbolWorker {
         if (this.#c.limiter.take("kv") >= 0) this.#c.logger.warn({ err }, "could not update KV md_book");
       });
     }
-    if (
-      this.#pending === undefined &&
-      this.#seq > this.#checkpointSeq &&
-      now - this.#lastCheckpointAt >= this.#c.checkpointIntervalMs
-    )
-      this.#captureCheckpoint();
+    if (this.#pending === undefined) {
+      const since = now - this.#lastCheckpointAt;
+      const every = this.#c.checkpointIntervalMs;
+      if (
+        (this.#seq > this.#checkpointSeq && since >= every) ||
+        // A quiet symbol's checkpoint follows the stream position now and then, so a restart does
+        // not have to read MD_RAW from that symbol's last message.
+        (this.#c.position.seq > this.#checkpointSeq && since >= every * QUIET_CHECKPOINT_INTERVALS)
+      )
+        this.#captureCheckpoint();
+    }
     void this.#writeCheckpoint();
   }
 
@@ -294,24 +261,37 @@ export class SymbolWorker {
     if (this.#resyncInFlight || now - this.#lastResyncAt < this.#c.resyncTimeoutMs) return;
     if (!this.#resyncNow && now - this.#unsyncedSince < SNAPSHOT_GRACE_MS) return;
     this.#resyncNow = false;
-    this.#resyncInFlight = true;
     this.#lastResyncAt = now;
+    this.#requestSnapshot("gap");
+  }
+
+  /** Asks for a snapshot that corrects the in-sync book, every `refreshIntervalMs`. */
+  #maybeRefresh(now: number): void {
+    const every = this.#c.refreshIntervalMs;
+    if (every === 0 || now < this.#nextRefreshAt || this.#resyncInFlight || this.#proc.needsSnapshot) return;
+    this.#nextRefreshAt = now + every;
+    if (this.#sawDepth) this.#requestSnapshot("refresh");
+  }
+
+  /** Asks ingest (any replica) to store a fresh snapshot of this symbol in MD_RAW. */
+  #requestSnapshot(reason: "gap" | "refresh"): void {
+    this.#resyncInFlight = true;
     const { bus, m, logger, limiter } = this.#c;
     bus.nc
       .request(subjects.resyncRequest(this.symbol), new Uint8Array(0), { timeout: this.#c.resyncTimeoutMs })
       .then(
         (reply) => {
           const r = reply.json<{ ok?: boolean; error?: string }>();
-          m.resyncs.inc({ outcome: r.ok === true ? "ok" : "refused" });
+          m.resyncs.inc({ reason, outcome: r.ok === true ? "ok" : "refused" });
           if (r.ok !== true)
             logger.warn({ symbol: this.symbol, error: r.error }, "ingest could not provide a snapshot");
         },
         (err: unknown) => {
-          m.resyncs.inc({ outcome: "no-answer" });
+          m.resyncs.inc({ reason, outcome: "no-answer" });
           if (limiter.take(`resync:${this.symbol}`) >= 0)
             logger.warn(
-              { symbol: this.symbol, err },
-              "no ingest answered the resync request; asking again later",
+              { symbol: this.symbol, err, reason },
+              "no ingest answered the snapshot request; asking again later",
             );
         },
       )
@@ -321,8 +301,12 @@ export class SymbolWorker {
   }
 
   #captureCheckpoint(): void {
-    const cp: Checkpoint = { seq: this.#seq, state: this.#proc.serialize() };
-    this.#pending = { json: JSON.stringify(cp), seq: this.#seq, outputsBefore: this.#outputs };
+    // Every message up to the stream position has been handed out, so the state covers all of this
+    // symbol's up to there, not only up to its own last message.
+    const seq = Math.max(this.#seq, this.#c.position.seq);
+    this.#seq = seq;
+    const cp: Checkpoint = { seq, state: this.#proc.serialize() };
+    this.#pending = { json: JSON.stringify(cp), seq, outputsBefore: this.#outputs };
     this.#lastCheckpointAt = Date.now();
   }
 
@@ -345,15 +329,11 @@ export class SymbolWorker {
     }
   }
 
-  /** Stops consuming; with `flush`, waits for the outputs and writes a final checkpoint. */
+  /** Stops handling messages; with `flush`, waits for the outputs and writes a final checkpoint. */
   async stop(flush: boolean): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    await this.#messages?.close().catch(() => undefined);
-    await this.#loop?.catch(() => undefined);
-    // An ordered consumer would otherwise stay on the server until its 5-minute inactivity threshold.
-    await this.#consumer?.delete().catch(() => undefined);
-    if (!flush || this.#seq <= this.#checkpointSeq) return;
+    if (!flush || Math.max(this.#seq, this.#c.position.seq) <= this.#checkpointSeq) return;
     this.#captureCheckpoint();
     const deadline = Date.now() + 5_000;
     while (this.#pending !== undefined && Date.now() < deadline) {

@@ -1,6 +1,6 @@
-// Closing while symbols are still being discovered: every worker the discovery starts — even one whose
-// consumer is created after close() began — must be stopped, so nothing reads MD_RAW (or crashes on the
-// draining connection) once the normalizer has closed.
+// Closing while new symbols keep arriving on MD_RAW: the one consumer stops and is deleted, and every
+// worker — even one created for a symbol that arrived as close() began — is stopped, so nothing reads
+// MD_RAW (or crashes on the draining connection) once the normalizer has closed.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, openKv, provisionTopology, type Bus } from "@l2flow/bus";
 import { BUCKETS, STREAMS, subjects } from "@l2flow/contracts";
@@ -42,23 +42,22 @@ describe("normalizer lifecycle", () => {
       );
   };
 
-  it("stops every worker when closed in the middle of a discovery, new ones included", async () => {
+  it("stops reading and leaves no consumer on MD_RAW when closed while new symbols arrive", async () => {
     for (let round = 0; round < 5; round++) {
       const { logger } = captureLogs();
       const normalizer = await startNormalizer(
         loadConfig({
           NATS_URL: nats.url,
           METRICS_PORT: "0",
-          DISCOVERY_INTERVAL_MS: "20",
           NORMALIZER_NAME: `n${round}`,
         }),
         { logger },
       );
-      // Forty symbols the next discovery finds and starts, one consumer at a time; close() lands while it runs.
+      // Forty new symbols, each a new worker as its first message is read; close() lands meanwhile.
       await addSymbols(Array.from({ length: 40 }, (_, i) => `R${round}S${i}USDT`));
       await new Promise((r) => setTimeout(r, 25 + round * 10));
       await normalizer.close();
-      // Ordered consumers are ephemeral: once every worker has stopped, none is left on MD_RAW.
+      // The ordered consumer is deleted on close: none is left on MD_RAW.
       await waitUntil(
         async () => (await bus.jsm.streams.info(STREAMS.raw)).state.consumer_count === 0,
         10_000,
@@ -80,7 +79,6 @@ describe("normalizer lifecycle", () => {
       NATS_URL: nats.url,
       METRICS_PORT: "0",
       NORMALIZER_NAME: "idle",
-      DISCOVERY_INTERVAL_MS: "50",
     };
     const { logger } = captureLogs();
     // First run: checkpoints often, never idle-closes; it stops with the window still open.

@@ -30,7 +30,6 @@ const ENV = {
   WINDOW_INTERVALS: "1s,1m",
   WINDOW_IDLE_TIMEOUT_MS: "500",
   CHECKPOINT_INTERVAL_MS: "200",
-  DISCOVERY_INTERVAL_MS: "200",
 };
 
 /** A nats-server whose MD_RAW holds the given recordings. */

@@ -2,13 +2,17 @@
 // on), and the live pipeline — ingest, MD_RAW, normalizer — must report a gap for that symbol alone,
 // resynchronise it from a fresh snapshot, and publish exact books again, other symbols untouched.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectBus, type Bus } from "@l2flow/bus";
 import { BookSnapshot, Gap, GapReason, STREAMS } from "@l2flow/contracts";
 import { readRecording } from "@l2flow/recording";
-import { fixtures, startSimulator, startTestNats, type Simulator, type TestNats } from "@l2flow/testkit";
-import { loadConfig as ingestConfig, startIngest, type IngestService } from "@l2flow/ingest";
-import { loadConfig, startNormalizer, type NormalizerService } from "@l2flow/normalizer";
-import { captureLogs, checkAgainstBookTicker, metric, readStream, waitUntil } from "./support.js";
+import { fixtures } from "@l2flow/testkit";
+import {
+  checkAgainstBookTicker,
+  metric,
+  readStream,
+  startLivePipeline,
+  waitUntil,
+  type LivePipeline,
+} from "./support.js";
 
 describe("a missing diff of one symbol", () => {
   const ten = readRecording(fixtures.tenSymbols);
@@ -17,61 +21,31 @@ describe("a missing diff of one symbol", () => {
   for (const e of ten.events)
     if (e.type === "frame" && e.kind === "depth@100ms") counts.set(e.symbol, (counts.get(e.symbol) ?? 0) + 1);
   const victim = [...counts].sort((a, b) => b[1] - a[1])[0]![0];
-  let nats: TestNats;
-  let sim: Simulator;
-  let ingest: IngestService;
-  let normalizer: NormalizerService;
-  let bus: Bus;
+  let p: LivePipeline;
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    sim = await startSimulator({ recording: ten, speed: 10, autoStart: false });
-    const { logger } = captureLogs();
-    ingest = await startIngest(
-      ingestConfig({
-        NATS_URL: nats.url,
-        METRICS_PORT: "0",
-        BINANCE_WS_URL: sim.wsUrl,
-        BINANCE_REST_URL: sim.restUrl,
-        SYMBOLS: ten.symbols.join(","),
-        STREAM_KINDS: "aggTrade,depth",
-      }),
-      { logger },
+    p = await startLivePipeline(ten, { normalizer: { RESYNC_REQUEST_TIMEOUT_MS: "5000" } });
+    p.sim.start();
+    await waitUntil(
+      () => p.sim.progress().replayed > p.sim.progress().total * 0.3,
+      30_000,
+      "30% of the replay",
     );
-    normalizer = await startNormalizer(
-      loadConfig({
-        NATS_URL: nats.url,
-        METRICS_PORT: "0",
-        DISCOVERY_INTERVAL_MS: "200",
-        RESYNC_REQUEST_TIMEOUT_MS: "5000",
-      }),
-      { logger },
-    );
-    bus = await connectBus({ servers: nats.url });
-    await waitUntil(() => ingest.connectionsUp() === 2, 10_000, "ingest's connections");
-    sim.start();
-    await waitUntil(() => sim.progress().replayed > sim.progress().total * 0.3, 30_000, "30% of the replay");
-    sim.skipDiffs(victim, 1);
-    await sim.done;
+    p.sim.skipDiffs(victim, 1);
+    await p.sim.done;
     await waitUntil(
       async () =>
-        (await metric(normalizer.opsUrl, "l2flow_normalizer_resync_requests_total", 'outcome="ok"')) >= 1,
+        (await metric(p.normalizer.opsUrl, "l2flow_normalizer_resync_requests_total", 'outcome="ok"')) >= 1,
       20_000,
       "a resync",
     );
     await new Promise((r) => setTimeout(r, 1_500));
   }, 120_000);
-  afterAll(async () => {
-    await normalizer?.close();
-    await ingest?.close();
-    await bus?.close();
-    await sim?.close();
-    await nats?.close();
-  });
+  afterAll(() => p?.close());
 
   it("reports a sequence gap for that symbol only", async () => {
-    expect(sim.stats().diffsSkipped[victim]).toBe(1);
-    const gaps = (await readStream(bus, STREAMS.norm, "md.gap.>")).map((m) => Gap.decode(m.data));
+    expect(p.sim.stats().diffsSkipped[victim]).toBe(1);
+    const gaps = (await readStream(p.bus, STREAMS.norm, "md.gap.>")).map((m) => Gap.decode(m.data));
     const breaks = gaps.filter((g) => g.reason === GapReason.GAP_REASON_SEQUENCE_BREAK);
     expect(breaks.map((g) => g.symbol)).toEqual([victim]);
     expect(breaks[0]!.nextFirstUpdateId).toBeGreaterThan(breaks[0]!.lastUpdateId + 1);
@@ -80,13 +54,13 @@ describe("a missing diff of one symbol", () => {
 
   it("resynchronises that symbol alone and its books are exact again in the new epoch", async () => {
     // One snapshot per symbol at connect, plus the resync of the victim.
-    const snapshots = await readStream(bus, STREAMS.raw, "md.raw.binance.snapshot.>");
+    const snapshots = await readStream(p.bus, STREAMS.raw, "md.raw.binance.snapshot.>");
     const per = new Map<string, number>();
     for (const s of snapshots)
       per.set(s.subject.split(".")[4]!, (per.get(s.subject.split(".")[4]!) ?? 0) + 1);
     expect(per.get(victim)).toBe(2);
     for (const s of ten.symbols) if (s !== victim) expect(per.get(s)).toBe(1);
-    const books = await readStream(bus, STREAMS.norm, "md.book.>");
+    const books = await readStream(p.bus, STREAMS.norm, "md.book.>");
     const victimBooks = books
       .filter((b) => b.subject.endsWith(`.${victim}`))
       .map((b) => BookSnapshot.decode(b.data));
@@ -101,7 +75,7 @@ describe("a missing diff of one symbol", () => {
   });
 
   it("keeps every other symbol exact and in its first epoch", async () => {
-    const books = await readStream(bus, STREAMS.norm, "md.book.>");
+    const books = await readStream(p.bus, STREAMS.norm, "md.book.>");
     const others = books.filter((b) => !b.subject.endsWith(`.${victim}`));
     expect(others.every((b) => BookSnapshot.decode(b.data).epoch === 1)).toBe(true);
     const r = checkAgainstBookTicker(ten, others);

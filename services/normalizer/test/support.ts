@@ -1,10 +1,13 @@
 // Shared pieces of the normalizer's tests: MD_RAW filled from a recording as ingest would, streams
 // read back, and the bookTicker oracle.
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { PublishQueue, type Bus } from "@l2flow/bus";
+import { connectBus, PublishQueue, type Bus } from "@l2flow/bus";
 import { BookSnapshot, HEADERS, msgIds, subjects, type RawKind } from "@l2flow/contracts";
 import type { Recording } from "@l2flow/recording";
 import { createLogger } from "@l2flow/runtime";
+import { startSimulator, startTestNats, type Simulator, type TestNats } from "@l2flow/testkit";
+import { loadConfig as ingestConfig, startIngest, type IngestService } from "@l2flow/ingest";
+import { loadConfig, startNormalizer, type NormalizerService } from "@l2flow/normalizer";
 
 const enc = new TextEncoder();
 const RAW_KIND: Record<string, RawKind | undefined> = {
@@ -194,4 +197,57 @@ export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutM
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** The live path of a test: simulator → ingest → MD_RAW → normalizer, each on the test's nats-server. */
+export interface LivePipeline {
+  readonly nats: TestNats;
+  readonly sim: Simulator;
+  readonly ingest: IngestService;
+  readonly normalizer: NormalizerService;
+  readonly bus: Bus;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a nats-server, the simulator (speed 10, not yet replaying) on `recording`, ingest on its
+ * symbols (aggTrade and depth) and a normalizer, with extra environment for each; resolves once
+ * ingest's connections are up. Call `sim.start()` to replay.
+ */
+export async function startLivePipeline(
+  recording: Recording,
+  env: { ingest?: Record<string, string>; normalizer?: Record<string, string> } = {},
+): Promise<LivePipeline> {
+  const nats = await startTestNats();
+  const sim = await startSimulator({ recording, speed: 10, autoStart: false });
+  const { logger } = captureLogs();
+  const base = { NATS_URL: nats.url, METRICS_PORT: "0" };
+  const ingest = await startIngest(
+    ingestConfig({
+      ...base,
+      BINANCE_WS_URL: sim.wsUrl,
+      BINANCE_REST_URL: sim.restUrl,
+      SYMBOLS: recording.symbols.join(","),
+      STREAM_KINDS: "aggTrade,depth",
+      ...env.ingest,
+    }),
+    { logger },
+  );
+  const normalizer = await startNormalizer(loadConfig({ ...base, ...env.normalizer }), { logger });
+  const bus = await connectBus({ servers: nats.url });
+  await waitUntil(() => ingest.connectionsUp() === 2, 10_000, "ingest's connections");
+  return {
+    nats,
+    sim,
+    ingest,
+    normalizer,
+    bus,
+    async close() {
+      await normalizer.close();
+      await ingest.close();
+      await bus.close();
+      await sim.close();
+      await nats.close();
+    },
+  };
 }
