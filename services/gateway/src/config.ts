@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { env, natsEnvShape, opsEnvShape, parseEnv, type Env } from "@l2flow/runtime";
 
-const schema = z.object({
+const fields = z.object({
   ...natsEnvShape,
   ...opsEnvShape,
   /** Port of the gRPC server (0 = any free port). */
@@ -28,6 +28,33 @@ const schema = z.object({
   GATEWAY_NATS_TIMEOUT_MS: env.positiveInt(5_000),
   /** On shutdown, time given to running calls before they are cut. */
   GATEWAY_SHUTDOWN_GRACE_MS: env.positiveInt(5_000),
+  /** PEM certificate chain the gRPC server presents; with GRPC_TLS_KEY_FILE turns TLS on. Default: unset (plaintext). */
+  GRPC_TLS_CERT_FILE: z.string().optional(),
+  /** Unencrypted PEM private key of GRPC_TLS_CERT_FILE. Default: unset. */
+  GRPC_TLS_KEY_FILE: z.string().optional(),
+  /** PEM CA: clients must present a certificate it signed (mutual TLS). Default: unset (no client certificates). */
+  GRPC_TLS_CLIENT_CA_FILE: z.string().optional(),
+});
+
+/** The TLS files come as a pair (certificate and key), and a client CA needs them. */
+const schema = fields.superRefine((c, ctx) => {
+  const cert = c.GRPC_TLS_CERT_FILE !== undefined;
+  const key = c.GRPC_TLS_KEY_FILE !== undefined;
+  if (cert !== key)
+    ctx.addIssue({
+      code: "custom",
+      path: [cert ? "GRPC_TLS_KEY_FILE" : "GRPC_TLS_CERT_FILE"],
+      message:
+        `missing while ${cert ? "GRPC_TLS_CERT_FILE" : "GRPC_TLS_KEY_FILE"} is set: set both GRPC_TLS_CERT_FILE and ` +
+        "GRPC_TLS_KEY_FILE (PEM certificate chain and its private key) to serve TLS, or neither for plaintext",
+    });
+  else if (!cert && c.GRPC_TLS_CLIENT_CA_FILE !== undefined)
+    ctx.addIssue({
+      code: "custom",
+      path: ["GRPC_TLS_CLIENT_CA_FILE"],
+      message:
+        "client certificates need TLS: set GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE too, or unset GRPC_TLS_CLIENT_CA_FILE",
+    });
 });
 
 /** The gateway's configuration (docs/gateway.md). */

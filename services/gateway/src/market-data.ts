@@ -30,6 +30,11 @@ import { StreamPump } from "./streaming.js";
 /** What the MarketData handlers need. */
 export interface MarketDataOptions {
   readonly bus: Bus;
+  /**
+   * JetStream manager for GetWindow's reads. Its request timeout (the NATS client's default, 5 s) is how
+   * long a read a call gave up on stays pending; `bus.jsm` waits NATS_CONNECT_TIMEOUT_MS.
+   */
+  readonly jsm: Bus["jsm"];
   /** KV `md_book`. */
   readonly books: KV;
   readonly metrics: GatewayMetrics;
@@ -38,7 +43,7 @@ export interface MarketDataOptions {
   readonly streamBuffer: number;
   readonly slowClientTimeoutMs: number;
   readonly streamResumeTimeoutMs: number;
-  /** Upper bound of one NATS request inside a unary call. */
+  /** Upper bound of one NATS request inside a unary call (the call's deadline may cut it shorter). */
   readonly natsTimeoutMs: number;
 }
 
@@ -59,7 +64,7 @@ export function createMarketData(o: MarketDataOptions): MarketDataImpl {
   const pumps = new Set<StreamPump<unknown>>();
   let closing: string | undefined;
 
-  const getBook = async (req: GetBookRequest, call: Deadlined): Promise<GetBookResponse> => {
+  const getBook = async (req: GetBookRequest, call: CallScope): Promise<GetBookResponse> => {
     const symbol = parseSymbol(req.symbol);
     const depth = parseDepth(req.depth);
     const entry = await nats(o, call, "reading KV md_book", () => o.books.get(bookKey(symbol)));
@@ -75,12 +80,12 @@ export function createMarketData(o: MarketDataOptions): MarketDataImpl {
     return { book };
   };
 
-  const getWindow = async (req: GetWindowRequest, call: Deadlined): Promise<GetWindowResponse> => {
+  const getWindow = async (req: GetWindowRequest, call: CallScope): Promise<GetWindowResponse> => {
     const symbol = parseSymbol(req.symbol);
     const interval = parseInterval(req.interval);
     const subject = subjects.window(interval, symbol);
     const stored = await nats(o, call, `reading the last message of ${subject}`, () =>
-      o.bus.jsm.streams.getMessage(STREAMS.window, { last_by_subj: subject }).catch((err: unknown) => {
+      o.jsm.streams.getMessage(STREAMS.window, { last_by_subj: subject }).catch((err: unknown) => {
         if (isNoMessage(err)) return null;
         throw err;
       }),
@@ -93,7 +98,7 @@ export function createMarketData(o: MarketDataOptions): MarketDataImpl {
     return { window: decodeStored((b) => Window.decode(b), stored.data, `the stored window on ${subject}`) };
   };
 
-  const listSymbols = async (_req: ListSymbolsRequest, call: Deadlined): Promise<ListSymbolsResponse> => {
+  const listSymbols = async (_req: ListSymbolsRequest, call: CallScope): Promise<ListSymbolsResponse> => {
     const keys = await nats(o, call, "listing KV md_book", async () => {
       const out: string[] = [];
       for await (const k of await o.books.keys(`${EXCHANGE}.*`)) out.push(k);
@@ -225,14 +230,25 @@ export function createMarketData(o: MarketDataOptions): MarketDataImpl {
   };
 }
 
-/** The part of a call that carries its deadline. */
-type Deadlined = Pick<ServerUnaryCall<unknown, unknown>, "getDeadline">;
+/** What a unary implementation knows of its call. */
+interface CallScope {
+  /** The call's deadline in milliseconds since the epoch; Infinity when the client set none. */
+  readonly deadlineMs: number;
+  /**
+   * Aborted when the call ends before the implementation does, with reason DEADLINE_EXCEEDED (grpc-js
+   * ended it on its deadline) or CANCELLED (the client cancelled or went away).
+   */
+  readonly signal: AbortSignal;
+}
 
-/** Wraps a unary implementation: errors become statuses, and every call is counted and timed. */
+/**
+ * Wraps a unary implementation: errors become statuses, every call is counted and timed, and a call
+ * the client cancels stops waiting for NATS at once.
+ */
 function unary<Req, Res>(
   o: MarketDataOptions,
   method: string,
-  impl: (req: Req, call: Deadlined) => Promise<Res>,
+  impl: (req: Req, call: CallScope) => Promise<Res>,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   return (call, callback) => {
     const started = performance.now();
@@ -240,12 +256,28 @@ function unary<Req, Res>(
       o.metrics.rpcs.inc({ method, code: statusName(code) });
       o.metrics.rpcSeconds.observe({ method, code: statusName(code) }, (performance.now() - started) / 1000);
     };
-    impl(call.request, call).then(
+    const deadline = call.getDeadline();
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+    const cancel = new AbortController();
+    const onCancelled = () =>
+      cancel.abort(
+        Date.now() >= deadlineMs - DEADLINE_SLACK_MS ? status.DEADLINE_EXCEEDED : status.CANCELLED,
+      );
+    call.once("cancelled", onCancelled);
+    if (call.cancelled) onCancelled();
+    o.metrics.activeUnaryCalls.inc({ method });
+    const done = () => {
+      call.off("cancelled", onCancelled);
+      o.metrics.activeUnaryCalls.dec({ method });
+    };
+    impl(call.request, { deadlineMs, signal: cancel.signal }).then(
       (res) => {
+        done();
         record(status.OK);
         callback(null, res);
       },
       (err: unknown) => {
+        done();
         const e = toRpcError(err);
         record(e.grpcCode);
         if (e.grpcCode === status.INTERNAL) o.logger.error({ err, method }, "call failed");
@@ -257,27 +289,35 @@ function unary<Req, Res>(
 
 /**
  * Runs one NATS operation within the call's deadline and the NATS timeout: UNAVAILABLE when NATS is
- * down or slow, DEADLINE_EXCEEDED when the caller's deadline passes first.
+ * down or slow, DEADLINE_EXCEEDED when the caller's deadline passes first, CANCELLED when the client
+ * cancels. The call stops waiting then; the NATS request itself (which nats.js cannot abort) is left
+ * to settle on its own, counted by `l2flow_gateway_nats_requests_in_flight`.
  */
 async function nats<T>(
   o: MarketDataOptions,
-  call: Deadlined,
+  call: CallScope,
   what: string,
   op: () => Promise<T>,
 ): Promise<T> {
+  if (call.signal.aborted) throw interrupted(call, what);
   if (!o.bus.isConnected())
     throw new RpcError(
       status.UNAVAILABLE,
       `NATS is not connected, so the gateway cannot answer; retry shortly`,
     );
-  const deadline = call.getDeadline();
-  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-  const remainingMs = Number.isFinite(deadlineMs) ? deadlineMs - Date.now() : Number.POSITIVE_INFINITY;
+  const remainingMs = call.deadlineMs - Date.now();
   if (remainingMs <= 0) throw new RpcError(status.DEADLINE_EXCEEDED, `deadline exceeded before ${what}`);
   const byDeadline = remainingMs < o.natsTimeoutMs;
   const limitMs = Math.min(remainingMs, o.natsTimeoutMs);
+
+  const request = Promise.resolve().then(op);
+  o.metrics.natsRequestsInFlight.inc();
+  const settled = () => o.metrics.natsRequestsInFlight.dec();
+  request.then(settled, settled);
+
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
+  let onAbort: (() => void) | undefined;
+  const cut = new Promise<never>((_, reject) => {
     timer = setTimeout(
       () =>
         reject(
@@ -285,24 +325,47 @@ async function nats<T>(
             ? new RpcError(status.DEADLINE_EXCEEDED, `deadline exceeded while ${what}`)
             : new RpcError(
                 status.UNAVAILABLE,
-                `NATS did not answer within ${o.natsTimeoutMs} ms while ${what}`,
+                `NATS did not answer within ${o.natsTimeoutMs} ms while ${what}; retry shortly`,
               ),
         ),
       limitMs,
     );
+    onAbort = () => reject(interrupted(call, what));
+    call.signal.addEventListener("abort", onAbort, { once: true });
   });
   try {
-    return await Promise.race([op(), timeout]);
+    return await Promise.race([request, cut]);
   } catch (err) {
     if (err instanceof RpcError) throw err;
     if (!o.bus.isConnected())
       throw new RpcError(status.UNAVAILABLE, `NATS connection lost while ${what}; retry shortly`, {
         cause: err,
       });
+    // nats.js gave up before GATEWAY_NATS_TIMEOUT_MS did (its request timeout is 5 s).
+    if (isNatsTimeout(err))
+      throw new RpcError(status.UNAVAILABLE, `NATS did not answer while ${what}; retry shortly`, {
+        cause: err,
+      });
     throw err;
   } finally {
     clearTimeout(timer);
+    if (onAbort !== undefined) call.signal.removeEventListener("abort", onAbort);
   }
+}
+
+/** grpc-js's deadline timer and ours may fire a few milliseconds apart. */
+const DEADLINE_SLACK_MS = 20;
+
+/** Why an aborted call stopped waiting. */
+function interrupted(call: CallScope, what: string): RpcError {
+  return call.signal.reason === status.DEADLINE_EXCEEDED
+    ? new RpcError(status.DEADLINE_EXCEEDED, `deadline exceeded while ${what}`)
+    : new RpcError(status.CANCELLED, `the client cancelled the call while ${what}`);
+}
+
+/** nats.js's request timeout (`TimeoutError`, also what JetStream API calls throw). */
+function isNatsTimeout(err: unknown): boolean {
+  return (err as { name?: unknown } | undefined)?.name === "TimeoutError";
 }
 
 function decodeStored<T>(decode: (b: Uint8Array) => T, data: Uint8Array, what: string): T {

@@ -8,6 +8,14 @@ export interface GatewayMetrics {
   readonly rpcSeconds: Histogram<"method" | "code">;
   /** Streaming calls open now. */
   readonly activeStreams: Gauge<"method">;
+  /** Unary calls running now (from the request until the status is sent). */
+  readonly activeUnaryCalls: Gauge<"method">;
+  /**
+   * NATS requests made for unary calls and not yet settled, including those of calls that already
+   * ended (deadline, cancel, GATEWAY_NATS_TIMEOUT_MS): they settle when NATS answers or when the NATS
+   * client gives up on them (its request timeout is 5 s).
+   */
+  readonly natsRequestsInFlight: Gauge;
   /** Messages written to stream clients. */
   readonly streamMessages: Counter<"method">;
   /** Times a stream client was slower than the stream, so the gateway paused pulling for it. */
@@ -41,6 +49,17 @@ export function gatewayMetrics(registry: Registry): GatewayMetrics {
       name: "l2flow_gateway_active_streams",
       help: "Streaming calls open now",
       labelNames: ["method"],
+      registers,
+    }),
+    activeUnaryCalls: new Gauge({
+      name: "l2flow_gateway_active_unary_calls",
+      help: "Unary calls running now",
+      labelNames: ["method"],
+      registers,
+    }),
+    natsRequestsInFlight: new Gauge({
+      name: "l2flow_gateway_nats_requests_in_flight",
+      help: "NATS requests of unary calls not yet answered, including those of calls that already ended",
       registers,
     }),
     streamMessages: new Counter({

@@ -1,4 +1,4 @@
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server, type ServerCredentials } from "@grpc/grpc-js";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import { connectBus, openKv, provisionTopology, type Bus } from "@l2flow/bus";
 import { BUCKETS, MarketDataService } from "@l2flow/contracts";
@@ -15,6 +15,7 @@ import type { GatewayConfig } from "./config.js";
 import { createMarketData, type MarketDataImpl } from "./market-data.js";
 import { gatewayMetrics } from "./metrics.js";
 import { addReflection, MARKET_DATA_SERVICE } from "./reflection.js";
+import { grpcServerSecurity, type GrpcTlsMode } from "./tls.js";
 
 /** A running gateway. */
 export interface GatewayService {
@@ -24,6 +25,8 @@ export interface GatewayService {
   readonly grpcPort: number;
   /** `host:port` for a client on this machine, e.g. `127.0.0.1:50051`. */
   readonly grpcTarget: string;
+  /** "off" (plaintext), "tls", or "mtls" (clients need a certificate signed by GRPC_TLS_CLIENT_CA_FILE). */
+  readonly grpcTls: GrpcTlsMode;
   /**
    * Graceful stop: health NOT_SERVING, open streams end with UNAVAILABLE, running unary calls get
    * GATEWAY_SHUTDOWN_GRACE_MS to finish (then are cut), then NATS drains. Idempotent.
@@ -40,10 +43,13 @@ export interface GatewayDeps {
 
 /**
  * Starts the gateway: the gRPC `l2flow.v1.MarketData` API over KV `md_book`, `MD_WINDOW` and
- * `SIGNALS`, with gRPC health (SERVING only while NATS is connected) and server reflection.
+ * `SIGNALS`, with gRPC health (SERVING only while NATS is connected) and server reflection; over TLS
+ * when GRPC_TLS_CERT_FILE is set. Throws `ConfigError` for a TLS file it cannot use, before connecting
+ * to NATS.
  */
 export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Promise<GatewayService> {
   const { logger } = deps;
+  const security = grpcServerSecurity(config);
   const registry = deps.registry ?? createMetricsRegistry({ service: "gateway" });
   const metrics = gatewayMetrics(registry);
   const resources = new ResourceStack();
@@ -52,6 +58,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     resources.defer(() => bus.drain());
     await provisionTopology(bus);
     const books = await openKv(bus, BUCKETS.book);
+    const jsm = await bus.js.jetstreamManager();
 
     const ops = await startOpsServer({
       port: config.METRICS_PORT,
@@ -64,6 +71,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
 
     const md = createMarketData({
       bus,
+      jsm,
       books,
       metrics,
       logger,
@@ -90,18 +98,22 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     server.addService(MarketDataService, md.server);
     health.addToServer(server);
     addReflection(server);
-    const port = await bind(server, config.GRPC_HOST, config.GRPC_PORT);
+    const port = await bind(server, config.GRPC_HOST, config.GRPC_PORT, security.credentials);
     resources.defer(() => {
       offHealth();
       setHealth(false);
       return shutdownGrpc(server, md, config.GATEWAY_SHUTDOWN_GRACE_MS, logger);
     });
-    logger.info({ grpc: `${config.GRPC_HOST}:${port}`, ops: ops.url }, "gateway started");
+    logger.info(
+      { grpc: `${config.GRPC_HOST}:${port}`, grpcTls: security.mode, ops: ops.url },
+      `gateway started (gRPC ${TLS_LOG[security.mode]})`,
+    );
 
     return {
       opsUrl: ops.url,
       grpcPort: port,
       grpcTarget: `127.0.0.1:${port}`,
+      grpcTls: security.mode,
       close: () => resources.close(),
     };
   } catch (err) {
@@ -110,10 +122,16 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   }
 }
 
-function bind(server: Server, host: string, port: number): Promise<number> {
+const TLS_LOG: Record<GrpcTlsMode, string> = {
+  off: "plaintext: TLS is off",
+  tls: "TLS on",
+  mtls: "mutual TLS on: clients need a certificate",
+};
+
+function bind(server: Server, host: string, port: number, credentials: ServerCredentials): Promise<number> {
   const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
   return new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) => {
+    server.bindAsync(address, credentials, (err, bound) => {
       if (err)
         reject(
           new L2flowError(

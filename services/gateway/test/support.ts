@@ -26,13 +26,26 @@ export interface Harness {
   close(): Promise<void>;
 }
 
+/** Options of `startHarness`. */
+export interface HarnessOptions {
+  /** Receives the gateway's log lines (info and above) as parsed JSON. Default: logs are dropped. */
+  readonly logs?: Record<string, unknown>[];
+}
+
 /** Starts a gateway on free ports against `natsUrl`, with extra environment. */
-export async function startHarness(natsUrl: string, env: Record<string, string> = {}): Promise<Harness> {
+export async function startHarness(
+  natsUrl: string,
+  env: Record<string, string> = {},
+  options: HarnessOptions = {},
+): Promise<Harness> {
   const registry = createMetricsRegistry({ service: "gateway", defaultMetrics: false });
+  const { logs } = options;
   const logger = createLogger({
     service: "gateway-test",
-    level: "warn",
-    destination: { write: () => undefined },
+    level: logs === undefined ? "warn" : "info",
+    destination: {
+      write: (line: string) => void logs?.push(JSON.parse(line) as Record<string, unknown>),
+    },
   });
   const gateway = await startGateway(
     loadConfig({ NATS_URL: natsUrl, GRPC_PORT: "0", GRPC_HOST: "127.0.0.1", METRICS_PORT: "0", ...env }),
