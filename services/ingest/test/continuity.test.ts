@@ -83,6 +83,12 @@ describe("ingest continuity over the whole BTCUSDT recording", () => {
       15_000,
       "a lifetime rotation",
     );
+    // The rotated connection closes shortly after the rotation is counted; announce to the new one only.
+    await waitUntil(
+      () => sim.stats().connections.filter((c) => c.closedAt === undefined).length === 1,
+      5_000,
+      "the rotated connection to close",
+    );
     expect(sim.announceShutdown(undefined, 3_000)).toBe(1);
     await waitUntil(
       async () =>
