@@ -1,6 +1,6 @@
 import type { Bus, JsMsg, KV, PublishQueue } from "@l2flow/bus";
 import { FrameError } from "@l2flow/binance";
-import { bookKey, HEADERS, subjects } from "@l2flow/contracts";
+import { HEADERS, subjects } from "@l2flow/contracts";
 import { L2flowError, type Logger, type LogLimiter } from "@l2flow/runtime";
 import type { NormalizerMetrics } from "./metrics.js";
 import { partitionOf } from "./partition.js";
@@ -26,7 +26,11 @@ export interface WorkerContext {
   readonly bus: Bus;
   readonly queue: PublishQueue;
   readonly stateKv: KV;
-  readonly bookKv: KV;
+  /**
+   * Writes a symbol's latest book to KV `md_book` with one acked publish; false when it cannot be
+   * sent now. `failed` runs if it is not stored.
+   */
+  readonly putBook: (symbol: string, bytes: Uint8Array, failed: () => void) => boolean;
   readonly options: ProcessorOptions;
   /** Checkpoint keys are `<name>.binance.<SYMBOL>` in `md_state`. */
   readonly name: string;
@@ -93,6 +97,8 @@ export class SymbolWorker {
   #nextRefreshAt: number;
   #bookBytes: Uint8Array | undefined;
   #lastBookPutAt = 0;
+  /** Books sent to KV `md_book`. */
+  #bookPuts = 0;
 
   constructor(symbol: string, context: WorkerContext) {
     this.symbol = symbol;
@@ -231,11 +237,16 @@ export class SymbolWorker {
     }
     if (this.#bookBytes !== undefined && now - this.#lastBookPutAt >= BOOK_KV_MIN_INTERVAL_MS) {
       const bytes = this.#bookBytes;
-      this.#bookBytes = undefined;
-      this.#lastBookPutAt = now;
-      this.#c.bookKv.put(bookKey(this.symbol), bytes).catch((err: unknown) => {
-        if (this.#c.limiter.take("kv") >= 0) this.#c.logger.warn({ err }, "could not update KV md_book");
-      });
+      const put = ++this.#bookPuts;
+      // A failed put is sent again on a later tick unless a newer book was sent meanwhile (which
+      // may already be stored: the older one must not land after it).
+      const failed = () => {
+        if (put === this.#bookPuts) this.#bookBytes ??= bytes;
+      };
+      if (this.#c.putBook(this.symbol, bytes, failed)) {
+        this.#bookBytes = undefined;
+        this.#lastBookPutAt = now;
+      }
     }
     if (this.#pending === undefined) {
       const since = now - this.#lastCheckpointAt;
