@@ -39,15 +39,76 @@ export class EncodedHeaders {
   readonly #bytes: Uint8Array;
   /** Keys are sent as given; values must not contain CR or LF (a `RangeError` otherwise). */
   constructor(record: Readonly<Record<string, string>>, msgId?: string) {
-    let text = "NATS/1.0\r\n";
-    if (msgId !== undefined) text = addHeader(text, "Nats-Msg-Id", msgId);
-    for (const k in record) text = addHeader(text, k, record[k]!);
-    this.#bytes = encoder.encode(`${text}\r\n`);
+    this.#bytes = encodeAscii(record, msgId) ?? encodeText(record, msgId);
   }
   /** The wire form: `NATS/1.0`, one `Key: value` line per header, a blank line. */
   encode(): Uint8Array {
     return this.#bytes;
   }
+}
+
+const HEAD = "NATS/1.0\r\n";
+const MSG_ID = "Nats-Msg-Id";
+
+/**
+ * The block written byte by byte when every key and value is ASCII (message ids and numbers always
+ * are): one exact-size array, no intermediate string, no TextEncoder. Undefined otherwise.
+ */
+function encodeAscii(
+  record: Readonly<Record<string, string>>,
+  msgId: string | undefined,
+): Uint8Array | undefined {
+  let size = HEAD.length + 2;
+  if (msgId !== undefined) size += MSG_ID.length + msgId.length + 4;
+  for (const k in record) size += k.length + record[k]!.length + 4;
+  const out = new Uint8Array(size);
+  let o = writeAscii(out, 0, HEAD);
+  if (msgId !== undefined) {
+    o = writeLine(out, o, MSG_ID, msgId);
+    if (o < 0) return undefined;
+  }
+  for (const k in record) {
+    o = writeLine(out, o, k, record[k]!);
+    if (o < 0) return undefined;
+  }
+  out[o] = 13;
+  out[o + 1] = 10;
+  return out;
+}
+
+/** Writes `key: value\r\n` at `o`; the next offset, or -1 for a character that is not ASCII. */
+function writeLine(out: Uint8Array, o: number, key: string, value: string): number {
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c > 127) return -1;
+    if (c === 13 || c === 10 || c === 58 /* : */ || c === 32)
+      throw new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
+    out[o++] = c;
+  }
+  out[o++] = 58;
+  out[o++] = 32;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c > 127) return -1;
+    if (c === 13 || c === 10) throw new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
+    out[o++] = c;
+  }
+  out[o++] = 13;
+  out[o++] = 10;
+  return o;
+}
+
+function writeAscii(out: Uint8Array, o: number, text: string): number {
+  for (let i = 0; i < text.length; i++) out[o++] = text.charCodeAt(i);
+  return o;
+}
+
+/** The block through a string and TextEncoder (any Unicode). */
+function encodeText(record: Readonly<Record<string, string>>, msgId: string | undefined): Uint8Array {
+  let text = HEAD;
+  if (msgId !== undefined) text = addHeader(text, MSG_ID, msgId);
+  for (const k in record) text = addHeader(text, k, record[k]!);
+  return encoder.encode(`${text}\r\n`);
 }
 
 /** `text` plus one `key: value` line; a `RangeError` for a key or value that would break the block. */

@@ -174,6 +174,11 @@ describe("OrderBook against a plain reference", () => {
           const d = book.depthWithinBps(500);
           expect(d.bidQuantity).toBeCloseTo(sum(ref.top("bid", 1e6).filter((l) => Number(l.price) >= lo)), 9);
           expect(d.askQuantity).toBeCloseTo(sum(ref.top("ask", 1e6).filter((l) => Number(l.price) <= hi)), 9);
+          // All distances in one walk: the same sums bit for bit, in the order asked.
+          const distances = [500, 1, 50, 0, 20_000, 50];
+          expect(book.depthWithinBpsAll(distances)).toEqual(
+            distances.map((bps) => ({ bps, ...book.depthWithinBps(bps) })),
+          );
         }
       }
     }

@@ -315,7 +315,7 @@ export class WindowAggregator {
       mid: finite(book.mid()),
       microprice: finite(book.microprice()),
       imbalance: book.imbalance(this.#levels),
-      depth: this.#bps.map((bps) => ({ bps, ...book.depthWithinBps(bps) })),
+      depth: book.depthWithinBpsAll(this.#bps),
       bids: book.topBids(this.#levels),
       asks: book.topAsks(this.#levels),
       lastUpdateId: book.lastUpdateId,
