@@ -32,4 +32,30 @@ describe("DedupeFilter", () => {
     expect(f.size).toBe(2);
     expect(f.counters.evictedKeys).toBe(1);
   });
+
+  it("answers like a plain list of the last windowSize ids, through growth and wrap-around", () => {
+    const windowSize = 100;
+    const f = new DedupeFilter({ windowSize });
+    const recent: number[] = []; // the reference: ids passed, newest last, at most windowSize
+    let seed = 7;
+    const rand = () => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648;
+    let next = 3_688_410_919; // a real BTCUSDT trade id, above 2^31
+    for (let i = 0; i < 5_000; i++) {
+      // Mostly new ids, some repeats from far back, some older ids never seen (backfill).
+      const r = rand();
+      const id =
+        r < 0.6
+          ? next++
+          : r < 0.9
+            ? next - 1 - Math.floor(rand() * 150)
+            : next - 1_000 - Math.floor(rand() * 50);
+      const expected = recent.includes(id);
+      expect(f.seen("trade", "BTCUSDT", id), `arrival ${i}: id ${id}`).toBe(expected);
+      if (!expected) {
+        recent.push(id);
+        if (recent.length > windowSize) recent.shift();
+      }
+    }
+    expect(f.counters.duplicates).toBeGreaterThan(500);
+  });
 });
