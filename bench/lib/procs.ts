@@ -75,9 +75,19 @@ export async function stopAll(children: readonly ChildProcess[], graceMs = 3_000
 
 /** Resident set size of a process in MB (0 once it is gone). */
 export function rssMb(pid: number | undefined): number {
+  return statusMb(pid, "VmRSS");
+}
+
+/** Peak resident set size of a live process in MB (`VmHWM`; 0 once it is gone). */
+export function peakRssMb(pid: number | undefined): number {
+  return statusMb(pid, "VmHWM");
+}
+
+/** A `kB` field of /proc/<pid>/status in MB (0 once the process is gone). */
+function statusMb(pid: number | undefined, field: "VmRSS" | "VmHWM"): number {
   if (pid === undefined) return 0;
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return m === null ? 0 : Number(m[1]) / 1024;
   } catch {
     return 0;
@@ -108,12 +118,32 @@ export interface SimChildOptions {
   readonly rate?: number;
   /** Seconds over which `rate` must hold on average (the part of the recording a run replays). */
   readonly seconds?: number;
+  /**
+   * V8 old-space limit of the simulator process in MB (`--max-old-space-size`); Node's default when
+   * absent. Hundreds of copies hold millions of events (400 copies of BTCUSDT: 5.3 M events, and the
+   * process peaked at 6 GB RSS during a 10-minute soak).
+   */
+  readonly maxOldSpaceMb?: number;
+}
+
+/** Which open connections `dropConnections` drops: one by id, one picked at random, or all. */
+export type SimDropTarget = number | "random" | "all";
+
+/** The replay's progress as the simulator child reports it. */
+export interface SimProgress extends ReplayProgress {
+  /**
+   * Wall time of the replay so far in ms: from `start()` until it finished, was paused, or now (0
+   * before `start()`).
+   */
+  readonly elapsedMs: number;
 }
 
 /** @internal IPC request to the simulator child. */
 export interface SimRequest {
   readonly id: number;
-  readonly op: "start" | "pause" | "progress" | "openConnections" | "close";
+  readonly op: "start" | "pause" | "progress" | "openConnections" | "dropConnections" | "close";
+  /** `dropConnections`: which connections, and how many must be open for any to be dropped. */
+  readonly drop?: { readonly target: SimDropTarget; readonly minOpen: number };
 }
 /** @internal IPC reply from the simulator child (id 0: ready). */
 export interface SimReply {
@@ -130,8 +160,15 @@ export interface SimulatorProcess {
   readonly pid: number | undefined;
   start(): Promise<void>;
   pause(): Promise<void>;
-  progress(): Promise<ReplayProgress>;
+  progress(): Promise<SimProgress>;
+  /** WebSocket connections open now. */
   openConnections(): Promise<number>;
+  /**
+   * Drops open WebSocket connections without a close handshake (as a network fault would): `target`
+   * one by id, one at random (default) or all, and only if at least `minOpen` are open. Resolves to
+   * how many were dropped.
+   */
+  dropConnections(target?: SimDropTarget, minOpen?: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -140,7 +177,13 @@ export async function startSimulatorProcess(options: SimChildOptions): Promise<S
   const child = track(
     spawn(
       process.execPath,
-      ["--conditions=l2flow-source", "--import", "tsx", join(repoRoot, "bench", "lib", "sim-child.ts")],
+      [
+        ...(options.maxOldSpaceMb === undefined ? [] : [`--max-old-space-size=${options.maxOldSpaceMb}`]),
+        "--conditions=l2flow-source",
+        "--import",
+        "tsx",
+        join(repoRoot, "bench", "lib", "sim-child.ts"),
+      ],
       {
         cwd: repoRoot,
         env: { ...process.env, L2FLOW_SIM_OPTIONS: JSON.stringify(options) },
@@ -148,30 +191,33 @@ export async function startSimulatorProcess(options: SimChildOptions): Promise<S
       },
     ),
   );
-  const pending = new Map<number, (result: unknown) => void>();
+  type Info = { wsUrl: string; restUrl: string; symbols: string[]; speed: number };
+  const pending = new Map<number, { resolve: (result: unknown) => void; reject: (err: Error) => void }>();
   let nextId = 1;
-  const ready = new Promise<{ wsUrl: string; restUrl: string; symbols: string[]; speed: number }>(
-    (resolveReady, reject) => {
-      child.once("exit", (code) =>
-        reject(new Error(`the simulator process exited (${code}) before it listened`)),
-      );
-      pending.set(0, (r) =>
-        resolveReady(r as { wsUrl: string; restUrl: string; symbols: string[]; speed: number }),
-      );
-    },
+  let exited: Error | undefined;
+  child.once("exit", (code, signal) => {
+    exited = new Error(`the simulator process exited (${signal ?? code})`);
+    for (const p of pending.values()) p.reject(exited);
+    pending.clear();
+  });
+  const ready = new Promise<Info>((resolve, reject) =>
+    pending.set(0, { resolve: (r) => resolve(r as Info), reject }),
   );
   child.on("message", (reply: SimReply) => {
-    const done = pending.get(reply.id);
+    const p = pending.get(reply.id);
     pending.delete(reply.id);
-    done?.(reply.result);
+    p?.resolve(reply.result);
   });
-  const call = <T>(op: SimRequest["op"]) =>
-    new Promise<T>((r) => {
+  const call = <T>(op: SimRequest["op"], drop?: SimRequest["drop"]) =>
+    new Promise<T>((resolve, reject) => {
+      if (exited !== undefined) return reject(exited);
       const id = nextId++;
-      pending.set(id, r as (result: unknown) => void);
-      child.send({ id, op } satisfies SimRequest);
+      pending.set(id, { resolve: resolve as (result: unknown) => void, reject });
+      child.send({ id, op, ...(drop === undefined ? {} : { drop }) } satisfies SimRequest);
     });
-  const info = await ready;
+  const info = await ready.catch((err: Error) => {
+    throw new Error(`${err.message} before it listened`);
+  });
   return {
     ...info,
     pid: child.pid,
@@ -179,12 +225,13 @@ export async function startSimulatorProcess(options: SimChildOptions): Promise<S
     pause: () => call("pause"),
     progress: () => call("progress"),
     openConnections: () => call("openConnections"),
+    dropConnections: (target = "random", minOpen = 0) => call("dropConnections", { target, minOpen }),
     close: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once("exit", r));
+      if (exited !== undefined) return;
+      const gone = new Promise((r) => child.once("exit", r));
       child.send({ id: nextId++, op: "close" } satisfies SimRequest);
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
-      if (child.exitCode === null) child.kill("SIGKILL");
+      await Promise.race([gone, new Promise((r) => setTimeout(r, 5_000))]);
+      if (exited === undefined) child.kill("SIGKILL");
     },
   };
 }

@@ -6,7 +6,7 @@
 import { readRecording } from "@l2flow/recording";
 import { fixtures, startSimulator } from "@l2flow/testkit";
 import { frameRate, scaleRecording } from "./scale.js";
-import type { SimChildOptions, SimReply, SimRequest } from "./procs.js";
+import type { SimChildOptions, SimProgress, SimReply, SimRequest } from "./procs.js";
 
 const options = JSON.parse(process.env.L2FLOW_SIM_OPTIONS ?? "{}") as SimChildOptions;
 const base = readRecording(fixtures[options.recording]);
@@ -20,22 +20,45 @@ const sim = await startSimulator({ recording, speed, autoStart: false });
 const send = (reply: SimReply) => process.send!(reply);
 send({ id: 0, result: { wsUrl: sim.wsUrl, restUrl: sim.restUrl, symbols: recording.symbols, speed } });
 
+// Wall time of the replay: from start until it finished or was paused (performance.now() ms).
+let startedAt: number | undefined;
+let stoppedAt: number | undefined;
+void sim.done.then(() => (stoppedAt ??= performance.now()));
+
 process.on("message", (msg: SimRequest) => {
   void (async () => {
     let result: unknown;
     switch (msg.op) {
       case "start":
+        startedAt ??= performance.now();
         sim.start();
         break;
       case "pause":
         sim.pause();
+        if (startedAt !== undefined) stoppedAt ??= performance.now();
         break;
       case "progress":
-        result = sim.progress();
+        result = {
+          ...sim.progress(),
+          elapsedMs: startedAt === undefined ? 0 : (stoppedAt ?? performance.now()) - startedAt,
+        } satisfies SimProgress;
         break;
       case "openConnections":
-        result = sim.stats().connections.filter((c) => c.closedAt === undefined).length;
+        result = openIds().length;
         break;
+      case "dropConnections": {
+        const { target, minOpen } = msg.drop ?? { target: "random", minOpen: 0 };
+        const open = openIds();
+        result =
+          open.length < minOpen
+            ? 0
+            : target === "all"
+              ? sim.dropConnections()
+              : sim.dropConnections(
+                  target === "random" ? open[Math.floor(Math.random() * open.length)]! : target,
+                );
+        break;
+      }
       case "close":
         await sim.close();
         send({ id: msg.id, result: undefined });
@@ -45,6 +68,14 @@ process.on("message", (msg: SimRequest) => {
   })();
 });
 process.on("disconnect", () => process.exit(0));
+
+/** Ids of the WebSocket connections open now. */
+function openIds(): number[] {
+  return sim
+    .stats()
+    .connections.filter((c) => c.closedAt === undefined)
+    .map((c) => c.id);
+}
 
 /**
  * The replay speed at which the first `seconds` of the replay carry `rate` frames per second on
