@@ -246,6 +246,19 @@ export async function startNormalizer(
         from = context.position.seq + 1;
       }
     })();
+    // After a reconnect (a NATS restart above all) read again from the position at once: the ordered
+    // consumer would otherwise notice its consumer is gone only when heartbeats go missing (a stall
+    // of ~40 s measured in the soak), and what it had in flight is lost with the old connection.
+    resources.defer(
+      bus.onConnectionChange((up) => {
+        if (!up || closing || current === undefined) return;
+        logger.info(
+          { seq: context.position.seq },
+          "NATS reconnected; reading MD_RAW again from the position",
+        );
+        void current.messages.close().catch(() => undefined);
+      }),
+    );
     // Workers stop before the queue closes (ResourceStack closes in reverse order).
     resources.defer(async () => {
       closing = true;

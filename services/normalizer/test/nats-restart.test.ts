@@ -1,0 +1,69 @@
+// A NATS restart under a running normalizer: the ordered consumer it read MD_RAW with is gone with
+// the server. The normalizer must read on from its position as soon as it is reconnected, not when
+// the client library notices missing heartbeats (~30-40 s later).
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectBus, provisionTopology, type Bus } from "@l2flow/bus";
+import { msgIds, STREAMS, subjects } from "@l2flow/contracts";
+import { startTestNats, type TestNats } from "@l2flow/testkit";
+import { loadConfig, startNormalizer, type NormalizerService } from "@l2flow/normalizer";
+import { captureLogs, metric, waitUntil } from "./support.js";
+
+const enc = new TextEncoder();
+const SYMBOL = "RESTARTUSDT";
+
+describe("normalizer across a NATS restart", () => {
+  let nats: TestNats;
+  let bus: Bus;
+  let normalizer: NormalizerService | undefined;
+  beforeAll(async () => {
+    nats = await startTestNats();
+    bus = await connectBus({ servers: nats.url, name: "test-restart" });
+    await provisionTopology(bus);
+  });
+  afterAll(async () => {
+    await normalizer?.close();
+    await bus?.close();
+    await nats?.close();
+  });
+
+  const trades = async (ids: readonly number[]) => {
+    for (const t of ids)
+      await bus.js.publish(
+        subjects.raw("trade", SYMBOL),
+        enc.encode(
+          JSON.stringify({
+            e: "trade",
+            E: 1_700_000_000_000 + t,
+            s: SYMBOL,
+            t,
+            p: "1.5",
+            q: "2",
+            T: 1_700_000_000_000 + t,
+            m: false,
+          }),
+        ),
+        { msgID: msgIds.trade(SYMBOL, t) },
+      );
+  };
+  const handled = () => metric(normalizer!.opsUrl, "l2flow_normalizer_raw_messages_total");
+  const normalized = async () =>
+    (await bus.jsm.streams.info(STREAMS.norm, { subjects_filter: subjects.trade(SYMBOL) })).state.messages;
+
+  it("reads on from its position within seconds of the server coming back, losing nothing", async () => {
+    const { logger, lines } = captureLogs();
+    normalizer = await startNormalizer(loadConfig({ NATS_URL: nats.url, METRICS_PORT: "0" }), { logger });
+    await trades([1, 2, 3]);
+    await waitUntil(async () => (await handled()) === 3, 10_000, "the first three trades handled");
+
+    await nats.stop();
+    await new Promise((r) => setTimeout(r, 500));
+    await nats.restart();
+    await waitUntil(() => bus.isConnected(), 15_000, "the test's client reconnected");
+    const back = Date.now();
+    await trades([4, 5, 6]);
+    await waitUntil(async () => (await handled()) === 6, 10_000, "the trades published after the restart");
+    expect(Date.now() - back).toBeLessThan(10_000);
+    await waitUntil(async () => (await normalized()) === 6, 10_000, "six normalized trades");
+    expect(lines.some((l) => l.includes("NATS reconnected; reading MD_RAW again"))).toBe(true);
+  }, 60_000);
+});
