@@ -190,6 +190,26 @@ export async function startNormalizer(
     };
 
     let current: { consumer: Consumer; messages: ConsumerMessages } | undefined;
+    /**
+     * The server-side consumer delivering now. An ordered consumer that replaces its server-side
+     * consumer while NATS is away (a restart) cannot delete the old one, and nats-server keeps it for
+     * its inactive threshold (5 min), "pending" growing in every listing. So whenever another consumer
+     * starts delivering, every other consumer on MD_RAW named like one this normalizer has read from
+     * (`<prefix>_<serial>`) is deleted. Other instances' consumers have other prefixes.
+     */
+    let consumerName = "";
+    const prefixes = new Set<string>();
+    const replaced = (name: string) => {
+      consumerName = name;
+      prefixes.add(name.replace(/_\d+$/, ""));
+      void (async () => {
+        for await (const c of bus.jsm.consumers.list(STREAMS.raw)) {
+          if (c.name === consumerName || !prefixes.has(c.name.replace(/_\d+$/, ""))) continue;
+          await bus.jsm.consumers.delete(STREAMS.raw, c.name).catch(() => undefined);
+          logger.info({ consumer: c.name }, "deleted a consumer of MD_RAW this normalizer no longer reads");
+        }
+      })().catch(() => undefined); // tried again at the next replacement
+    };
     const read = async (from: number): Promise<void> => {
       const consumer = await bus.js.consumers.get(STREAMS.raw, {
         filter_subjects: RAW_FILTER,
@@ -209,6 +229,7 @@ export async function startNormalizer(
           () => undefined,
         );
         for await (const msg of messages) {
+          if (msg.info.consumer !== consumerName) replaced(msg.info.consumer);
           const raw = rawSubjectParts(msg.subject);
           if (raw !== undefined) {
             const { kind, symbol } = raw;
@@ -246,19 +267,6 @@ export async function startNormalizer(
         from = context.position.seq + 1;
       }
     })();
-    // After a reconnect (a NATS restart above all) read again from the position at once: the ordered
-    // consumer would otherwise notice its consumer is gone only when heartbeats go missing (a stall
-    // of ~40 s measured in the soak), and what it had in flight is lost with the old connection.
-    resources.defer(
-      bus.onConnectionChange((up) => {
-        if (!up || closing || current === undefined) return;
-        logger.info(
-          { seq: context.position.seq },
-          "NATS reconnected; reading MD_RAW again from the position",
-        );
-        void current.messages.close().catch(() => undefined);
-      }),
-    );
     // Workers stop before the queue closes (ResourceStack closes in reverse order).
     resources.defer(async () => {
       closing = true;
