@@ -28,12 +28,26 @@ import { peakRssMb, rssMb, spawnService, startSimulatorProcess, stopAll } from "
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
-  options: { minutes: { type: "string", default: "10" }, copies: { type: "string", default: "100" } },
+  options: {
+    minutes: { type: "string", default: "10" },
+    copies: { type: "string", default: "100" },
+    normalizers: { type: "string", default: "1" },
+  },
 });
 const minutes = Number(values.minutes);
 const copies = Number(values.copies);
-if (!(minutes > 0) || !Number.isInteger(copies) || copies < 1) {
-  process.stderr.write("usage: npm run soak -- [--minutes N (> 0)] [--copies N (integer >= 1)]\n");
+/** Normalizer partitions, a process each (the symbols split by hash, as NORMALIZER_PARTITIONS does). */
+const normalizers = Number(values.normalizers);
+if (
+  !(minutes > 0) ||
+  !Number.isInteger(copies) ||
+  copies < 1 ||
+  !Number.isInteger(normalizers) ||
+  normalizers < 1
+) {
+  process.stderr.write(
+    "usage: npm run soak -- [--minutes N (> 0)] [--copies N (integer >= 1)] [--normalizers N (integer >= 1)]\n",
+  );
   process.exit(2);
 }
 const log = (msg: string) =>
@@ -315,7 +329,17 @@ const ingestEnv = {
 const children: Record<string, ChildProcess> = {
   "ingest-1": spawnService("ingest", ingestEnv),
   "ingest-2": spawnService("ingest", ingestEnv),
-  normalizer: spawnService("normalizer", { ...common, WINDOW_INTERVALS: "1s" }),
+  ...Object.fromEntries(
+    Array.from({ length: normalizers }, (_, i) => [
+      normalizers === 1 ? "normalizer" : `normalizer-${i + 1}`,
+      spawnService("normalizer", {
+        ...common,
+        WINDOW_INTERVALS: "1s",
+        NORMALIZER_PARTITIONS: String(normalizers),
+        NORMALIZER_PARTITION: String(i),
+      }),
+    ]),
+  ),
   analyzer: spawnService("analyzer", {
     ...common,
     HOLYSHEEP_API_KEY: "sk-soak-0123456789abcdef",
@@ -446,7 +470,7 @@ try {
   const soakPeakMb = process.resourceUsage().maxRSS / 1024;
   const perSymbolDiffs = replayed.diffs / plan.symbols.length;
   report.push(
-    `# Soak ${new Date().toISOString().slice(0, 16)}Z: ${minutes} min, ${plan.symbols.length} symbols`,
+    `# Soak ${new Date().toISOString().slice(0, 16)}Z: ${minutes} min, ${plan.symbols.length} symbols${normalizers > 1 ? `, ${normalizers} normalizer partitions` : ""}`,
     "",
     `Faults: ${drops} WebSocket connections dropped, NATS stopped for 3 s once, one LLM call in five answered 500.`,
     "",
@@ -491,5 +515,11 @@ const text = report.join("\n") + "\n";
 process.stdout.write(text);
 const dir = join(repoRoot, "bench", "results");
 mkdirSync(dir, { recursive: true });
-writeFileSync(join(dir, `soak-${new Date().toISOString().slice(0, 10)}-${copies}sym.md`), text);
+writeFileSync(
+  join(
+    dir,
+    `soak-${new Date().toISOString().slice(0, 10)}-${copies}sym${normalizers > 1 ? `-${normalizers}norm` : ""}.md`,
+  ),
+  text,
+);
 process.exit(failed ? 1 : 0);
