@@ -24,7 +24,7 @@ import { connectBus, type Bus } from "@l2flow/bus";
 import { Signal, STREAMS, Window } from "@l2flow/contracts";
 import { readRecording, type Recording } from "@l2flow/recording";
 import { fixtures, startFakeLlm, startTestNats } from "@l2flow/testkit";
-import { peakRssMb, rssMb, spawnService, startSimulatorProcess, stopAll } from "./lib/procs.js";
+import { freePort, peakRssMb, rssMb, spawnService, startSimulatorProcess, stopAll } from "./lib/procs.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
@@ -326,36 +326,61 @@ const ingestEnv = {
   SYMBOLS: plan.symbols.join(","),
   SNAPSHOT_LIMIT: "100",
 };
-const children: Record<string, ChildProcess> = {
-  "ingest-1": spawnService("ingest", ingestEnv),
-  "ingest-2": spawnService("ingest", ingestEnv),
-  ...Object.fromEntries(
-    Array.from({ length: normalizers }, (_, i) => [
-      normalizers === 1 ? "normalizer" : `normalizer-${i + 1}`,
-      spawnService("normalizer", {
+/** Each service's ops port, so the soak can read its heap from /metrics. */
+const ports = new Map<string, number>();
+const service = async (
+  key: string,
+  name: string,
+  env: Record<string, string>,
+): Promise<[string, ChildProcess]> => {
+  const port = await freePort();
+  ports.set(key, port);
+  return [key, spawnService(name, { ...env, METRICS_PORT: String(port) })];
+};
+const children: Record<string, ChildProcess> = Object.fromEntries(
+  await Promise.all([
+    service("ingest-1", "ingest", ingestEnv),
+    service("ingest-2", "ingest", ingestEnv),
+    ...Array.from({ length: normalizers }, (_, i) =>
+      service(normalizers === 1 ? "normalizer" : `normalizer-${i + 1}`, "normalizer", {
         ...common,
         WINDOW_INTERVALS: "1s",
         NORMALIZER_PARTITIONS: String(normalizers),
         NORMALIZER_PARTITION: String(i),
       }),
-    ]),
-  ),
-  analyzer: spawnService("analyzer", {
-    ...common,
-    HOLYSHEEP_API_KEY: "sk-soak-0123456789abcdef",
-    HOLYSHEEP_BASE_URL: llm.url,
-    ANALYZER_INTERVALS: "1s",
-    LLM_CONCURRENCY: "32",
-    LLM_BREAKER_COOLDOWN_MS: "2000",
-    LLM_BUDGET_REQUESTS_PER_MIN: "1000000",
-    LLM_BUDGET_TOKENS_PER_MIN: "1000000000",
-    LLM_BUDGET_USD_PER_DAY: "1000000",
-  }),
-};
+    ),
+    service("analyzer", "analyzer", {
+      ...common,
+      HOLYSHEEP_API_KEY: "sk-soak-0123456789abcdef",
+      HOLYSHEEP_BASE_URL: llm.url,
+      ANALYZER_INTERVALS: "1s",
+      LLM_CONCURRENCY: "32",
+      LLM_BREAKER_COOLDOWN_MS: "2000",
+      LLM_BUDGET_REQUESTS_PER_MIN: "1000000",
+      LLM_BUDGET_TOKENS_PER_MIN: "1000000000",
+      LLM_BUDGET_USD_PER_DAY: "1000000",
+    }),
+  ]),
+);
 const rss: Record<string, number[]> = Object.fromEntries(Object.keys(children).map((k) => [k, []]));
+/** V8 heap in use (MB) per service, as its /metrics reports it (live objects plus garbage not yet collected). */
+const heap: Record<string, number[]> = Object.fromEntries(Object.keys(children).map((k) => [k, []]));
+const heapUsedMb = async (port: number | undefined): Promise<number | undefined> => {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith("l2flow_nodejs_heap_size_used_bytes"));
+    return line === undefined ? undefined : Number(line.split(" ").pop()) / 1024 / 1024;
+  } catch {
+    return undefined;
+  }
+};
 let simPeakMb = 0;
 const sampler = setInterval(() => {
   for (const [k, c] of Object.entries(children)) rss[k]!.push(rssMb(c.pid));
+  for (const k of Object.keys(children))
+    void heapUsedMb(ports.get(k)).then((mb) => {
+      if (mb !== undefined) heap[k]!.push(mb);
+    });
   simPeakMb = Math.max(simPeakMb, peakRssMb(sim.pid));
   // The fake LLM keeps every request it answered; this soak never reads them.
   llm.requests.length = 0;
@@ -461,7 +486,16 @@ try {
     const firstMinute = v.slice(0, 12);
     const lastMinute = v.slice(-12);
     const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-    return { service: k, first: avg(firstMinute), last: avg(lastMinute), max: Math.max(0, ...rss[k]!) };
+    // Heap samples taken up to the check, like the RSS ones: the last minute's lowest is near the live set.
+    const h = heap[k]!.slice(0, v.length).slice(-12);
+    return {
+      service: k,
+      first: avg(firstMinute),
+      last: avg(lastMinute),
+      max: Math.max(0, ...rss[k]!),
+      heapLow: h.length > 0 ? Math.min(...h) : NaN,
+      heapHigh: h.length > 0 ? Math.max(...h) : NaN,
+    };
   });
   const memOk = memory.every((m) => m.max < 200 && m.last <= m.first * 1.25 + 10);
   failed =
@@ -487,10 +521,11 @@ try {
     `| diffs in MD_RAW | ${diffs.expected} | ${diffs.missing} | ${diffs.duplicated} |`,
     `| signals for closed windows | ${windowCount} | ${withoutSignal} | ${twice} |`,
     "",
-    "| service | RSS first minute (MB) | RSS last minute (MB) | RSS max (MB) |",
-    "|---|---:|---:|---:|",
+    "| service | RSS first minute (MB) | RSS last minute (MB) | RSS max (MB) | V8 heap used, last minute, low–high (MB) |",
+    "|---|---:|---:|---:|---:|",
     ...memory.map(
-      (m) => `| ${m.service} | ${m.first.toFixed(0)} | ${m.last.toFixed(0)} | ${m.max.toFixed(0)} |`,
+      (m) =>
+        `| ${m.service} | ${m.first.toFixed(0)} | ${m.last.toFixed(0)} | ${m.max.toFixed(0)} | ${m.heapLow.toFixed(0)}–${m.heapHigh.toFixed(0)} |`,
     ),
     "",
     failed ? "**Result: FAIL**" : "**Result: PASS**",

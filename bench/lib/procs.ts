@@ -6,6 +6,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import type { fixtures, ReplayProgress } from "@l2flow/testkit";
 
@@ -71,6 +72,18 @@ export async function stopAll(children: readonly ChildProcess[], graceMs = 3_000
   for (const c of alive) c.kill("SIGTERM");
   await Promise.race([Promise.all(exited), new Promise((r) => setTimeout(r, graceMs))]);
   for (const c of alive) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+}
+
+/** A TCP port free on 127.0.0.1 now (for a child's METRICS_PORT, so its /metrics can be read). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0));
+    });
+  });
 }
 
 /** Resident set size of a process in MB (0 once it is gone). */

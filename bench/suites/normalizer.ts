@@ -5,13 +5,12 @@
  * limit. Each instance is the built service in a process of its own, as deployed: one process, then
  * two partitions (the scale-out path) side by side.
  */
-import { createServer } from "node:net";
 import { connectBus, provisionTopology, type Bus } from "@l2flow/bus";
 import { STREAMS } from "@l2flow/contracts";
 import { readRecording } from "@l2flow/recording";
 import { fixtures, startTestNats } from "@l2flow/testkit";
 import { publishRecording } from "../../services/normalizer/test/support.js";
-import { cpuSeconds, spawnService, stopAll } from "../lib/procs.js";
+import { cpuSeconds, freePort, spawnService, stopAll } from "../lib/procs.js";
 import { scaleRecording } from "../lib/scale.js";
 import type { Check, Row, SuiteContext, SuiteResult } from "../lib/types.js";
 
@@ -32,17 +31,6 @@ async function rawHandled(opsUrl: string): Promise<number> {
   } catch {
     return 0; // not listening yet
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0));
-    });
-  });
 }
 
 async function runOnce(partitions: number, copies: number, ctx: SuiteContext) {
