@@ -58,6 +58,10 @@ export function spawnService(name: string, env: Readonly<Record<string, string>>
         LOG_LEVEL: "warn",
         METRICS_PORT: "0",
         NODE_OPTIONS: SERVICE_NODE_OPTIONS,
+        // As the Dockerfile: glibc keeps fewer malloc arenas, so memory freed after a burst (frames held
+        // through a NATS outage) goes back instead of staying in RSS (400-symbol soak: ingest's max RSS
+        // 220-225 MB without it, 193-195 MB with it).
+        MALLOC_ARENA_MAX: "2",
         ...env,
       },
       stdio: ["ignore", "ignore", "inherit"],
