@@ -6,9 +6,7 @@ import { connectBus, openKv, provisionTopology, type Bus } from "@l2flow/bus";
 import { BUCKETS, STREAMS, subjects } from "@l2flow/contracts";
 import { startTestNats, type TestNats } from "@l2flow/testkit";
 import { loadConfig, startNormalizer } from "@l2flow/normalizer";
-import { captureLogs, waitUntil } from "./support.js";
-
-const enc = new TextEncoder();
+import { captureLogs, publishTrade, waitUntil } from "./support.js";
 
 describe("normalizer lifecycle", () => {
   let nats: TestNats;
@@ -24,22 +22,7 @@ describe("normalizer lifecycle", () => {
   });
 
   const addSymbols = async (names: readonly string[]) => {
-    for (const [i, symbol] of names.entries())
-      await bus.js.publish(
-        subjects.raw("trade", symbol),
-        enc.encode(
-          JSON.stringify({
-            e: "trade",
-            E: 1_700_000_000_000 + i,
-            s: symbol,
-            t: i + 1,
-            p: "1.0",
-            q: "1.0",
-            T: 1_700_000_000_000 + i,
-            m: false,
-          }),
-        ),
-      );
+    for (const [i, symbol] of names.entries()) await publishTrade(bus, symbol, i + 1, 1_700_000_000_000 + i);
   };
 
   it("stops reading and leaves no consumer on MD_RAW when closed while new symbols arrive", async () => {

@@ -3,12 +3,11 @@
 // the client library notices missing heartbeats (~30-40 s later).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, provisionTopology, type Bus } from "@l2flow/bus";
-import { msgIds, STREAMS, subjects } from "@l2flow/contracts";
+import { STREAMS, subjects } from "@l2flow/contracts";
 import { startTestNats, type TestNats } from "@l2flow/testkit";
 import { loadConfig, startNormalizer, type NormalizerService } from "@l2flow/normalizer";
-import { captureLogs, metric, waitUntil } from "./support.js";
+import { captureLogs, metric, publishTrade, waitUntil } from "./support.js";
 
-const enc = new TextEncoder();
 const SYMBOL = "RESTARTUSDT";
 
 describe("normalizer across a NATS restart", () => {
@@ -27,23 +26,7 @@ describe("normalizer across a NATS restart", () => {
   });
 
   const trades = async (ids: readonly number[]) => {
-    for (const t of ids)
-      await bus.js.publish(
-        subjects.raw("trade", SYMBOL),
-        enc.encode(
-          JSON.stringify({
-            e: "trade",
-            E: 1_700_000_000_000 + t,
-            s: SYMBOL,
-            t,
-            p: "1.5",
-            q: "2",
-            T: 1_700_000_000_000 + t,
-            m: false,
-          }),
-        ),
-        { msgID: msgIds.trade(SYMBOL, t) },
-      );
+    for (const t of ids) await publishTrade(bus, SYMBOL, t, 1_700_000_000_000 + t);
   };
   const handled = () => metric(normalizer!.opsUrl, "l2flow_normalizer_raw_messages_total");
   const normalized = async () =>

@@ -24,6 +24,17 @@ export interface PublishRecordingOptions {
   readonly inject?: ReadonlyMap<number, readonly { subject: string; data: Uint8Array }[]>;
 }
 
+/** Stores one Binance `trade` event in MD_RAW as ingest would (its message id included), stored when it returns. */
+export async function publishTrade(bus: Bus, symbol: string, id: number, timeMs: number): Promise<void> {
+  await bus.js.publish(
+    subjects.raw("trade", symbol),
+    enc.encode(
+      JSON.stringify({ e: "trade", E: timeMs, s: symbol, t: id, p: "1.0", q: "1.0", T: timeMs, m: false }),
+    ),
+    { msgID: msgIds.trade(symbol, id) },
+  );
+}
+
 /** Publishes a recording's frames and snapshots into MD_RAW exactly as ingest stores them. */
 export async function publishRecording(
   bus: Bus,
