@@ -87,8 +87,8 @@ export async function startNormalizer(
     const bus: Bus = await connectBus({ ...natsOptions(config, "normalizer"), logger });
     resources.defer(() => bus.drain());
     await provisionTopology(bus);
-    const stateKv = await openKv(bus, BUCKETS.state);
-    await openKv(bus, BUCKETS.book); // made if missing; written below as plain acked publishes
+    // md_book is opened only so it exists; it is written below as plain acked publishes.
+    const [stateKv] = await Promise.all([openKv(bus, BUCKETS.state), openKv(bus, BUCKETS.book)]);
     // A KV put is a JetStream publish to `$KV.<bucket>.<key>`; through nats.js's KV client each is a
     // request of its own (an inbox, a timer and an Error for the stack), which cost a normalizer of
     // 400 symbols (4 books a second each) about 5% of its CPU.
@@ -199,12 +199,13 @@ export async function startNormalizer(
      */
     let consumerName = "";
     const prefixes = new Set<string>();
+    const prefixOf = (name: string) => name.replace(/_\d+$/, "");
     const replaced = (name: string) => {
       consumerName = name;
-      prefixes.add(name.replace(/_\d+$/, ""));
+      prefixes.add(prefixOf(name));
       void (async () => {
         for await (const c of bus.jsm.consumers.list(STREAMS.raw)) {
-          if (c.name === consumerName || !prefixes.has(c.name.replace(/_\d+$/, ""))) continue;
+          if (c.name === consumerName || !prefixes.has(prefixOf(c.name))) continue;
           await bus.jsm.consumers.delete(STREAMS.raw, c.name).catch(() => undefined);
           logger.info({ consumer: c.name }, "deleted a consumer of MD_RAW this normalizer no longer reads");
         }
