@@ -184,6 +184,79 @@ describe("OrderBook against a plain reference", () => {
     }
   });
 
+  it("gives back every level's exact strings, however the exchange wrote them, deep in the book too", () => {
+    // Most levels are stored as numbers and formatted when read; these strings must come back as they
+    // were sent: other numbers of decimals, leading zeros, integers, exponents, more digits than 2^52.
+    let seed = 11;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const odd = (value: number): string => {
+      const forms = [
+        value.toFixed(1),
+        value.toFixed(5),
+        `0${value.toFixed(4)}`,
+        value.toExponential(6),
+        `0${value.toFixed(8)}`,
+        `${value.toFixed(4)}0000000000000`,
+      ];
+      return forms[Math.floor(rnd() * forms.length)]!;
+    };
+    const book = new OrderBook();
+    const ref = new Reference();
+    const check = () => {
+      const snapshot = book.toSnapshot();
+      const pairs = (l: { price: string; quantity: string }[]) => l.map((x) => [x.price, x.quantity]);
+      expect(snapshot.bids).toEqual(pairs(ref.top("bid", 1e6)));
+      expect(snapshot.asks).toEqual(pairs(ref.top("ask", 1e6)));
+      expect(book.topBids(40)).toEqual(ref.top("bid", 40));
+      expect(book.topAsks(40)).toEqual(ref.top("ask", 40));
+    };
+    for (let step = 0; step < 8_000; step++) {
+      const side = rnd() < 0.5 ? "bid" : "ask";
+      // A wide, drifting range, so levels written near the top end up deep when the price moves.
+      const centre = 50_000 + 400 * Math.sin(step / 700);
+      const value =
+        (side === "bid" ? centre - 1 : centre + 1) +
+        ((side === "bid" ? -1 : 1) * Math.floor(rnd() * 600)) / 100;
+      const price = rnd() < 0.05 ? odd(value) : value.toFixed(8);
+      const qty =
+        rnd() < 0.3
+          ? "0.00000000"
+          : rnd() < 0.05
+            ? odd(rnd() * 3)
+            : (Math.floor(rnd() * 3e8) / 1e8).toFixed(8);
+      book.setLevel(side, price, qty);
+      ref.set(side, price, qty);
+      if (step % 500 === 0) check();
+    }
+    check();
+    // Canonical strings past the 2^52 units up to which formatting is exact: toFixed(6) of the double
+    // of "9000000000.012345" is "9000000000.012344". Deep in the book, below 200 better bids.
+    const big = new OrderBook();
+    const bigRef = new Reference();
+    const set = (price: string) => {
+      big.setLevel("bid", price, "1.00000000");
+      bigRef.set("bid", price, "1.00000000");
+    };
+    for (let i = 0; i < 200; i++) set((9_100_000_000 + i).toFixed(6));
+    set("4503599627.370495");
+    for (const price of ["9000000000.012345", "9000000000.044021", "9000000000.051940"]) set(price);
+    expect(big.toSnapshot().bids).toEqual(bigRef.top("bid", 1e6).map((l) => [l.price, l.quantity]));
+    expect(big.topBids(1e6)).toEqual(bigRef.top("bid", 1e6));
+  });
+
+  it("formats a canonical decimal back to the same string (what storing numbers relies on)", () => {
+    let seed = 5;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let i = 0; i < 50_000; i++) {
+      const decimals = 1 + Math.floor(rnd() * 12);
+      // Integers of units up to 2^52, spread over every magnitude.
+      const units = Math.floor(rnd() * 2 ** Math.floor(rnd() * 52));
+      const digits = String(units).padStart(decimals + 1, "0");
+      const s = `${digits.slice(0, -decimals)}.${digits.slice(-decimals)}`;
+      expect(parseDecimal(s).toFixed(decimals), s).toBe(s);
+    }
+  });
+
   it("loads a snapshot in any order: later duplicates win, zero quantities are no level", () => {
     const b = new OrderBook();
     b.applySnapshot(

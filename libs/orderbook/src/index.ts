@@ -5,9 +5,15 @@
  * moves at most one block's worth of entries wherever it lands and reading the top N walks the tail.
  * A price is parsed once per update into a double: the same decimal string always gives the same
  * double, and the distinct prices an exchange quotes (≤ 15 significant digits) give distinct doubles,
- * so comparing doubles orders levels exactly. The exchange's strings are kept in immutable `Level`
- * objects and returned as they are, so nothing is rounded on the way out, and reading the top N
- * allocates only the array that holds them.
+ * so comparing doubles orders levels exactly.
+ *
+ * Below the top, a level is kept as its quantity (a number) beside its price key rather than as the
+ * exchange's strings: a busy book holds thousands of levels that nobody reads, and their strings and
+ * objects were most of its memory (a BTCUSDT book of 3405 levels: 416 KB with strings, 215 KB without). Nothing is rounded on the way out: a level goes
+ * without its strings only when both are canonical decimals (see `parseDecimal`) with the side's
+ * numbers of decimals, and for those `toFixed(decimals)` of the double gives back the very string the
+ * exchange sent. Other levels keep their strings. Levels near the top, read after every update, keep
+ * `Level` objects, so reading the top N mostly allocates only the array that holds them.
  */
 
 /** One level as the exchange wrote it. Level objects are immutable and may be shared between reads. */
@@ -33,6 +39,19 @@ const POW10 = [
   1e20, 1e21, 1e22,
 ];
 
+/** 2^52: below it, m / 10^k is within half a unit of its last decimal (see `parseDecimal`). */
+const EXACT_UNITS = 4503599627370496;
+
+/**
+ * Set by every `parseDecimal` call: the string's number of decimals k when it is canonical — digits,
+ * a point, k ≥ 1 digits, no leading zero before the point except a lone `0`, and its digits as an
+ * integer m < 2^52 — and -1 otherwise. For a canonical string, `toFixed(k)` of the parsed double is
+ * the string itself: the double x is m / 10^k correctly rounded, its spacing is below x / 2^52 <
+ * 10^-k, so m is the unique integer nearest x·10^k, and toFixed prints exactly that, with the
+ * integer part in the same canonical form.
+ */
+let parsedDecimals = -1;
+
 /**
  * `Number(s)` for a plain decimal string, faster than the generic conversion and bit-identical to it:
  * when the digits form an integer m < 2^53 and there are k ≤ 22 decimals, m and 10^k are exact doubles
@@ -43,6 +62,7 @@ export function parseDecimal(s: string): number {
   let m = 0;
   let frac = -1;
   const n = s.length;
+  parsedDecimals = -1;
   for (let i = 0; i < n; i++) {
     const d = s.charCodeAt(i) - 48;
     if (d >= 0 && d <= 9) {
@@ -55,7 +75,12 @@ export function parseDecimal(s: string): number {
     }
   }
   if (n === 0 || frac === 0 || m > 9007199254740991 || frac > 22) return Number(s);
-  return frac > 0 ? m / POW10[frac]! : m;
+  if (frac > 0) {
+    // A leading zero is canonical only as the whole integer part ("0.5", not "00.5" or "05.5").
+    if (m < EXACT_UNITS && (s.charCodeAt(0) !== 48 || n - frac === 2)) parsedDecimals = frac;
+    return m / POW10[frac]!;
+  }
+  return m;
 }
 
 /** Most levels a block holds; a full block splits in two. */
@@ -65,9 +90,19 @@ const LOAD_FILL = 24;
 /** A block this small merges with a neighbour when the two fit in `MERGE_INTO`. */
 const MERGE_BELOW = 8;
 const MERGE_INTO = 24;
+/** Writes to the last this many blocks of a side keep the level's strings (they are read soon). */
+const NEAR_TOP_BLOCKS = 2;
+/** Every this many writes, one block below the top ones drops the strings it can format again. */
+const SWEEP_EVERY = 256;
 
 /** Placeholder in unused block slots (keeps the arrays packed). */
 const NO_LEVEL: Level = Object.freeze({ price: "", quantity: "" });
+
+/**
+ * A level in a block: its strings, or just its quantity when the strings are canonical with the side's
+ * decimals (the price is the key).
+ */
+type Stored = Level | number;
 
 /** A packed array of `BLOCK` doubles (V8 stores them unboxed, inline in the array). */
 function doubles(): number[] {
@@ -79,7 +114,7 @@ function doubles(): number[] {
 /** A run of up to `BLOCK` consecutive levels of one side, keys ascending. */
 class Block {
   readonly keys: number[] = doubles();
-  readonly levels: Level[] = new Array<Level>(BLOCK).fill(NO_LEVEL);
+  readonly levels: Stored[] = new Array<Stored>(BLOCK).fill(NO_LEVEL);
   n = 0;
 }
 
@@ -97,8 +132,67 @@ class Side {
    */
   firsts: number[] = [];
   length = 0;
+  /**
+   * Decimals of this side's canonical prices and quantities, from its first canonical level (-1 until
+   * then). Fixed for the side's life: levels stored as a number are formatted with them.
+   */
+  #priceDecimals = -1;
+  #quantityDecimals = -1;
+  /** Writes since the last sweep, and the block the next sweep looks at. */
+  #writes = 0;
+  #sweepAt = 0;
   /** +1 for bids, -1 for asks. */
   constructor(readonly sign: 1 | -1) {}
+
+  /** True when a level parsed with these decimals can be stored as its quantity alone. */
+  #compact(priceDecimals: number, quantityDecimals: number): boolean {
+    if (priceDecimals < 0 || quantityDecimals < 0) return false;
+    if (this.#priceDecimals < 0) {
+      this.#priceDecimals = priceDecimals;
+      this.#quantityDecimals = quantityDecimals;
+      return true;
+    }
+    return priceDecimals === this.#priceDecimals && quantityDecimals === this.#quantityDecimals;
+  }
+
+  /** Entry `j` of `block`, stored as a number, as strings; kept in the block when `keep`. */
+  #format(block: Block, j: number, keep: boolean): Level {
+    const level: Level = {
+      price: (block.keys[j]! * this.sign).toFixed(this.#priceDecimals),
+      quantity: (block.levels[j] as number).toFixed(this.#quantityDecimals),
+    };
+    if (keep) block.levels[j] = level;
+    return level;
+  }
+
+  /**
+   * Strings kept near the top (written there, or formatted for a read) stay with their level when the
+   * price moves away. One block per sweep, round the side from the worst, drops those it can format
+   * again, so a book that trends keeps strings only near its top.
+   */
+  #sweep(): void {
+    this.#writes = 0;
+    const blocks = this.blocks;
+    if (this.#sweepAt >= blocks.length - NEAR_TOP_BLOCKS) {
+      this.#sweepAt = 0;
+      return;
+    }
+    const block = blocks[this.#sweepAt++]!;
+    const levels = block.levels;
+    for (let j = 0; j < block.n; j++) {
+      const l = levels[j]!;
+      if (typeof l === "number") continue;
+      parseDecimal(l.price);
+      const priceDecimals = parsedDecimals;
+      const quantity = parseDecimal(l.quantity);
+      if (
+        priceDecimals >= 0 &&
+        priceDecimals === this.#priceDecimals &&
+        parsedDecimals === this.#quantityDecimals
+      )
+        levels[j] = quantity;
+    }
+  }
 
   clear(): void {
     this.blocks = [];
@@ -123,6 +217,7 @@ class Side {
 
   set(priceText: string, qtyText: string): void {
     const key = parseDecimal(priceText) * this.sign;
+    const priceDecimals = parsedDecimals;
     const zero = isZeroQuantity(qtyText);
     if (this.blocks.length === 0) {
       if (!zero) this.#insertFirst(key, { price: priceText, quantity: qtyText });
@@ -144,7 +239,16 @@ class Side {
       if (found) this.#remove(b, block, i);
       return;
     }
-    const level: Level = { price: priceText, quantity: qtyText };
+    if (++this.#writes === SWEEP_EVERY) this.#sweep();
+    let level: Stored;
+    if (b >= this.blocks.length - NEAR_TOP_BLOCKS) level = { price: priceText, quantity: qtyText };
+    else {
+      // Deeper, the level goes without its strings when its number can give them back.
+      const quantity = parseDecimal(qtyText);
+      level = this.#compact(priceDecimals, parsedDecimals)
+        ? quantity
+        : { price: priceText, quantity: qtyText };
+    }
     if (found) block.levels[i] = level;
     else this.#insert(b, block, i, key, level);
   }
@@ -159,7 +263,7 @@ class Side {
     this.length = 1;
   }
 
-  #insert(b: number, block: Block, i: number, key: number, level: Level): void {
+  #insert(b: number, block: Block, i: number, key: number, level: Stored): void {
     let target = block;
     let at = i;
     if (block.n === BLOCK) {
@@ -241,28 +345,40 @@ class Side {
 
   /** Replaces the side with these levels in one sort (later duplicates win, zero quantities dropped). */
   load(raw: readonly RawLevel[]): void {
-    const parsed: { key: number; order: number; level: Level }[] = [];
+    type Parsed = { key: number; order: number; quantity: number; compact: boolean; raw: RawLevel };
+    const parsed: Parsed[] = [];
     for (let i = 0; i < raw.length; i++) {
       const l = raw[i]!;
-      parsed.push({ key: parseDecimal(l[0]) * this.sign, order: i, level: { price: l[0], quantity: l[1] } });
+      const key = parseDecimal(l[0]) * this.sign;
+      const priceDecimals = parsedDecimals;
+      // A zero quantity is no level, but still a later entry that removes an earlier one at its price.
+      const zero = isZeroQuantity(l[1]);
+      const quantity = zero ? 0 : parseDecimal(l[1]);
+      const compact = !zero && this.#compact(priceDecimals, parsedDecimals);
+      parsed.push({ key, order: i, quantity, compact, raw: l });
     }
     parsed.sort((a, b) => a.key - b.key || a.order - b.order);
-    const blocks: Block[] = [];
-    let block: Block | undefined;
-    let length = 0;
+    const kept: Parsed[] = [];
     for (let i = 0; i < parsed.length; i++) {
       const p = parsed[i]!;
       const next = parsed[i + 1];
       if (next !== undefined && next.key === p.key) continue; // a later entry for the same price wins
-      if (isZeroQuantity(p.level.quantity)) continue;
+      if (!isZeroQuantity(p.raw[1])) kept.push(p);
+    }
+    const blocks: Block[] = [];
+    let block: Block | undefined;
+    // The last blocks, read first, keep their strings (as writes near the top do).
+    const nearTop = kept.length - NEAR_TOP_BLOCKS * LOAD_FILL;
+    for (let i = 0; i < kept.length; i++) {
+      const p = kept[i]!;
       if (block === undefined || block.n === LOAD_FILL) blocks.push((block = new Block()));
       block.keys[block.n] = p.key;
-      block.levels[block.n++] = p.level;
-      length++;
+      block.levels[block.n++] =
+        p.compact && i < nearTop ? p.quantity : { price: p.raw[0], quantity: p.raw[1] };
     }
     this.blocks = blocks;
     this.firsts = blocks.map((x) => x.keys[0]!);
-    this.length = length;
+    this.length = kept.length;
   }
 
   /**
@@ -279,8 +395,11 @@ class Side {
     for (let i = 0; i < raw.length; i++) worst = Math.min(worst, parseDecimal(raw[i]![0]) * this.sign);
     const kept: RawLevel[] = [];
     for (const block of this.blocks)
-      for (let j = 0; j < block.n && block.keys[j]! < worst; j++)
-        kept.push([block.levels[j]!.price, block.levels[j]!.quantity]);
+      for (let j = 0; j < block.n && block.keys[j]! < worst; j++) {
+        const l = block.levels[j]!;
+        const level = typeof l === "number" ? this.#format(block, j, false) : l;
+        kept.push([level.price, level.quantity]);
+      }
     this.load(kept.length === 0 ? raw : kept.concat(raw));
   }
 
@@ -313,7 +432,9 @@ class Side {
   /** The best level, undefined when empty. */
   best(): Level | undefined {
     const block = this.blocks[this.blocks.length - 1];
-    return block === undefined ? undefined : block.levels[block.n - 1];
+    if (block === undefined) return undefined;
+    const l = block.levels[block.n - 1]!;
+    return typeof l === "number" ? this.#format(block, block.n - 1, true) : l;
   }
 
   /** The best price as a number, NaN when empty. */
@@ -322,8 +443,19 @@ class Side {
     return block === undefined ? NaN : block.keys[block.n - 1]! * this.sign;
   }
 
-  /** The best `count` levels, best first, in a new array (the levels themselves are shared). */
-  top(count: number): Level[] {
+  /** The quantity at the best price as a number, 0 when empty. */
+  bestQuantity(): number {
+    const block = this.blocks[this.blocks.length - 1];
+    if (block === undefined) return 0;
+    const l = block.levels[block.n - 1]!;
+    return typeof l === "number" ? l : parseDecimal(l.quantity);
+  }
+
+  /**
+   * The best `count` levels, best first, in a new array (the levels themselves are shared). `keep`
+   * (the default) keeps the strings of the levels it had to format, for the next read.
+   */
+  top(count: number, keep = true): Level[] {
     const k = Math.max(0, Math.min(count, this.length));
     const out = new Array<Level>(k);
     const blocks = this.blocks;
@@ -331,7 +463,10 @@ class Side {
     for (let b = blocks.length - 1; o < k; b--) {
       const block = blocks[b]!;
       const levels = block.levels;
-      for (let j = block.n - 1; j >= 0 && o < k; j--) out[o++] = levels[j]!;
+      for (let j = block.n - 1; j >= 0 && o < k; j--) {
+        const l = levels[j]!;
+        out[o++] = typeof l === "number" ? this.#format(block, j, keep) : l;
+      }
     }
     return out;
   }
@@ -352,7 +487,8 @@ class Side {
         const key = block.keys[j]!;
         while (k < limits.length && key < limits[k]!) out[k++] = sum;
         if (k === limits.length) break;
-        sum += parseDecimal(block.levels[j]!.quantity);
+        const l = block.levels[j]!;
+        sum += typeof l === "number" ? l : parseDecimal(l.quantity);
       }
     }
     while (k < limits.length) out[k++] = sum;
@@ -371,7 +507,8 @@ class Side {
       const block = blocks[b]!;
       for (let j = block.n - 1; j >= 0; j--) {
         if (seen++ >= count || block.keys[j]! < limit) return sum;
-        sum += parseDecimal(block.levels[j]!.quantity);
+        const l = block.levels[j]!;
+        sum += typeof l === "number" ? l : parseDecimal(l.quantity);
       }
     }
     return sum;
@@ -458,13 +595,11 @@ export class OrderBook {
   }
   /** Quantity at the best bid, 0 when empty. */
   bestBidQuantity(): number {
-    const l = this.#bids.best();
-    return l === undefined ? 0 : parseDecimal(l.quantity);
+    return this.#bids.bestQuantity();
   }
   /** Quantity at the best ask, 0 when empty. */
   bestAskQuantity(): number {
-    const l = this.#asks.best();
-    return l === undefined ? 0 : parseDecimal(l.quantity);
+    return this.#asks.bestQuantity();
   }
   /** Best bid as exchange strings, undefined when empty. */
   bestBid(): Level | undefined {
@@ -545,7 +680,8 @@ export class OrderBook {
 
   /** Every level, best first, as `[price, quantity]` strings (for checkpoints). */
   toSnapshot(): { bids: [string, string][]; asks: [string, string][]; lastUpdateId: number } {
-    const dump = (s: Side) => s.top(s.length).map((l): [string, string] => [l.price, l.quantity]);
+    // Without keeping the strings it formats: a checkpoint must not undo the compact storage.
+    const dump = (s: Side) => s.top(s.length, false).map((l): [string, string] => [l.price, l.quantity]);
     return { bids: dump(this.#bids), asks: dump(this.#asks), lastUpdateId: this.lastUpdateId };
   }
 }
