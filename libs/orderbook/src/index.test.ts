@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isZeroQuantity, OrderBook, parseDecimal } from "@l2flow/orderbook";
+import { formatDecimal, isZeroQuantity, OrderBook, parseDecimal } from "@l2flow/orderbook";
 
 describe("OrderBook", () => {
   const book = () => {
@@ -254,7 +254,32 @@ describe("OrderBook against a plain reference", () => {
       const digits = String(units).padStart(decimals + 1, "0");
       const s = `${digits.slice(0, -decimals)}.${digits.slice(-decimals)}`;
       expect(parseDecimal(s).toFixed(decimals), s).toBe(s);
+      expect(formatDecimal(parseDecimal(s), decimals), s).toBe(s);
     }
+  });
+
+  it("formatDecimal is toFixed for any number, not only parsed decimals", () => {
+    let seed = 9;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const values = [
+      0,
+      -0,
+      1.005,
+      1.255,
+      0.5,
+      2.5,
+      -1.5,
+      1e21,
+      1e-7,
+      NaN,
+      Infinity,
+      2 ** 50 / 1e3,
+      2 ** 53 / 1e2,
+    ];
+    for (let i = 0; i < 20_000; i++) values.push((rnd() - 0.1) * 10 ** Math.floor(rnd() * 16 - 6));
+    for (const x of values)
+      for (const decimals of [0, 1, 2, 5, 8, 12])
+        expect(formatDecimal(x, decimals), `${x} ${decimals}`).toBe(x.toFixed(decimals));
   });
 
   it("loads a snapshot in any order: later duplicates win, zero quantities are no level", () => {

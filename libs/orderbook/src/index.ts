@@ -83,6 +83,27 @@ export function parseDecimal(s: string): number {
   return m;
 }
 
+/** 2^50: below it, `Math.round(x * 10^k)` recovers the m of x = m / 10^k exactly (see `formatDecimal`). */
+const ROUND_EXACT = 1125899906842624;
+
+/**
+ * `x.toFixed(decimals)`, the same string for every x, faster for the values `parseDecimal` returns for
+ * canonical decimals (a checkpoint formats every level of a book). When x is m / 10^k correctly
+ * rounded with m < 2^50, x·10^k computed in doubles is within m·2^-52 < 0.25 of m, so rounding it
+ * gives m back, checked by dividing again; toFixed's exact rounding of x also gives m (see
+ * `parsedDecimals`), and prints m's digits with a point before the last k. Anything else goes to
+ * `toFixed`.
+ */
+export function formatDecimal(x: number, decimals: number): string {
+  if (decimals < 1 || decimals > 22) return x.toFixed(decimals);
+  const scale = POW10[decimals]!;
+  const m = Math.round(x * scale);
+  if (!(m >= 0 && m < ROUND_EXACT) || m / scale !== x) return x.toFixed(decimals);
+  const digits = String(m);
+  const point = digits.length - decimals;
+  return point > 0 ? `${digits.slice(0, point)}.${digits.slice(point)}` : `0.${"0".repeat(-point)}${digits}`;
+}
+
 /** Most levels a block holds; a full block splits in two. */
 const BLOCK = 32;
 /** Levels per block after a bulk load (room for inserts before the first split). */
@@ -158,8 +179,8 @@ class Side {
   /** Entry `j` of `block`, stored as a number, as strings; kept in the block when `keep`. */
   #format(block: Block, j: number, keep: boolean): Level {
     const level: Level = {
-      price: (block.keys[j]! * this.sign).toFixed(this.#priceDecimals),
-      quantity: (block.levels[j] as number).toFixed(this.#quantityDecimals),
+      price: formatDecimal(block.keys[j]! * this.sign, this.#priceDecimals),
+      quantity: formatDecimal(block.levels[j] as number, this.#quantityDecimals),
     };
     if (keep) block.levels[j] = level;
     return level;
