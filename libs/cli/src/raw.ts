@@ -1,5 +1,5 @@
 import { parseDepthSnapshot, routeFrame } from "@l2flow/binance";
-import { HEADERS, msgIds, subjects, type RawKind } from "@l2flow/contracts";
+import { HEADERS, msgIds, rawSubjectParts, subjects, type RawKind } from "@l2flow/contracts";
 import type { RecordedEvent } from "@l2flow/recording";
 
 /** One `MD_RAW` message as ingest stores it. */
@@ -100,8 +100,9 @@ export function recordedEventOf(message: {
   readonly header: (name: string) => string | undefined;
   readonly storedTimeMs: number;
 }): RecordedEvent | undefined {
-  const [md, raw, , kind, symbol] = message.subject.split(".");
-  if (md !== "md" || raw !== "raw" || kind === undefined || symbol === undefined) return undefined;
+  const parts = rawSubjectParts(message.subject);
+  if (parts === undefined) return undefined;
+  const { kind, symbol } = parts;
   const ns = message.header(HEADERS.receiveNs);
   const receiveTimeUs =
     ns !== undefined && /^[0-9]+$/.test(ns)

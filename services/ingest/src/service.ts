@@ -10,7 +10,7 @@ import {
   type CloseInfo,
   type StreamKind,
 } from "@l2flow/binance";
-import { HEADERS, isSymbol, msgIds, normalizeSymbol, subjects } from "@l2flow/contracts";
+import { HEADERS, isSymbol, msgIds, normalizeSymbol, rawSubjectParts, subjects } from "@l2flow/contracts";
 import {
   createMetricsRegistry,
   LogLimiter,
@@ -83,7 +83,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       let pair = storedBySubject.get(subject);
       if (pair === undefined) {
         if (storedBySubject.size > 100_000) storedBySubject.clear();
-        const kind = subject.split(".")[3] ?? "?";
+        const kind = rawSubjectParts(subject)?.kind ?? "?";
         pair = [m.stored.labels({ kind, duplicate: "false" }), m.stored.labels({ kind, duplicate: "true" })];
         storedBySubject.set(subject, pair);
       }
@@ -99,7 +99,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       },
       onDropped: (item, reason) => {
         m.dropped.inc({ reason });
-        const symbol = item.subject.split(".")[4];
+        const symbol = rawSubjectParts(item.subject)?.symbol;
         if (symbol !== undefined) lostSymbols.add(symbol);
         if (limiter.take(`dropped-${reason}`) >= 0)
           logger.error(

@@ -3,7 +3,7 @@ import { createWriteStream } from "node:fs";
 import type { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { createGzip } from "node:zlib";
-import { EXCHANGE, STREAMS } from "@l2flow/contracts";
+import { EXCHANGE, rawSubjectParts, STREAMS } from "@l2flow/contracts";
 import { formatRecordedEvent } from "@l2flow/recording";
 import { L2flowError } from "@l2flow/runtime";
 import { EXIT, parsePositiveInt, parseTime, UsageError } from "../io.js";
@@ -76,7 +76,7 @@ export async function record(ctx: CommandContext): Promise<number> {
       signal,
     })) {
       if (until !== undefined && m.time.getTime() > until) break;
-      if (symbols !== undefined && !symbols.has(m.subject.split(".")[4] ?? "")) continue;
+      if (symbols !== undefined && !symbols.has(rawSubjectParts(m.subject)?.symbol ?? "")) continue;
       const event = recordedEventOf({
         subject: m.subject,
         data: m.data,
