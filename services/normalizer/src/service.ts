@@ -1,5 +1,13 @@
 import { DeliverPolicy, type Consumer, type ConsumerMessages, type MsgRequest } from "@nats-io/jetstream";
-import { AckPipeline, connectBus, openKv, provisionTopology, PublishQueue, type Bus } from "@l2flow/bus";
+import {
+  AckPipeline,
+  connectBus,
+  openKv,
+  provisionTopology,
+  PublishQueue,
+  PULL_EXPIRES_MS,
+  type Bus,
+} from "@l2flow/bus";
 import {
   BUCKETS,
   bookKey,
@@ -218,7 +226,7 @@ export async function startNormalizer(
           ? { deliver_policy: DeliverPolicy.All }
           : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from }),
       });
-      const messages = await consumer.consume({ max_messages: CONSUME_WINDOW });
+      const messages = await consumer.consume({ max_messages: CONSUME_WINDOW, expires: PULL_EXPIRES_MS });
       current = { consumer, messages };
       try {
         if (closing) return;
@@ -278,7 +286,12 @@ export async function startNormalizer(
 
     const ticker = setInterval(() => {
       const now = Date.now();
-      for (const w of workers.values()) w.tick(now);
+      let levels = 0;
+      for (const w of workers.values()) {
+        w.tick(now);
+        levels += w.bookLevels;
+      }
+      m.bookLevels.set(levels);
       m.outputsInFlight.set(queue.pending);
     }, 100);
     resources.defer(() => clearInterval(ticker));
