@@ -69,6 +69,11 @@ export function normalizerMetrics(registry: Registry) {
       help: "Symbols this instance normalizes",
       registers,
     }),
+    bookLevels: new Gauge({
+      name: "l2flow_normalizer_book_levels",
+      help: "Price levels held in all books, both sides (most of the normalizer's memory; BOOK_MAX_LEVELS caps each side)",
+      registers,
+    }),
     checkpoints: new Counter({
       name: "l2flow_normalizer_checkpoints_total",
       help: "Checkpoints written to KV md_state",

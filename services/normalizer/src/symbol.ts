@@ -114,6 +114,11 @@ export class SymbolProcessor {
     );
   }
 
+  /** Price levels the book holds, both sides (what its memory grows with). */
+  get bookLevels(): number {
+    return this.#sync.book.bidCount + this.#sync.book.askCount;
+  }
+
   /** Whether the book waits for a snapshot. */
   get needsSnapshot(): boolean {
     return this.#sync.needsSnapshot;

@@ -132,6 +132,11 @@ export class SymbolWorker {
     return `${this.#c.name}.binance.${this.symbol}`;
   }
 
+  /** Price levels the symbol's book holds, both sides. */
+  get bookLevels(): number {
+    return this.#proc.bookLevels;
+  }
+
   /** Stream sequence up to which every message of this symbol is in its state. */
   get seq(): number {
     return this.#seq;

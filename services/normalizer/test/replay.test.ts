@@ -161,6 +161,38 @@ describe("normalizer over the recordings", () => {
     expect(await metric(reference.normalizer.opsUrl, "l2flow_normalizer_bad_messages_total")).toBe(0);
   });
 
+  it("reports the price levels its books hold: those of each symbol's final book, rebuilt with a plain map", async () => {
+    let expected = 0;
+    for (const r of [btc, ten])
+      for (const symbol of r.symbols) {
+        // Binance's rule: the first snapshot, then every diff after its lastUpdateId in order, including
+        // diffs that arrived before it (a local book buffers them).
+        const book = new Map<string, string>();
+        const mine = r.events.filter((e) => e.symbol === symbol);
+        const snapshot = mine.find((e) => e.type === "snapshot");
+        if (snapshot === undefined) continue;
+        const s = JSON.parse(snapshot.body) as { lastUpdateId: number; bids: string[][]; asks: string[][] };
+        for (const [p, q] of s.bids) book.set(`b${Number(p)}`, q!);
+        for (const [p, q] of s.asks) book.set(`a${Number(p)}`, q!);
+        for (const e of mine) {
+          if (e.type !== "frame" || !e.kind.startsWith("depth")) continue;
+          const d = JSON.parse(e.data) as { u: number; b: string[][]; a: string[][] };
+          if (d.u <= s.lastUpdateId) continue;
+          for (const [side, levels] of [
+            ["b", d.b],
+            ["a", d.a],
+          ] as const)
+            for (const [p, q] of levels) {
+              if (Number(q) === 0) book.delete(`${side}${Number(p)}`);
+              else book.set(`${side}${Number(p)}`, q!);
+            }
+        }
+        expected += book.size;
+      }
+    expect(expected).toBeGreaterThan(3_405);
+    expect(await metric(reference.normalizer.opsUrl, "l2flow_normalizer_book_levels")).toBe(expected);
+  });
+
   it("closes windows whose OHLCV, VWAP, trade count and taker volumes equal a direct computation from the trades", async () => {
     const windows = (await readStream(reference.bus, STREAMS.window, "md.window.binance.1s.>")).map((m) =>
       Window.decode(m.data),
