@@ -173,6 +173,31 @@ describe("BookSync against real recordings (bookTicker oracle)", () => {
     });
     expect(again.book.lastUpdateId).toBe(59);
   });
+
+  it("keeps buffered diffs exactly: serialized while waiting for the snapshot, restored, it bridges to the same book", () => {
+    // The BTCUSDT recording's snapshot arrives after its first diffs, which wait in the buffer (packed).
+    const rec = readRecording(fixtures.btcusdt);
+    const at = rec.events.findIndex((e) => e.type === "snapshot");
+    const before = rec.events
+      .slice(0, at)
+      .filter((e) => e.type === "frame" && e.kind.startsWith("depth"))
+      .map((e) => parseDepthUpdate((e as { data: string }).data));
+    expect(before.length).toBeGreaterThanOrEqual(3);
+    const plain = new BookSync();
+    for (const d of before) plain.onDiff(d);
+    const state = JSON.parse(JSON.stringify(plain.serialize())) as ReturnType<BookSync["serialize"]>;
+    expect(state.buffer).toEqual(before);
+    const restored = BookSync.restore(state);
+    for (const e of rec.events.slice(at)) {
+      for (const s of [plain, restored]) {
+        if (e.type === "snapshot") s.onSnapshot(parseDepthSnapshot(e.body));
+        else if (e.kind.startsWith("depth")) s.onDiff(parseDepthUpdate(e.data));
+      }
+    }
+    expect(plain.synced).toBe(true);
+    expect(restored.book.toSnapshot()).toEqual(plain.book.toSnapshot());
+    expect(restored.counters.gaps + plain.counters.gaps).toBe(0);
+  });
 });
 
 describe("BookSync refreshing an in-sync book from later snapshots", () => {
