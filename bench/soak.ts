@@ -16,6 +16,7 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -24,7 +25,15 @@ import { connectBus, type Bus } from "@l2flow/bus";
 import { Signal, STREAMS, Window } from "@l2flow/contracts";
 import { readRecording, type Recording } from "@l2flow/recording";
 import { fixtures, startFakeLlm, startTestNats } from "@l2flow/testkit";
-import { freePort, peakRssMb, rssMb, spawnService, startSimulatorProcess, stopAll } from "./lib/procs.js";
+import {
+  cpuSeconds,
+  freePort,
+  peakRssMb,
+  rssMb,
+  spawnService,
+  startSimulatorProcess,
+  stopAll,
+} from "./lib/procs.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
@@ -87,6 +96,12 @@ async function readAll(
 }
 
 const DROP_KINDS = ["bookTicker"];
+/**
+ * Levels a side in the snapshots ingest asks for. 100 (weight 5): two replicas fetch 400 snapshots at
+ * start within Binance's 6000 a minute. Books then grow toward the recording's ~3,400 levels as diffs
+ * touch new prices, and a normalizer's memory with them ("book levels" in the report).
+ */
+const SNAPSHOT_LIMIT = 100;
 /** `scaleRecording`'s name for `symbol` in copy `copy` (bench/lib/scale.ts). */
 const rename = (copy: number, symbol: string) => `C${String(copy).padStart(2, "0")}${symbol}`;
 
@@ -324,7 +339,7 @@ const ingestEnv = {
   BINANCE_WS_URL: sim.wsUrl,
   BINANCE_REST_URL: sim.restUrl,
   SYMBOLS: plan.symbols.join(","),
-  SNAPSHOT_LIMIT: "100",
+  SNAPSHOT_LIMIT: String(SNAPSHOT_LIMIT),
 };
 /** Each service's ops port, so the soak can read its heap from /metrics. */
 const ports = new Map<string, number>();
@@ -363,13 +378,35 @@ const children: Record<string, ChildProcess> = Object.fromEntries(
   ]),
 );
 const rss: Record<string, number[]> = Object.fromEntries(Object.keys(children).map((k) => [k, []]));
-/** V8 heap in use (MB) per service, as its /metrics reports it (live objects plus garbage not yet collected). */
-const heap: Record<string, number[]> = Object.fromEntries(Object.keys(children).map((k) => [k, []]));
-const heapUsedMb = async (port: number | undefined): Promise<number | undefined> => {
+/**
+ * Per service, as its /metrics reports it (MB): V8 heap in use (live objects plus garbage not yet
+ * collected), V8 heap committed, and memory outside the heap that V8 knows of (Buffers, ArrayBuffers).
+ * With RSS they say where a process's memory is.
+ */
+interface HeapSample {
+  used: number;
+  total: number;
+  external: number;
+  /** A normalizer's book levels (`l2flow_normalizer_book_levels`), NaN for other services. */
+  levels: number;
+}
+const heap: Record<string, HeapSample[]> = Object.fromEntries(Object.keys(children).map((k) => [k, []]));
+const heapSample = async (port: number | undefined): Promise<HeapSample | undefined> => {
   try {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    const line = text.split("\n").find((l) => l.startsWith("l2flow_nodejs_heap_size_used_bytes"));
-    return line === undefined ? undefined : Number(line.split(" ").pop()) / 1024 / 1024;
+    const lines = (await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).split("\n");
+    const value = (name: string) => {
+      // `name value` or, with the service's default labels, `name{service="…"} value`.
+      const line = lines.find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+      return line === undefined ? NaN : Number(line.split(" ").pop());
+    };
+    const mb = (name: string) => value(`l2flow_nodejs_${name}`) / 1024 / 1024;
+    const sample = {
+      used: mb("heap_size_used_bytes"),
+      total: mb("heap_size_total_bytes"),
+      external: mb("external_memory_bytes"),
+      levels: value("l2flow_normalizer_book_levels"),
+    };
+    return Number.isNaN(sample.used) ? undefined : sample;
   } catch {
     return undefined;
   }
@@ -378,8 +415,8 @@ let simPeakMb = 0;
 const sampler = setInterval(() => {
   for (const [k, c] of Object.entries(children)) rss[k]!.push(rssMb(c.pid));
   for (const k of Object.keys(children))
-    void heapUsedMb(ports.get(k)).then((mb) => {
-      if (mb !== undefined) heap[k]!.push(mb);
+    void heapSample(ports.get(k)).then((sample) => {
+      if (sample !== undefined) heap[k]!.push(sample);
     });
   simPeakMb = Math.max(simPeakMb, peakRssMb(sim.pid));
   // The fake LLM keeps every request it answered; this soak never reads them.
@@ -406,6 +443,11 @@ try {
   }
   await sim.start();
   const start = Date.now();
+  const cpuStart = Object.fromEntries(Object.entries(children).map(([k, c]) => [k, cpuSeconds(c.pid)]));
+  const simCpuStart = cpuSeconds(sim.pid);
+  // nats-server restarts once (a new process): its CPU is summed over both.
+  let natsCpu = 0;
+  let natsCpuFrom = cpuSeconds(nats.pid);
   const end = start + minutes * 60_000;
   let drops = 0;
   let natsRestarted = false;
@@ -415,9 +457,11 @@ try {
     if (!natsRestarted && Date.now() - start > minutes * 60_000 * 0.4) {
       natsRestarted = true;
       log("fault: NATS stopped for 3 s");
+      natsCpu += cpuSeconds(nats.pid) - natsCpuFrom;
       await nats.stop();
       await new Promise((r) => setTimeout(r, 3_000));
       await nats.restart();
+      natsCpuFrom = cpuSeconds(nats.pid);
     }
     const p = await sim.progress();
     const replayedFrames = plan.replayedCounts(p.replayed).frames;
@@ -429,6 +473,14 @@ try {
     );
   }
   await sim.pause();
+  // Cores each process used while the simulator replayed (2 here, shared by all of them).
+  const cores = (pid: number | undefined, from: number) =>
+    (cpuSeconds(pid) - from) / ((Date.now() - start) / 1000);
+  const cpuUsed = Object.fromEntries(
+    Object.entries(children).map(([k, c]) => [k, cores(c.pid, cpuStart[k]!)]),
+  );
+  const simCores = cores(sim.pid, simCpuStart);
+  const natsCores = cores(nats.pid, natsCpuFrom - natsCpu);
   const progress = await sim.progress();
   if (progress.total !== plan.events)
     throw new Error(
@@ -488,13 +540,25 @@ try {
     const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
     // Heap samples taken up to the check, like the RSS ones: the last minute's lowest is near the live set.
     const h = heap[k]!.slice(0, v.length).slice(-12);
+    const range = (pick: (x: HeapSample) => number) =>
+      h.length > 0 ? `${Math.min(...h.map(pick)).toFixed(0)}–${Math.max(...h.map(pick)).toFixed(0)}` : "-";
     return {
       service: k,
       first: avg(firstMinute),
       last: avg(lastMinute),
       max: Math.max(0, ...rss[k]!),
-      heapLow: h.length > 0 ? Math.min(...h) : NaN,
-      heapHigh: h.length > 0 ? Math.max(...h) : NaN,
+      cores: cpuUsed[k]!,
+      // Book levels held, first minute → last minute (what a normalizer's memory grows with).
+      levels: (() => {
+        const all = heap[k]!.slice(0, v.length).map((x) => x.levels);
+        const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+        return all.length === 0 || Number.isNaN(all[0])
+          ? "-"
+          : `${fmt(mean(all.slice(0, 12)))} → ${fmt(mean(all.slice(-12)))}`;
+      })(),
+      heapUsed: range((x) => x.used),
+      heapTotal: range((x) => x.total),
+      external: range((x) => x.external),
     };
   });
   const memOk = memory.every((m) => m.max < 200 && m.last <= m.first * 1.25 + 10);
@@ -521,12 +585,17 @@ try {
     `| diffs in MD_RAW | ${diffs.expected} | ${diffs.missing} | ${diffs.duplicated} |`,
     `| signals for closed windows | ${windowCount} | ${withoutSignal} | ${twice} |`,
     "",
-    "| service | RSS first minute (MB) | RSS last minute (MB) | RSS max (MB) | V8 heap used, last minute, low–high (MB) |",
-    "|---|---:|---:|---:|---:|",
+    "| service | RSS first minute (MB) | RSS last minute (MB) | RSS max (MB) | V8 heap used | V8 heap committed | external (Buffers) | CPU (cores) | book levels |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...memory.map(
       (m) =>
-        `| ${m.service} | ${m.first.toFixed(0)} | ${m.last.toFixed(0)} | ${m.max.toFixed(0)} | ${m.heapLow.toFixed(0)}–${m.heapHigh.toFixed(0)} |`,
+        `| ${m.service} | ${m.first.toFixed(0)} | ${m.last.toFixed(0)} | ${m.max.toFixed(0)} | ${m.heapUsed} | ${m.heapTotal} | ${m.external} | ${m.cores.toFixed(2)} | ${m.levels} |`,
     ),
+    "",
+    "V8 heap and external memory: the last minute's low–high in MB, from each service's /metrics; book levels: " +
+      "the levels a normalizer's books hold, first minute → last minute (its memory grows with them). CPU: cores used " +
+      `during the replay, of the machine's ${availableParallelism()}; the simulator used ${simCores.toFixed(2)}, ` +
+      `nats-server ${natsCores.toFixed(2)}.`,
     "",
     failed ? "**Result: FAIL**" : "**Result: PASS**",
     "",
