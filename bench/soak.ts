@@ -41,21 +41,33 @@ const { values } = parseArgs({
     minutes: { type: "string", default: "10" },
     copies: { type: "string", default: "100" },
     normalizers: { type: "string", default: "1" },
+    "snapshot-limit": { type: "string", default: "100" },
   },
 });
 const minutes = Number(values.minutes);
 const copies = Number(values.copies);
 /** Normalizer partitions, a process each (the symbols split by hash, as NORMALIZER_PARTITIONS does). */
 const normalizers = Number(values.normalizers);
+/**
+ * Levels a side in the snapshots ingest asks for. 100 (weight 5, the default): two replicas fetch 400
+ * snapshots at start within Binance's 6000 a minute. Books then grow toward the recording's ~3,400
+ * levels as diffs touch new prices, and a normalizer's memory with them ("book levels" in the report).
+ * Deeper snapshots (1000 is ingest's default, the recording's own depth) start books near full size;
+ * the simulator's weight budget is then lifted, since 800 of them would take minutes under Binance's.
+ */
+const snapshotLimit = Number(values["snapshot-limit"]);
 if (
   !(minutes > 0) ||
   !Number.isInteger(copies) ||
   copies < 1 ||
   !Number.isInteger(normalizers) ||
-  normalizers < 1
+  normalizers < 1 ||
+  !Number.isInteger(snapshotLimit) ||
+  snapshotLimit < 1 ||
+  snapshotLimit > 5000
 ) {
   process.stderr.write(
-    "usage: npm run soak -- [--minutes N (> 0)] [--copies N (integer >= 1)] [--normalizers N (integer >= 1)]\n",
+    "usage: npm run soak -- [--minutes N (> 0)] [--copies N (integer >= 1)] [--normalizers N (integer >= 1)] [--snapshot-limit N (1-5000)]\n",
   );
   process.exit(2);
 }
@@ -96,12 +108,6 @@ async function readAll(
 }
 
 const DROP_KINDS = ["bookTicker"];
-/**
- * Levels a side in the snapshots ingest asks for. 100 (weight 5): two replicas fetch 400 snapshots at
- * start within Binance's 6000 a minute. Books then grow toward the recording's ~3,400 levels as diffs
- * touch new prices, and a normalizer's memory with them ("book levels" in the report).
- */
-const SNAPSHOT_LIMIT = 100;
 /** `scaleRecording`'s name for `symbol` in copy `copy` (bench/lib/scale.ts). */
 const rename = (copy: number, symbol: string) => `C${String(copy).padStart(2, "0")}${symbol}`;
 
@@ -330,6 +336,7 @@ const sim = await startSimulatorProcess({
   // of BTCUSDT (400 copies peaked at 6 GB RSS), past Node's default heap limit (~4 GB here) from a few
   // hundred copies on.
   ...(copies > 200 ? { maxOldSpaceMb: 12_288 } : {}),
+  ...(snapshotLimit > 100 ? { weightLimitPerMinute: 100_000_000 } : {}),
 });
 if (sim.symbols.join(",") !== plan.symbols.join(","))
   throw new Error("the simulator process replays other symbols than this soak expects");
@@ -339,7 +346,7 @@ const ingestEnv = {
   BINANCE_WS_URL: sim.wsUrl,
   BINANCE_REST_URL: sim.restUrl,
   SYMBOLS: plan.symbols.join(","),
-  SNAPSHOT_LIMIT: String(SNAPSHOT_LIMIT),
+  SNAPSHOT_LIMIT: String(snapshotLimit),
 };
 /** Each service's ops port, so the soak can read its heap from /metrics. */
 const ports = new Map<string, number>();
@@ -573,7 +580,7 @@ try {
     `Faults: ${drops} WebSocket connections dropped, NATS stopped for 3 s once, one LLM call in five answered 500.`,
     "",
     `Replay: ${copies} copies of the ${durationS.toFixed(0)} s BTCUSDT recording (trades and diffs every 100 ms), ` +
-      `its time ×${(1 / compress).toFixed(3)} to fill ${minutes} min: planned ${fmt(plan.plannedFrameRate)} frames/s, ` +
+      `its time ×${(1 / compress).toFixed(3)} to fill ${minutes} min, snapshots of ${snapshotLimit} levels a side: planned ${fmt(plan.plannedFrameRate)} frames/s, ` +
       `one diff every ${plan.plannedDiffEveryMs.toFixed(0)} ms per symbol; replayed ${fmt(replayed.frames)} frames ` +
       `in ${replaySeconds.toFixed(1)} s (${progress.finished ? "all" : `${((100 * progress.replayed) / progress.total).toFixed(1)} %`}): ` +
       `${fmt(replayed.frames / replaySeconds)} frames/s, one diff every ` +
@@ -622,7 +629,7 @@ mkdirSync(dir, { recursive: true });
 writeFileSync(
   join(
     dir,
-    `soak-${new Date().toISOString().slice(0, 10)}-${copies}sym${normalizers > 1 ? `-${normalizers}norm` : ""}.md`,
+    `soak-${new Date().toISOString().slice(0, 10)}-${copies}sym${normalizers > 1 ? `-${normalizers}norm` : ""}${snapshotLimit !== 100 ? `-snap${snapshotLimit}` : ""}.md`,
   ),
   text,
 );

@@ -141,6 +141,8 @@ export interface SimChildOptions {
    * process peaked at 6 GB RSS during a 10-minute soak).
    */
   readonly maxOldSpaceMb?: number;
+  /** REST request weight the simulator allows per minute (Binance's 6000 when absent). */
+  readonly weightLimitPerMinute?: number;
 }
 
 /** Which open connections `dropConnections` drops: one by id, one picked at random, or all. */

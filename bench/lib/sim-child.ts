@@ -16,7 +16,14 @@ const recording = scaleRecording(base, {
   compress: options.compress ?? 1,
 });
 const speed = options.rate === undefined ? 1 : speedFor(options.rate, options.seconds ?? 0);
-const sim = await startSimulator({ recording, speed, autoStart: false });
+const sim = await startSimulator({
+  recording,
+  speed,
+  autoStart: false,
+  ...(options.weightLimitPerMinute === undefined
+    ? {}
+    : { weightLimitPerMinute: options.weightLimitPerMinute }),
+});
 const send = (reply: SimReply) => process.send!(reply);
 send({ id: 0, result: { wsUrl: sim.wsUrl, restUrl: sim.restUrl, symbols: recording.symbols, speed } });
 
