@@ -483,8 +483,12 @@ try {
   // Cores each process used while the simulator replayed (2 here, shared by all of them).
   const cores = (pid: number | undefined, from: number) =>
     (cpuSeconds(pid) - from) / ((Date.now() - start) / 1000);
+  // A process that died has no /proc entry left to read: its cores are unknown (NaN, shown as "died").
   const cpuUsed = Object.fromEntries(
-    Object.entries(children).map(([k, c]) => [k, cores(c.pid, cpuStart[k]!)]),
+    Object.entries(children).map(([k, c]) => [
+      k,
+      c.exitCode === null && c.signalCode === null ? cores(c.pid, cpuStart[k]!) : NaN,
+    ]),
   );
   const simCores = cores(sim.pid, simCpuStart);
   const natsCores = cores(nats.pid, natsCpuFrom - natsCpu);
@@ -596,7 +600,7 @@ try {
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...memory.map(
       (m) =>
-        `| ${m.service} | ${m.first.toFixed(0)} | ${m.last.toFixed(0)} | ${m.max.toFixed(0)} | ${m.heapUsed} | ${m.heapTotal} | ${m.external} | ${m.cores.toFixed(2)} | ${m.levels} |`,
+        `| ${m.service} | ${m.first.toFixed(0)} | ${m.last.toFixed(0)} | ${m.max.toFixed(0)} | ${m.heapUsed} | ${m.heapTotal} | ${m.external} | ${Number.isNaN(m.cores) ? "died" : m.cores.toFixed(2)} | ${m.levels} |`,
     ),
     "",
     "V8 heap and external memory: the last minute's low–high in MB, from each service's /metrics; book levels: " +
