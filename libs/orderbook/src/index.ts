@@ -9,10 +9,10 @@
  *
  * Below the top, a level is kept as its quantity (a number) beside its price key rather than as the
  * exchange's strings: a busy book holds thousands of levels that nobody reads, and their strings and
- * objects were most of its memory (a BTCUSDT book of 3405 levels: 416 KB with strings, 215 KB without). Nothing is rounded on the way out: a level goes
- * without its strings only when both are canonical decimals (see `parseDecimal`) with the side's
- * numbers of decimals, and for those `toFixed(decimals)` of the double gives back the very string the
- * exchange sent. Other levels keep their strings. Levels near the top, read after every update, keep
+ * objects were most of its memory (a BTCUSDT book of 3405 levels: 416 KB with strings, 215 KB
+ * without). Nothing is rounded on the way out: a level goes without its strings only when both are
+ * canonical decimals (see `parseDecimal`) with the side's numbers of decimals, and for those
+ * `toFixed(decimals)` of the double gives back the very string the exchange sent. Other levels keep their strings. Levels near the top, read after every update, keep
  * `Level` objects, so reading the top N mostly allocates only the array that holds them.
  */
 
@@ -206,12 +206,7 @@ class Side {
       parseDecimal(l.price);
       const priceDecimals = parsedDecimals;
       const quantity = parseDecimal(l.quantity);
-      if (
-        priceDecimals >= 0 &&
-        priceDecimals === this.#priceDecimals &&
-        parsedDecimals === this.#quantityDecimals
-      )
-        levels[j] = quantity;
+      if (this.#compact(priceDecimals, parsedDecimals)) levels[j] = quantity;
     }
   }
 
@@ -366,7 +361,14 @@ class Side {
 
   /** Replaces the side with these levels in one sort (later duplicates win, zero quantities dropped). */
   load(raw: readonly RawLevel[]): void {
-    type Parsed = { key: number; order: number; quantity: number; compact: boolean; raw: RawLevel };
+    type Parsed = {
+      key: number;
+      order: number;
+      quantity: number;
+      zero: boolean;
+      compact: boolean;
+      raw: RawLevel;
+    };
     const parsed: Parsed[] = [];
     for (let i = 0; i < raw.length; i++) {
       const l = raw[i]!;
@@ -376,7 +378,7 @@ class Side {
       const zero = isZeroQuantity(l[1]);
       const quantity = zero ? 0 : parseDecimal(l[1]);
       const compact = !zero && this.#compact(priceDecimals, parsedDecimals);
-      parsed.push({ key, order: i, quantity, compact, raw: l });
+      parsed.push({ key, order: i, quantity, zero, compact, raw: l });
     }
     parsed.sort((a, b) => a.key - b.key || a.order - b.order);
     const kept: Parsed[] = [];
@@ -384,7 +386,7 @@ class Side {
       const p = parsed[i]!;
       const next = parsed[i + 1];
       if (next !== undefined && next.key === p.key) continue; // a later entry for the same price wins
-      if (!isZeroQuantity(p.raw[1])) kept.push(p);
+      if (!p.zero) kept.push(p);
     }
     const blocks: Block[] = [];
     let block: Block | undefined;
