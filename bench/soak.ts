@@ -553,20 +553,18 @@ try {
     const h = heap[k]!.slice(0, v.length).slice(-12);
     const range = (pick: (x: HeapSample) => number) =>
       h.length > 0 ? `${Math.min(...h.map(pick)).toFixed(0)}–${Math.max(...h.map(pick)).toFixed(0)}` : "-";
+    // Book levels held, first minute → last minute (what a normalizer's memory grows with).
+    const levels = heap[k]!.slice(0, v.length).map((x) => x.levels);
     return {
       service: k,
       first: avg(firstMinute),
       last: avg(lastMinute),
       max: Math.max(0, ...rss[k]!),
       cores: cpuUsed[k]!,
-      // Book levels held, first minute → last minute (what a normalizer's memory grows with).
-      levels: (() => {
-        const all = heap[k]!.slice(0, v.length).map((x) => x.levels);
-        const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-        return all.length === 0 || Number.isNaN(all[0])
+      levels:
+        levels.length === 0 || Number.isNaN(levels[0])
           ? "-"
-          : `${fmt(mean(all.slice(0, 12)))} → ${fmt(mean(all.slice(-12)))}`;
-      })(),
+          : `${fmt(avg(levels.slice(0, 12)))} → ${fmt(avg(levels.slice(-12)))}`,
       heapUsed: range((x) => x.used),
       heapTotal: range((x) => x.total),
       external: range((x) => x.external),
