@@ -198,6 +198,85 @@ describe("BookSync against real recordings (bookTicker oracle)", () => {
     expect(restored.book.toSnapshot()).toEqual(plain.book.toSnapshot());
     expect(restored.counters.gaps + plain.counters.gaps).toBe(0);
   });
+
+  describe("serialized with its buffer as a range", () => {
+    const diff = (i: number): DepthUpdate => ({
+      eventTime: i,
+      symbol: "X",
+      firstUpdateId: i * 10,
+      finalUpdateId: i * 10 + 9,
+      bids: [[`${i}.5`, "1"]],
+      asks: [[`${100 + i}`, "2"]],
+    });
+    /** The diffs fed with their tags: 1..8, with diff 4 repeated (tag 5) and an old one (tag 8). */
+    const fed: [DepthUpdate, number][] = [
+      [diff(1), 1],
+      [diff(2), 2],
+      [diff(3), 3],
+      [diff(4), 4],
+      [diff(4), 5],
+      [diff(5), 6],
+      [diff(6), 7],
+      [diff(2), 8],
+      [diff(7), 9],
+    ];
+    const roundTrip = (s: BookSync, options = {}) =>
+      BookSync.restore(
+        JSON.parse(JSON.stringify(s.serialize({ bufferAsRange: true }))) as BookSyncState,
+        options,
+      );
+
+    it("keeps only where the buffer starts and its length, and refilled from the log bridges to the same book", () => {
+      // At most 4 buffered: the head is dropped on overflow, repeats and old diffs are not buffered.
+      const plain = new BookSync({ maxBufferedDiffs: 4 });
+      for (const [d, tag] of fed) plain.onDiff(d, tag);
+      expect(plain.bufferedDiffs).toBe(4); // diffs 4, 5, 6, 7
+      const state = JSON.parse(JSON.stringify(plain.serialize({ bufferAsRange: true }))) as BookSyncState;
+      expect(state.buffer).toEqual([]);
+      expect(state.bufferRange).toEqual({ fromTag: 4, count: 4 });
+
+      const restored = BookSync.restore(state, { maxBufferedDiffs: 4 });
+      expect(restored.refillRange).toEqual({ fromTag: 4, count: 4 });
+      // Serialized again before the refill is over, it still stands for the whole buffer.
+      expect(restored.serialize().bufferRange).toEqual({ fromTag: 4, count: 4 });
+      for (const [d, tag] of fed) restored.refill(d, tag);
+      expect(restored.endRefill()).toBe(true);
+      expect(restored.refillRange).toBeUndefined();
+      expect(restored.bufferedDiffs).toBe(4);
+      const snap = { lastUpdateId: 45, bids: [["1", "1"]], asks: [["200", "1"]] } as DepthSnapshot;
+      for (const s of [plain, restored])
+        expect(s.onSnapshot(snap)).toEqual({ type: "applied", bridged: true });
+      expect(restored.book.toSnapshot()).toEqual(plain.book.toSnapshot());
+      expect(restored.book.lastUpdateId).toBe(79);
+    });
+
+    it("reports a buffer refilled short, and the hole becomes a gap when the snapshot comes", () => {
+      const plain = new BookSync();
+      for (const [d, tag] of fed) plain.onDiff(d, tag);
+      const restored = roundTrip(plain);
+      for (const [d, tag] of fed) if (tag !== 6) restored.refill(d, tag); // diff 5 no longer in the log
+      expect(restored.endRefill()).toBe(false);
+      const r = restored.onSnapshot({ lastUpdateId: 35, bids: [["1", "1"]], asks: [["200", "1"]] });
+      expect(r).toMatchObject({ type: "gap", kind: "sequence", nextFirstUpdateId: 60 });
+    });
+
+    it("leaves an in-sync book's state as it was, and a refill ends at the next diff or snapshot", () => {
+      const s = new BookSync();
+      s.onSnapshot({ lastUpdateId: 9, bids: [["1", "1"]], asks: [["200", "1"]] });
+      s.onDiff(diff(1), 1);
+      expect(s.synced).toBe(true);
+      expect(s.serialize({ bufferAsRange: true })).toEqual(s.serialize());
+      expect(s.serialize().bufferRange).toBeNull();
+
+      const waiting = new BookSync();
+      waiting.onDiff(diff(1), 1);
+      const restored = roundTrip(waiting);
+      restored.onDiff(diff(2), 2); // a caller that did not refill: the buffer is what it has
+      expect(restored.refillRange).toBeUndefined();
+      expect(restored.bufferedDiffs).toBe(1);
+      expect(restored.endRefill()).toBe(true);
+    });
+  });
 });
 
 describe("BookSync refreshing an in-sync book from later snapshots", () => {

@@ -63,6 +63,18 @@ export interface BookSyncState {
   readonly history?: DepthUpdate[];
   /** A snapshot ahead of the book, waiting for the diffs to reach it. */
   readonly refresh?: DepthSnapshot | null;
+  /**
+   * Set (with `buffer` empty) when the buffered diffs were left out of the state (`serialize({
+   * bufferAsRange: true })`): the first buffered diff's tag and how many there were. The caller hands
+   * the restored `BookSync` the diffs again from that tag on with `refill` (see there).
+   */
+  readonly bufferRange?: BufferRange | null;
+}
+
+/** Where buffered diffs left out of a state start (the tag of the first) and how many there were. */
+export interface BufferRange {
+  readonly fromTag: number;
+  readonly count: number;
 }
 
 /**
@@ -71,6 +83,8 @@ export interface BookSyncState {
  * of symbols buffers hundreds of diffs for each while their snapshots come.
  */
 interface BufferedDiff {
+  /** The caller's position of the diff (a stream sequence), for `bufferRange`. */
+  readonly tag: number;
   readonly eventTime: number;
   readonly symbol: string;
   readonly firstUpdateId: number;
@@ -79,9 +93,10 @@ interface BufferedDiff {
   readonly levels: string;
 }
 
-function pack(d: DepthUpdate): BufferedDiff {
+function pack(d: DepthUpdate, tag: number): BufferedDiff {
   const { eventTime, symbol, firstUpdateId, finalUpdateId } = d;
-  return { eventTime, symbol, firstUpdateId, finalUpdateId, levels: JSON.stringify([d.bids, d.asks]) };
+  const levels = JSON.stringify([d.bids, d.asks]);
+  return { tag, eventTime, symbol, firstUpdateId, finalUpdateId, levels };
 }
 
 function unpack(b: BufferedDiff): DepthUpdate {
@@ -125,6 +140,8 @@ export class BookSync {
   #buffer: BufferedDiff[] = [];
   #pending: DepthSnapshot | undefined;
   #lastEventTime = 0;
+  /** Restored without its buffered diffs: the range `refill` takes them back from. */
+  #refill: BufferRange | undefined;
   /** Counters since creation. */
   readonly counters = {
     applied: 0,
@@ -164,15 +181,19 @@ export class BookSync {
     return this.#buffer.length;
   }
 
-  /** Feeds one diff. */
-  onDiff(d: DepthUpdate): SyncResult {
+  /**
+   * Feeds one diff. `tag` is the caller's position of it (a stream sequence, increasing), kept with a
+   * buffered diff for `serialize({ bufferAsRange: true })`.
+   */
+  onDiff(d: DepthUpdate, tag = 0): SyncResult {
+    this.#refill = undefined;
     if (this.#synced) {
       const last = this.book.lastUpdateId;
       if (d.finalUpdateId <= last) {
         this.counters.duplicates++;
         return DUPLICATE;
       }
-      if (d.firstUpdateId !== last + 1) return this.#gap("sequence", d, [pack(d)]);
+      if (d.firstUpdateId !== last + 1) return this.#gap("sequence", d, [pack(d, tag)]);
       const r = this.#refresh;
       const merge =
         r !== undefined && d.firstUpdateId <= r.lastUpdateId + 1 && r.lastUpdateId < d.finalUpdateId;
@@ -195,8 +216,39 @@ export class BookSync {
       this.#buffer.shift();
       this.counters.overflowed++;
     }
-    this.#buffer.push(pack(d));
+    this.#buffer.push(pack(d, tag));
     return this.#pending !== undefined ? this.#bridge() : BUFFERED;
+  }
+
+  /** Set while a `BookSync` restored from a state without its buffered diffs waits for them (`refill`). */
+  get refillRange(): BufferRange | undefined {
+    return this.#refill;
+  }
+
+  /**
+   * Hands back, after `restore`, one diff the serialized state left out (`bufferRange`): the caller
+   * feeds every diff it fed before from the range's first tag up to the state's position, in the same
+   * order with the same tags; diffs before the first tag are ignored. The buffer then holds what it
+   * held when serialized: the diffs buffered since the first, less those whose `u` did not exceed the
+   * one before (all a buffer ever drops after its first diff is its head, which that diff is).
+   */
+  refill(d: DepthUpdate, tag: number): void {
+    const range = this.#refill;
+    if (range === undefined || tag < range.fromTag) return;
+    const tail = this.#buffer[this.#buffer.length - 1];
+    if (tail !== undefined && d.finalUpdateId <= tail.finalUpdateId) return;
+    if (this.#buffer.length < this.#maxBuffered) this.#buffer.push(pack(d, tag));
+  }
+
+  /**
+   * Ends refilling (also ended by the next `onDiff` or `onSnapshot`). False when the buffer did not get
+   * back as many diffs as it held (the caller's log lost some): continuity checks then find the hole
+   * when the snapshot comes, and the symbol is resynchronised.
+   */
+  endRefill(): boolean {
+    const range = this.#refill;
+    this.#refill = undefined;
+    return range === undefined || this.#buffer.length === range.count;
   }
 
   /**
@@ -207,6 +259,7 @@ export class BookSync {
    * than every kept diff is ignored. The update id sequence and the epoch do not change.
    */
   onSnapshot(s: DepthSnapshot): SyncResult {
+    this.#refill = undefined;
     if (!this.#synced) {
       this.#pending = s;
       return this.#bridge();
@@ -304,13 +357,21 @@ export class BookSync {
     };
   }
 
-  /** The full state as plain JSON, for a checkpoint. */
-  serialize(): BookSyncState {
+  /**
+   * The full state as plain JSON, for a checkpoint. With `bufferAsRange`, buffered diffs are left out
+   * and only their range is kept (`bufferRange`): a symbol waiting long for its snapshot buffers
+   * thousands of diffs, which the caller's log (MD_RAW) holds anyway.
+   */
+  serialize(options: { readonly bufferAsRange?: boolean } = {}): BookSyncState {
+    const first = this.#buffer[0];
+    // While refilling, the buffer is not whole yet: its range stands for it.
+    const asRange = this.#refill !== undefined || (options.bufferAsRange === true && first !== undefined);
     return {
       synced: this.#synced,
       epoch: this.#epoch,
       book: this.book.toSnapshot(),
-      buffer: this.#buffer.map(unpack),
+      buffer: asRange ? [] : this.#buffer.map(unpack),
+      bufferRange: !asRange ? null : (this.#refill ?? { fromTag: first!.tag, count: this.#buffer.length }),
       pending: this.#pending ?? null,
       lastEventTime: this.#lastEventTime,
       history: [...this.#history],
@@ -324,7 +385,9 @@ export class BookSync {
     s.#synced = state.synced;
     s.#epoch = state.epoch;
     s.book.applySnapshot(state.book.bids, state.book.asks, state.book.lastUpdateId);
-    s.#buffer = state.buffer.map(pack);
+    s.#buffer = state.buffer.map((d) => pack(d, 0));
+    const range = state.bufferRange;
+    if (range !== undefined && range !== null && range.count > 0) s.#refill = range;
     s.#pending = state.pending ?? undefined;
     s.#lastEventTime = state.lastEventTime;
     s.#history = [...(state.history ?? [])].slice(-s.#historyMax || Infinity);

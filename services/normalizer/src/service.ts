@@ -171,10 +171,10 @@ export async function startNormalizer(
       const symbol = rawSubjectParts(subject)?.symbol;
       if (symbol !== undefined && isSymbol(symbol) && owns(symbol)) found.add(symbol);
     }
-    /** Where reading must start for a symbol: after its checkpoint, or at its first message (0: unknown). */
+    /** Where reading must start for a symbol: as its checkpoint needs, or at its first message (0: unknown). */
     const startFor = async (symbol: string): Promise<number> => {
-      const seq = (await addWorker(symbol)).seq;
-      if (seq > 0) return seq + 1;
+      const from = (await addWorker(symbol)).readFrom;
+      if (from > 0) return from;
       try {
         // nats-server answers `next_by_subj` (with wildcards) since 2.9; nats.js types it for direct get only.
         const first = await bus.jsm.streams.getMessage(STREAMS.raw, {

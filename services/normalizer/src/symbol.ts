@@ -145,11 +145,15 @@ export class SymbolProcessor {
     ]);
   }
 
+  /**
+   * The state as plain JSON. Diffs buffered while the book waits for a snapshot are left out (only
+   * where they start in the raw stream is kept): after `restore`, they are handed back with `refill`.
+   */
   serialize(): ProcessorState {
     return {
       v: 1,
       fingerprint: SymbolProcessor.fingerprint(this.#o),
-      sync: this.#sync.serialize(),
+      sync: this.#sync.serialize({ bufferAsRange: true }),
       windows: this.#windows.map((w) => w.serialize()),
       diffsSinceBook: this.#diffsSinceBook,
       lastTradeId: this.#lastTradeId,
@@ -169,16 +173,45 @@ export class SymbolProcessor {
   }
 
   /**
-   * Handles one raw message of this symbol (`kind` is the subject's kind token); appends outputs to
-   * `out`. Throws `CorruptRaw` (or the parser's `FrameError`) for a message it cannot use — nothing
-   * of it is applied.
+   * The stream sequence the restored state's buffered diffs start at, while they have not been handed
+   * back with `refill` yet (undefined otherwise).
    */
-  handle(kind: string, data: Uint8Array, receiveTimeUs: number, out: Output[], fx: Effects): void {
+  get refillFrom(): number | undefined {
+    return this.#sync.refillRange?.fromTag;
+  }
+
+  /**
+   * After `restore`: one raw message at or before the restored state's position (`seq`: its stream
+   * sequence), handed back so that the diffs the state left out return to the buffer. Only depth
+   * diffs matter; anything unusable was skipped the first time too. Produces nothing.
+   */
+  refill(kind: string, data: Uint8Array, seq: number): void {
+    if (kind !== "depth" || this.#sync.refillRange === undefined) return;
+    let d;
+    try {
+      d = parseDepthUpdate(data);
+    } catch {
+      return;
+    }
+    this.#sync.refill(d, seq);
+  }
+
+  /** Ends refilling; false when fewer diffs came back than the state had buffered (see `BookSync.endRefill`). */
+  endRefill(): boolean {
+    return this.#sync.endRefill();
+  }
+
+  /**
+   * Handles one raw message of this symbol (`kind` is the subject's kind token, `seq` its stream
+   * sequence); appends outputs to `out`. Throws `CorruptRaw` (or the parser's `FrameError`) for a
+   * message it cannot use — nothing of it is applied.
+   */
+  handle(kind: string, data: Uint8Array, receiveTimeUs: number, out: Output[], fx: Effects, seq = 0): void {
     switch (kind as Kind) {
       case "depth": {
         const d = parseDepthUpdate(data);
         for (const w of this.#windows) w.beforeBookUpdate(d.eventTime, this.#sync.book, this.#sync.epoch);
-        this.#onSync(out, fx, this.#sync.onDiff(d), d.eventTime, receiveTimeUs);
+        this.#onSync(out, fx, this.#sync.onDiff(d, seq), d.eventTime, receiveTimeUs);
         return;
       }
       case "snapshot": {

@@ -70,7 +70,8 @@ const QUIET_CHECKPOINT_INTERVALS = 12;
  * order), the `SymbolProcessor`, outputs through the shared acked publish queue, and a checkpoint to
  * KV `md_state` every interval — written only once every output before it is stored, so a restart from
  * it (SIGKILL included) republishes at most what the duplicate window then drops. A checkpoint holds
- * the stream position it was taken at: every message of the symbol up to it is in the state.
+ * the stream position it was taken at: every message of the symbol up to it is in the state, but for
+ * diffs buffered while the book waits for a snapshot, which are read back from MD_RAW after a restart.
  */
 export class SymbolWorker {
   readonly symbol: string;
@@ -86,6 +87,11 @@ export class SymbolWorker {
   #writing = false;
   #lastCheckpointAt = Date.now();
   #checkpointSeq = 0;
+  /**
+   * Set after loading a checkpoint whose buffered diffs were left out: the checkpoint's position, up to
+   * which raw messages go back into the buffer instead of being skipped.
+   */
+  #refillUntil: number | undefined;
   #lastMessageAt = Date.now();
   #idleClosed = true;
   #sawDepth = false;
@@ -143,6 +149,15 @@ export class SymbolWorker {
   }
 
   /**
+   * The first stream sequence this symbol needs read: after its checkpoint's position, or from its
+   * first buffered diff when the checkpoint left the diffs waiting for a snapshot out (0: no checkpoint).
+   */
+  get readFrom(): number {
+    if (this.#seq === 0) return 0;
+    return Math.min(this.#seq + 1, this.#proc.refillFrom ?? Number.POSITIVE_INFINITY);
+  }
+
+  /**
    * Loads the checkpoint; returns the stream sequence its state includes everything up to (0 without
    * one: the symbol is read from its first message).
    */
@@ -151,6 +166,7 @@ export class SymbolWorker {
     if (cp === undefined) return 0;
     this.#seq = cp.seq;
     this.#checkpointSeq = cp.seq;
+    if (this.#proc.refillFrom !== undefined) this.#refillUntil = cp.seq;
     // The checkpoint may hold open windows: they close on the idle timeout once the normalizer is
     // caught up, even if nothing more of this symbol ever comes.
     this.#idleClosed = false;
@@ -180,7 +196,13 @@ export class SymbolWorker {
 
   /** Handles one raw message of this symbol (`kind` is its subject's kind token), in stream order. */
   handle(msg: JsMsg, kind: string): void {
-    if (this.#stopped || msg.seq <= this.#seq) return; // stopped, or already in the restored state
+    if (this.#stopped) return;
+    if (msg.seq <= this.#seq) {
+      // Already in the restored state, but for diffs the checkpoint left out of its buffer.
+      if (this.#refillUntil !== undefined) this.#proc.refill(kind, msg.data, msg.seq);
+      return;
+    }
+    if (this.#refillUntil !== undefined) this.#endRefill();
     const { m, position } = this.#c;
     const recvNs = msg.headers?.get(HEADERS.receiveNs);
     const receiveTimeUs =
@@ -189,7 +211,7 @@ export class SymbolWorker {
     const fx: Effects = { resync: false, book: undefined };
     m.raw.inc({ kind });
     try {
-      this.#proc.handle(kind, msg.data, receiveTimeUs, out, fx);
+      this.#proc.handle(kind, msg.data, receiveTimeUs, out, fx, msg.seq);
     } catch (err) {
       const code = err instanceof FrameError || err instanceof L2flowError ? err.code : "UNEXPECTED";
       m.bad.inc({ code });
@@ -233,9 +255,20 @@ export class SymbolWorker {
     }
   }
 
+  /** Every message up to the checkpoint's position has been read: the buffer is whole again. */
+  #endRefill(): void {
+    this.#refillUntil = undefined;
+    if (!this.#proc.endRefill())
+      this.#c.logger.warn(
+        { symbol: this.symbol },
+        "MD_RAW no longer holds every diff the checkpoint had buffered; the symbol resynchronises when its snapshot comes",
+      );
+  }
+
   /** Periodic work: idle close, snapshots wanted, the book in KV, checkpoints. */
   tick(now: number): void {
     if (this.#stopped) return;
+    if (this.#refillUntil !== undefined && this.#c.position.seq >= this.#refillUntil) this.#endRefill();
     if (this.#c.position.caughtUp) {
       if (!this.#idleClosed && now - this.#lastMessageAt >= this.#c.idleTimeoutMs) {
         this.#idleClosed = true;

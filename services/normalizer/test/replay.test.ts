@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectBus, provisionTopology, type Bus } from "@l2flow/bus";
+import { connectBus, openKv, provisionTopology, type Bus } from "@l2flow/bus";
 import { BUCKETS, STREAMS, Window } from "@l2flow/contracts";
 import { readRecording, type Recording } from "@l2flow/recording";
 import { fixtures, startTestNats, type TestNats } from "@l2flow/testkit";
@@ -265,6 +265,52 @@ describe("normalizer over the recordings", () => {
       expectSameOutputs(await outputs(bus), reference.outputs);
     } finally {
       child.kill("SIGKILL");
+      await bus.close();
+      await nats.close();
+    }
+  });
+
+  it("checkpoints a book waiting for its snapshot without its buffered diffs, and after a restart bridges it exactly as an uninterrupted run", async () => {
+    // MD_RAW first holds the 10-symbol recording and BTCUSDT up to its snapshot: BTCUSDT's diffs wait
+    // in the buffer. The checkpoint must keep where they start in MD_RAW, not the diffs.
+    const at = btc.events.findIndex((e) => e.type === "snapshot");
+    const waiting = btc.events
+      .slice(0, at)
+      .filter((e) => e.type === "frame" && e.kind === "depth@100ms").length;
+    expect(waiting).toBeGreaterThanOrEqual(3);
+    const { nats, bus } = await natsWith([ten, { ...btc, events: btc.events.slice(0, at) }]);
+    // Windows are not idle-closed before the rest arrives (the uninterrupted run never saw it quiet).
+    const first = await startNormalizer(
+      loadConfig({ ...ENV, NATS_URL: nats.url, WINDOW_IDLE_TIMEOUT_MS: "600000" }),
+      { logger: captureLogs().logger },
+    );
+    let second: NormalizerService | undefined;
+    try {
+      await settled(bus);
+      await first.close();
+      const kv = await openKv(bus, BUCKETS.state);
+      const entry = await kv.get("normalizer.binance.BTCUSDT");
+      const cp = entry!.json<{
+        seq: number;
+        state: {
+          sync: { synced: boolean; buffer: unknown[]; bufferRange: { fromTag: number; count: number } };
+        };
+      }>();
+      expect(cp.state.sync.synced).toBe(false);
+      expect(cp.state.sync.buffer).toEqual([]);
+      expect(cp.state.sync.bufferRange.count).toBe(waiting);
+      expect(cp.state.sync.bufferRange.fromTag).toBeLessThan(cp.seq);
+      expect(entry!.value.length).toBeLessThan(4_000);
+
+      await publishRecording(bus, { ...btc, events: btc.events.slice(at) });
+      const { lines, logger } = captureLogs();
+      second = await startNormalizer(loadConfig({ ...ENV, NATS_URL: nats.url }), { logger });
+      await settled(bus, 2_000);
+      expectSameOutputs(await outputs(bus), reference.outputs);
+      expect(lines.filter((l) => l.includes("no longer holds every diff"))).toEqual([]);
+    } finally {
+      await first.close();
+      await second?.close();
       await bus.close();
       await nats.close();
     }
