@@ -199,6 +199,33 @@ describe("BookSync against real recordings (bookTicker oracle)", () => {
     expect(restored.counters.gaps + plain.counters.gaps).toBe(0);
   });
 
+  it("bridges from the newest buffered diffs alone: a snapshot is stored next to the diffs of when it was taken", () => {
+    // BTCUSDT: three diffs before the snapshot, of which only the last has u > lastUpdateId.
+    const rec = readRecording(fixtures.btcusdt);
+    const full = new BookSync();
+    const small = new BookSync({ maxBufferedDiffs: 1 });
+    const results: string[] = [];
+    for (const e of rec.events) {
+      if (e.type === "snapshot") {
+        full.onSnapshot(parseDepthSnapshot(e.body));
+        results.push(small.onSnapshot(parseDepthSnapshot(e.body)).type);
+      } else if (e.kind.startsWith("depth")) {
+        full.onDiff(parseDepthUpdate(e.data));
+        const r = small.onDiff(parseDepthUpdate(e.data));
+        if (!small.synced || r.type !== "applied") results.push(JSON.stringify(r));
+      }
+    }
+    expect(results.slice(0, 4)).toEqual([
+      `{"type":"buffered"}`,
+      `{"type":"buffered","dropped":true}`,
+      `{"type":"buffered","dropped":true}`,
+      "applied",
+    ]);
+    expect(small.counters.overflowed).toBe(2);
+    expect(small.counters.gaps + full.counters.gaps).toBe(0);
+    expect(small.book.toSnapshot()).toEqual(full.book.toSnapshot());
+  });
+
   describe("serialized with its buffer as a range", () => {
     const diff = (i: number): DepthUpdate => ({
       eventTime: i,

@@ -15,8 +15,12 @@ export type SyncResult =
   | { readonly type: "refreshed" }
   /** A snapshot taken while in sync is ahead of the book: it is merged when the diffs reach it. */
   | { readonly type: "refresh-pending" }
-  /** Waiting for a snapshot; the diff was buffered. */
-  | { readonly type: "buffered" }
+  /**
+   * Waiting for a snapshot; the diff was buffered. `dropped`: the buffer was full and its oldest diff
+   * went (a snapshot older than the buffer then cannot bridge it: `snapshot-stale`, and a newer one is
+   * needed).
+   */
+  | { readonly type: "buffered"; readonly dropped?: boolean }
   /** An old or repeated diff (u <= the last applied u): ignored. */
   | { readonly type: "duplicate" }
   /** Continuity broke: the book is cleared, the symbol needs a new snapshot (`needSnapshot`). */
@@ -40,7 +44,12 @@ export type SyncResult =
 
 /** Options for `BookSync`. */
 export interface BookSyncOptions {
-  /** Diffs buffered while waiting for a snapshot; the oldest are dropped beyond it. Default 10 000. */
+  /**
+   * Diffs buffered while waiting for a snapshot; the oldest are dropped beyond it. Default 10 000. Only
+   * the diffs from the snapshot's update id on are used, and a snapshot sits in the log next to the
+   * diffs of when it was taken, so this needs to cover how late a snapshot can be stored, not how long
+   * the wait for it lasts.
+   */
   readonly maxBufferedDiffs?: number;
   /**
    * Applied diffs kept so that a snapshot taken while in sync, and older than the book by up to this
@@ -106,6 +115,7 @@ function unpack(b: BufferedDiff): DepthUpdate {
 }
 
 const BUFFERED: SyncResult = { type: "buffered" };
+const BUFFERED_DROPPED: SyncResult = { type: "buffered", dropped: true };
 const DUPLICATE: SyncResult = { type: "duplicate" };
 const APPLIED: SyncResult = { type: "applied", bridged: false };
 const BRIDGED: SyncResult = { type: "applied", bridged: true };
@@ -212,12 +222,14 @@ export class BookSync {
       this.counters.duplicates++;
       return DUPLICATE;
     }
-    if (this.#buffer.length >= this.#maxBuffered) {
+    const full = this.#buffer.length >= this.#maxBuffered;
+    if (full) {
       this.#buffer.shift();
       this.counters.overflowed++;
     }
     this.#buffer.push(pack(d, tag));
-    return this.#pending !== undefined ? this.#bridge() : BUFFERED;
+    if (this.#pending !== undefined) return this.#bridge();
+    return full ? BUFFERED_DROPPED : BUFFERED;
   }
 
   /** Set while a `BookSync` restored from a state without its buffered diffs waits for them (`refill`). */

@@ -36,8 +36,12 @@ const schema = z.object({
    * `SNAPSHOT_LIMIT=1000` snapshot weighs 50 of Binance's 6000 per minute).
    */
   BOOK_REFRESH_INTERVAL_MS: env.nonNegativeInt(0),
-  /** Diffs buffered per symbol while waiting for a snapshot. */
-  MAX_BUFFERED_DIFFS: env.positiveInt(10_000),
+  /**
+   * Diffs buffered per symbol while waiting for a snapshot (the newest are kept). A snapshot is stored
+   * in MD_RAW next to the diffs of when it was taken, so it needs only the last few however long the
+   * wait (minutes for hundreds of symbols under the request-weight limit); 300 is 30 s of 100 ms diffs.
+   */
+  MAX_BUFFERED_DIFFS: env.positiveInt(300),
   /** Names this normalizer's checkpoints (`<name>.binance.<SYMBOL>` in KV md_state). */
   NORMALIZER_NAME: z
     .string()

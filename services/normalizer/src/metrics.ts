@@ -74,6 +74,16 @@ export function normalizerMetrics(registry: Registry) {
       help: "Price levels held in all books, both sides (most of the normalizer's memory; BOOK_MAX_LEVELS caps each side)",
       registers,
     }),
+    bufferedDiffs: new Gauge({
+      name: "l2flow_normalizer_buffered_diffs",
+      help: "Diffs held for books waiting for a snapshot (MAX_BUFFERED_DIFFS caps each book)",
+      registers,
+    }),
+    bufferDrops: new Counter({
+      name: "l2flow_normalizer_buffered_diffs_dropped_total",
+      help: "Oldest diffs dropped from a full buffer while waiting for a snapshot (one older than the buffer is then refused and another requested)",
+      registers,
+    }),
     checkpoints: new Counter({
       name: "l2flow_normalizer_checkpoints_total",
       help: "Checkpoints written to KV md_state",

@@ -287,11 +287,14 @@ export async function startNormalizer(
     const ticker = setInterval(() => {
       const now = Date.now();
       let levels = 0;
+      let buffered = 0;
       for (const w of workers.values()) {
         w.tick(now);
         levels += w.bookLevels;
+        buffered += w.bufferedDiffs;
       }
       m.bookLevels.set(levels);
+      m.bufferedDiffs.set(buffered);
       m.outputsInFlight.set(queue.pending);
     }, 100);
     resources.defer(() => clearInterval(ticker));

@@ -58,6 +58,8 @@ export interface ProcessorEvents {
   gap?(reason: string, crossed: boolean): void;
   /** A snapshot corrected the in-sync book. */
   refresh?(): void;
+  /** The diff buffer (waiting for a snapshot) was full: its oldest diff went. */
+  bufferDrop?(): void;
   window?(w: Window): void;
 }
 
@@ -117,6 +119,11 @@ export class SymbolProcessor {
   /** Price levels the book holds, both sides (what its memory grows with). */
   get bookLevels(): number {
     return this.#sync.book.bidCount + this.#sync.book.askCount;
+  }
+
+  /** Diffs buffered while the book waits for a snapshot. */
+  get bufferedDiffs(): number {
+    return this.#sync.bufferedDiffs;
   }
 
   /** Whether the book waits for a snapshot. */
@@ -347,8 +354,10 @@ export class SymbolProcessor {
         // Not published: a book with this update id (and message id) already was. The next diff's is.
         this.#events.refresh?.();
         return;
-      case "refresh-pending":
       case "buffered":
+        if (r.dropped === true) this.#events.bufferDrop?.();
+        return;
+      case "refresh-pending":
       case "duplicate":
       case "snapshot-pending":
       case "snapshot-ignored":

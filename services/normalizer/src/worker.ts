@@ -126,6 +126,7 @@ export class SymbolWorker {
         if (crossed) m.crossed.inc();
       },
       refresh: () => m.refreshes.inc(),
+      bufferDrop: () => m.bufferDrops.inc(),
       window: (w) => {
         m.windows.inc({ interval: w.interval, reason: String(w.closeReason) });
         if (w.lateEventCount > 0) m.late.inc(w.lateEventCount);
@@ -141,6 +142,11 @@ export class SymbolWorker {
   /** Price levels the symbol's book holds, both sides. */
   get bookLevels(): number {
     return this.#proc.bookLevels;
+  }
+
+  /** Diffs the symbol's book buffers while it waits for a snapshot. */
+  get bufferedDiffs(): number {
+    return this.#proc.bufferedDiffs;
   }
 
   /** Stream sequence up to which every message of this symbol is in its state. */

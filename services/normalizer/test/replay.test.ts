@@ -287,6 +287,7 @@ describe("normalizer over the recordings", () => {
     let second: NormalizerService | undefined;
     try {
       await settled(bus);
+      expect(await metric(first.opsUrl, "l2flow_normalizer_buffered_diffs")).toBe(waiting);
       await first.close();
       const kv = await openKv(bus, BUCKETS.state);
       const entry = await kv.get("normalizer.binance.BTCUSDT");
