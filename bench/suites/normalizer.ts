@@ -8,7 +8,7 @@
 import { connectBus, provisionTopology, type Bus } from "@l2flow/bus";
 import { STREAMS } from "@l2flow/contracts";
 import { readRecording } from "@l2flow/recording";
-import { fixtures, startTestNats } from "@l2flow/testkit";
+import { fixtures, scrapeMetric, startTestNats } from "@l2flow/testkit";
 import { publishRecording } from "../../services/normalizer/test/support.js";
 import { cpuSeconds, freePort, spawnService, stopAll } from "../lib/procs.js";
 import { scaleRecording } from "../lib/scale.js";
@@ -23,11 +23,7 @@ export const order = 40;
 
 async function rawHandled(opsUrl: string): Promise<number> {
   try {
-    const text = await (await fetch(`${opsUrl}/metrics`)).text();
-    return text
-      .split("\n")
-      .filter((l) => l.startsWith("l2flow_normalizer_raw_messages_total{"))
-      .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+    return await scrapeMetric(opsUrl, "l2flow_normalizer_raw_messages_total");
   } catch {
     return 0; // not listening yet
   }

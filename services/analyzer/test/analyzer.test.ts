@@ -8,6 +8,7 @@ import { connectBus, provisionTopology, publish, type Bus } from "@l2flow/bus";
 import { msgIds, Signal, STREAMS, subjects, Window } from "@l2flow/contracts";
 import { createLogger } from "@l2flow/runtime";
 import {
+  scrapeMetric,
   startFakeLlm,
   startTestNats,
   type FakeLlm,
@@ -94,15 +95,7 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeou
   }
 }
 
-async function metric(url: string, name: string, labels = ""): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  return text
-    .split("\n")
-    .filter(
-      (l) => l.startsWith(name) && (l[name.length] === "{" || l[name.length] === " ") && l.includes(labels),
-    )
-    .reduce((s, l) => s + Number(l.split(" ").pop()), 0);
-}
+const metric = scrapeMetric;
 
 /** Batch answers built from the prompt: every symbol it names gets `good`. */
 const batchAnswer = (req: { body: { messages?: { content: string }[] } }): FakeLlmBehaviour => {

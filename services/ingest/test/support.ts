@@ -5,6 +5,7 @@ import type { Bus } from "@l2flow/bus";
 import { STREAMS } from "@l2flow/contracts";
 import type { Recording } from "@l2flow/recording";
 import { createLogger } from "@l2flow/runtime";
+import { scrapeMetric } from "@l2flow/testkit";
 
 /** One stored MD_RAW message. */
 export interface RawMessage {
@@ -94,16 +95,8 @@ export function idsOf(messages: readonly RawMessage[], field: "t" | "a" | "u"): 
   return messages.map((m) => m.json[field] as number);
 }
 
-/** Sum of a metric's samples (all label sets) from a service's `/metrics`. */
-export async function metric(opsUrl: string, name: string, labels = ""): Promise<number> {
-  const text = await (await fetch(`${opsUrl}/metrics`)).text();
-  return text
-    .split("\n")
-    .filter(
-      (l) => l.startsWith(name) && (l[name.length] === " " || l[name.length] === "{") && l.includes(labels),
-    )
-    .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
-}
+/** Sum of a metric's samples (all label sets, or those with `labels`) from a service's `/metrics`. */
+export const metric = scrapeMetric;
 
 /** A pino logger writing into an array. */
 export function captureLogs() {

@@ -5,7 +5,7 @@ import { connectBus, PublishQueue, type Bus } from "@l2flow/bus";
 import { BookSnapshot, HEADERS, msgIds, subjects, type RawKind } from "@l2flow/contracts";
 import type { Recording } from "@l2flow/recording";
 import { createLogger } from "@l2flow/runtime";
-import { startSimulator, startTestNats, type Simulator, type TestNats } from "@l2flow/testkit";
+import { scrapeMetric, startSimulator, startTestNats, type Simulator, type TestNats } from "@l2flow/testkit";
 import { loadConfig as ingestConfig, startIngest, type IngestService } from "@l2flow/ingest";
 import { loadConfig, startNormalizer, type NormalizerService } from "@l2flow/normalizer";
 
@@ -191,15 +191,7 @@ export function captureLogs() {
 }
 
 /** Sum of a metric's samples (optionally only lines containing `labels`). */
-export async function metric(opsUrl: string, name: string, labels = ""): Promise<number> {
-  const text = await (await fetch(`${opsUrl}/metrics`)).text();
-  return text
-    .split("\n")
-    .filter(
-      (l) => l.startsWith(name) && (l[name.length] === " " || l[name.length] === "{") && l.includes(labels),
-    )
-    .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
-}
+export const metric = scrapeMetric;
 
 /** Polls `cond` every 25 ms; throws with `what` after `timeoutMs`. */
 export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string) {
