@@ -1,6 +1,8 @@
 // Closing while new symbols keep arriving on MD_RAW: the one consumer stops and is deleted, and every
 // worker — even one created for a symbol that arrived as close() began — is stopped, so nothing reads
-// MD_RAW (or crashes on the draining connection) once the normalizer has closed.
+// MD_RAW (or crashes on the draining connection) once the normalizer has closed. A consumer the
+// normalizer read from before its current one (left by a NATS restart) is deleted, others' are not.
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, openKv, provisionTopology, type Bus } from "@l2flow/bus";
 import { BUCKETS, STREAMS, subjects } from "@l2flow/contracts";
@@ -49,6 +51,57 @@ describe("normalizer lifecycle", () => {
       expect((await bus.jsm.streams.info(STREAMS.raw)).state.consumer_count).toBe(0);
     }
   }, 120_000);
+
+  it("deletes a consumer of MD_RAW left from its earlier reading (as a NATS restart leaves one), not other instances'", async () => {
+    const { logger, lines } = captureLogs();
+    const normalizer = await startNormalizer(
+      loadConfig({ NATS_URL: nats.url, METRICS_PORT: "0", NORMALIZER_NAME: "orphans" }),
+      { logger },
+    );
+    try {
+      // The normalizer's ordered consumer is `<prefix>_<serial>`; a replacement gets the next serial.
+      const names = async () => {
+        const list: string[] = [];
+        for await (const c of bus.jsm.consumers.list(STREAMS.raw)) list.push(c.name);
+        return list.sort();
+      };
+      let own = "";
+      await waitUntil(
+        async () => {
+          own = (await names()).find((n) => /_\d+$/.test(n)) ?? "";
+          return own !== "";
+        },
+        10_000,
+        "the normalizer's consumer",
+      );
+      const prefix = own.replace(/_\d+$/, "");
+      const consumer = (name: string) => ({
+        name,
+        ack_policy: AckPolicy.None,
+        deliver_policy: DeliverPolicy.New,
+        inactive_threshold: 300_000_000_000,
+      });
+      await bus.jsm.consumers.add(STREAMS.raw, consumer(`${prefix}_99`)); // an orphan of this instance
+      await bus.jsm.consumers.add(STREAMS.raw, consumer("otherinstance_1")); // someone else's
+      // Its consumer gone, the normalizer reads on with a new one, which deletes the orphan once it
+      // delivers.
+      await bus.jsm.consumers.delete(STREAMS.raw, own);
+      await addSymbols(["ORPHAN1USDT"]);
+      await waitUntil(
+        async () => !(await names()).includes(`${prefix}_99`),
+        30_000,
+        "the orphaned consumer deleted",
+      );
+      const left = await names();
+      expect(left).toHaveLength(2);
+      expect(left).toContain("otherinstance_1");
+      expect(left.find((n) => n.startsWith(`${prefix}_`) && n !== own)).toBeDefined();
+      expect(lines.some((l) => l.includes("deleted a consumer of MD_RAW"))).toBe(true);
+      await bus.jsm.consumers.delete(STREAMS.raw, "otherinstance_1");
+    } finally {
+      await normalizer.close();
+    }
+  }, 60_000);
 
   it("closes on the idle timeout a window that a checkpoint left open, with nothing after it to read", async () => {
     const symbol = "IDLE1USDT";
