@@ -6,9 +6,11 @@
  *
  * The simulator replays the BTCUSDT recording as `copies` renamed symbols, stretched or compressed to
  * last `minutes`. Faults: a WebSocket connection dropped every 20 s, NATS stopped for 3 s at 40 % of
- * the run, and one LLM request in five answered with HTTP 500. At the end MD_RAW must hold every trade
- * and diff of the replay exactly once, every closed 1 s window exactly one signal, and each service's
- * RSS must stay below 200 MB without growing. Writes bench/results/soak-<date>-<copies>sym.md.
+ * the run, a normalizer killed with SIGKILL at 60 % and started again (it resumes from its checkpoints),
+ * and one LLM request in five answered with HTTP 500. At the end MD_RAW must hold every trade and diff
+ * of the replay exactly once, MD_WINDOW every window once, every closed 1 s window exactly one signal,
+ * and each service's RSS must stay below 200 MB without growing. Writes
+ * bench/results/soak-<date>-<copies>sym.md.
  *
  * This process stays small whatever `copies` is: the scaled recording (400 copies: 5.3 M events) exists
  * only in the simulator's own process (bench/lib/sim-child.ts); what was replayed is worked out from the
@@ -350,6 +352,8 @@ const ingestEnv = {
 };
 /** Each service's ops port, so the soak can read its heap from /metrics. */
 const ports = new Map<string, number>();
+/** How each service was started, so a killed one starts again the same way (same port). */
+const launches = new Map<string, () => ChildProcess>();
 const service = async (
   key: string,
   name: string,
@@ -357,7 +361,9 @@ const service = async (
 ): Promise<[string, ChildProcess]> => {
   const port = await freePort();
   ports.set(key, port);
-  return [key, spawnService(name, { ...env, METRICS_PORT: String(port) })];
+  const launch = () => spawnService(name, { ...env, METRICS_PORT: String(port) });
+  launches.set(key, launch);
+  return [key, launch()];
 };
 const children: Record<string, ChildProcess> = Object.fromEntries(
   await Promise.all([
@@ -458,6 +464,11 @@ try {
   const end = start + minutes * 60_000;
   let drops = 0;
   let natsRestarted = false;
+  /** The normalizer killed with SIGKILL and started again (once, at 60 % of the run). */
+  const killed = normalizers === 1 ? "normalizer" : "normalizer-1";
+  let killedAt: number | undefined;
+  /** CPU seconds of processes that were replaced, per service. */
+  const cpuCarry: Record<string, number> = {};
   while (Date.now() < end && !(await sim.progress()).finished) {
     await new Promise((r) => setTimeout(r, 20_000));
     drops += await sim.dropConnections("random", 4);
@@ -470,6 +481,18 @@ try {
       await nats.restart();
       natsCpuFrom = cpuSeconds(nats.pid);
     }
+    if (killedAt === undefined && Date.now() - start > minutes * 60_000 * 0.6) {
+      killedAt = Date.now();
+      log(`fault: ${killed} killed with SIGKILL, started again in 2 s`);
+      const old = children[killed]!;
+      cpuCarry[killed] = cpuSeconds(old.pid) - cpuStart[killed]!;
+      const gone = new Promise((r) => old.once("exit", r));
+      old.kill("SIGKILL");
+      await gone;
+      await new Promise((r) => setTimeout(r, 2_000));
+      children[killed] = launches.get(killed)!();
+      cpuStart[killed] = 0;
+    }
     const p = await sim.progress();
     const replayedFrames = plan.replayedCounts(p.replayed).frames;
     log(
@@ -481,13 +504,13 @@ try {
   }
   await sim.pause();
   // Cores each process used while the simulator replayed (2 here, shared by all of them).
-  const cores = (pid: number | undefined, from: number) =>
-    (cpuSeconds(pid) - from) / ((Date.now() - start) / 1000);
+  const cores = (pid: number | undefined, from: number, carry = 0) =>
+    (cpuSeconds(pid) - from + carry) / ((Date.now() - start) / 1000);
   // A process that died has no /proc entry left to read: its cores are unknown (NaN, shown as "died").
   const cpuUsed = Object.fromEntries(
     Object.entries(children).map(([k, c]) => [
       k,
-      c.exitCode === null && c.signalCode === null ? cores(c.pid, cpuStart[k]!) : NaN,
+      c.exitCode === null && c.signalCode === null ? cores(c.pid, cpuStart[k]!, cpuCarry[k]) : NaN,
     ]),
   );
   const simCores = cores(sim.pid, simCpuStart);
@@ -533,10 +556,18 @@ try {
   });
   let windowCount = 0;
   let withoutSignal = 0;
+  /** Windows stored more than once (per symbol and interval, the start times seen). */
+  const windowStarts = new Map<string, Set<number>>();
+  let windowsTwice = 0;
   await readAll(bus, STREAMS.window, "md.window.binance.>", (_subject, data) => {
     const d = Window.decode(data);
     windowCount++;
-    if (signalKeys.get(`${d.symbol}:${d.interval}`)?.has(d.startTimeMs) !== true) withoutSignal++;
+    const k = `${d.symbol}:${d.interval}`;
+    let starts = windowStarts.get(k);
+    if (starts === undefined) windowStarts.set(k, (starts = new Set<number>()));
+    if (starts.has(d.startTimeMs)) windowsTwice++;
+    starts.add(d.startTimeMs);
+    if (signalKeys.get(k)?.has(d.startTimeMs) !== true) withoutSignal++;
   });
   let twice = 0;
   for (const byStart of signalKeys.values()) for (const n of byStart.values()) if (n > 1) twice++;
@@ -572,14 +603,18 @@ try {
   });
   const memOk = memory.every((m) => m.max < 200 && m.last <= m.first * 1.25 + 10);
   failed =
-    trades.missing + trades.duplicated + diffs.duplicated > 0 || twice > 0 || withoutSignal > 0 || !memOk;
+    trades.missing + trades.duplicated + diffs.duplicated > 0 ||
+    twice > 0 ||
+    windowsTwice > 0 ||
+    withoutSignal > 0 ||
+    !memOk;
   simPeakMb = Math.max(simPeakMb, peakRssMb(sim.pid));
   const soakPeakMb = process.resourceUsage().maxRSS / 1024;
   const perSymbolDiffs = replayed.diffs / plan.symbols.length;
   report.push(
     `# Soak ${new Date().toISOString().slice(0, 16)}Z: ${minutes} min, ${plan.symbols.length} symbols${normalizers > 1 ? `, ${normalizers} normalizer partitions` : ""}`,
     "",
-    `Faults: ${drops} WebSocket connections dropped, NATS stopped for 3 s once, one LLM call in five answered 500.`,
+    `Faults: ${drops} WebSocket connections dropped, NATS stopped for 3 s once, ${killedAt === undefined ? "no normalizer killed (the run ended first)" : `${killed} killed with SIGKILL ${((killedAt - start) / 1000).toFixed(0)} s in and started again`}, one LLM call in five answered 500.`,
     "",
     `Replay: ${copies} copies of the ${durationS.toFixed(0)} s BTCUSDT recording (trades and diffs every 100 ms), ` +
       `its time ×${(1 / compress).toFixed(3)} to fill ${minutes} min, snapshots of ${snapshotLimit} levels a side: planned ${fmt(plan.plannedFrameRate)} frames/s, ` +
@@ -592,6 +627,7 @@ try {
     "|---|---:|---:|---:|",
     `| trades in MD_RAW | ${trades.expected} | ${trades.missing} | ${trades.duplicated} |`,
     `| diffs in MD_RAW | ${diffs.expected} | ${diffs.missing} | ${diffs.duplicated} |`,
+    `| windows in MD_WINDOW (as stored; none expected twice) | ${windowCount} | - | ${windowsTwice} |`,
     `| signals for closed windows | ${windowCount} | ${withoutSignal} | ${twice} |`,
     "",
     "| service | RSS first minute (MB) | RSS last minute (MB) | RSS max (MB) | V8 heap used | V8 heap committed | external (Buffers) | CPU (cores) | book levels |",
