@@ -24,7 +24,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { connectBus, type Bus } from "@l2flow/bus";
-import { Signal, STREAMS, Window } from "@l2flow/contracts";
+import { intervalMs, Signal, STREAMS, Window } from "@l2flow/contracts";
 import { readRecording, type Recording } from "@l2flow/recording";
 import { fixtures, startFakeLlm, startTestNats } from "@l2flow/testkit";
 import {
@@ -575,7 +575,7 @@ try {
   // the BTCUSDT recording trades several times a second, so any is suspect).
   let windowHoles = 0;
   for (const [k, starts] of windowStarts) {
-    const step = k.endsWith(":1s") ? 1_000 : 60_000;
+    const step = intervalMs(k.slice(k.lastIndexOf(":") + 1));
     const sorted = [...starts].sort((a, b) => a - b);
     for (let i = 1; i < sorted.length; i++) windowHoles += (sorted[i]! - sorted[i - 1]!) / step - 1;
   }

@@ -87,11 +87,6 @@ export class SymbolWorker {
   #writing = false;
   #lastCheckpointAt = Date.now();
   #checkpointSeq = 0;
-  /**
-   * Set after loading a checkpoint whose buffered diffs were left out: the checkpoint's position, up to
-   * which raw messages go back into the buffer instead of being skipped.
-   */
-  #refillUntil: number | undefined;
   #lastMessageAt = Date.now();
   #idleClosed = true;
   #sawDepth = false;
@@ -172,7 +167,6 @@ export class SymbolWorker {
     if (cp === undefined) return 0;
     this.#seq = cp.seq;
     this.#checkpointSeq = cp.seq;
-    if (this.#proc.refillFrom !== undefined) this.#refillUntil = cp.seq;
     // The checkpoint may hold open windows: they close on the idle timeout once the normalizer is
     // caught up, even if nothing more of this symbol ever comes.
     this.#idleClosed = false;
@@ -203,12 +197,14 @@ export class SymbolWorker {
   /** Handles one raw message of this symbol (`kind` is its subject's kind token), in stream order. */
   handle(msg: JsMsg, kind: string): void {
     if (this.#stopped) return;
+    // A checkpoint that left out its buffered diffs is refilled from the messages up to its position
+    // (`#seq` until the first message after it): those go back into the buffer instead of being skipped.
+    const refilling = this.#proc.refillFrom !== undefined;
     if (msg.seq <= this.#seq) {
-      // Already in the restored state, but for diffs the checkpoint left out of its buffer.
-      if (this.#refillUntil !== undefined) this.#proc.refill(kind, msg.data, msg.seq);
+      if (refilling) this.#proc.refill(kind, msg.data, msg.seq);
       return;
     }
-    if (this.#refillUntil !== undefined) this.#endRefill();
+    if (refilling) this.#endRefill();
     const { m, position } = this.#c;
     const recvNs = msg.headers?.get(HEADERS.receiveNs);
     const receiveTimeUs =
@@ -263,7 +259,6 @@ export class SymbolWorker {
 
   /** Every message up to the checkpoint's position has been read: the buffer is whole again. */
   #endRefill(): void {
-    this.#refillUntil = undefined;
     if (!this.#proc.endRefill())
       this.#c.logger.warn(
         { symbol: this.symbol },
@@ -274,7 +269,7 @@ export class SymbolWorker {
   /** Periodic work: idle close, snapshots wanted, the book in KV, checkpoints. */
   tick(now: number): void {
     if (this.#stopped) return;
-    if (this.#refillUntil !== undefined && this.#c.position.seq >= this.#refillUntil) this.#endRefill();
+    if (this.#proc.refillFrom !== undefined && this.#c.position.seq >= this.#seq) this.#endRefill();
     if (this.#c.position.caughtUp) {
       if (!this.#idleClosed && now - this.#lastMessageAt >= this.#c.idleTimeoutMs) {
         this.#idleClosed = true;
