@@ -12,8 +12,9 @@
  * objects were most of its memory (a BTCUSDT book of 3405 levels: 416 KB with strings, 215 KB
  * without). Nothing is rounded on the way out: a level goes without its strings only when both are
  * canonical decimals (see `parseDecimal`) with the side's numbers of decimals, and for those
- * `toFixed(decimals)` of the double gives back the very string the exchange sent. Other levels keep their strings. Levels near the top, read after every update, keep
- * `Level` objects, so reading the top N mostly allocates only the array that holds them.
+ * `toFixed(decimals)` of the double gives back the very string the exchange sent. Other levels keep
+ * their strings. Levels near the top, read after every update, keep `Level` objects, so reading the top
+ * N mostly allocates only the array that holds them.
  */
 
 /** One level as the exchange wrote it. Level objects are immutable and may be shared between reads. */
