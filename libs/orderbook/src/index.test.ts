@@ -371,6 +371,39 @@ describe("OrderBook against a plain reference", () => {
     }
   });
 
+  it("keeps every level's strings through splits, merges, trims and sweeps, with odd strings mixed in", () => {
+    // Levels without strings and levels that must keep them (non-canonical) share blocks; moving them
+    // between blocks (split, merge, trim) must move the strings with them and leave no stale ones.
+    let seed = 17;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const book = new OrderBook();
+    let ref = new Reference();
+    for (let step = 0; step < 12_000; step++) {
+      const side = rnd() < 0.5 ? "bid" : "ask";
+      const tick = Math.floor(rnd() ** 2 * 400);
+      const value = side === "bid" ? 399.99 - tick / 100 : 400 + tick / 100;
+      const price = rnd() < 0.1 ? `0${value.toFixed(3)}` : value.toFixed(2);
+      const qty = rnd() < 0.4 ? "0.000" : rnd() < 0.1 ? `${(rnd() * 9).toFixed(5)}` : (rnd() * 9).toFixed(3);
+      book.setLevel(side, price, qty);
+      ref.set(side, price, qty);
+      if (step % 1_000 === 999) {
+        // Trim both to the same depth; the reference keeps its best `max` levels.
+        const max = 20 + Math.floor(rnd() * 150);
+        book.trimTo(max);
+        const trimmed = new Reference();
+        for (const s of ["bid", "ask"] as const)
+          for (const l of ref.top(s, max)) trimmed.set(s, l.price, l.quantity);
+        ref = trimmed;
+      }
+      if (step % 250 === 0 || step % 1_000 === 999) {
+        expect(book.toSnapshot().bids).toEqual(ref.top("bid", 1e6).map((l) => [l.price, l.quantity]));
+        expect(book.toSnapshot().asks).toEqual(ref.top("ask", 1e6).map((l) => [l.price, l.quantity]));
+        expect(book.topBids(30)).toEqual(ref.top("bid", 30));
+        expect(book.bestAskQuantity()).toBe(Number(ref.top("ask", 1)[0]?.quantity ?? 0));
+      }
+    }
+  });
+
   it("applyRefresh replaces the levels within the snapshot's range and keeps those beyond it", () => {
     for (const seed of [3, 5, 8]) {
       const { book, ref, rnd } = randomBook(seed);

@@ -7,14 +7,15 @@
  * double, and the distinct prices an exchange quotes (≤ 15 significant digits) give distinct doubles,
  * so comparing doubles orders levels exactly.
  *
- * Below the top, a level is kept as its quantity (a number) beside its price key rather than as the
- * exchange's strings: a busy book holds thousands of levels that nobody reads, and their strings and
- * objects were most of its memory (a BTCUSDT book of 3405 levels: 416 KB with strings, 215 KB
- * without). Nothing is rounded on the way out: a level goes without its strings only when both are
- * canonical decimals (see `parseDecimal`) with the side's numbers of decimals, and for those
- * `toFixed(decimals)` of the double gives back the very string the exchange sent. Other levels keep
- * their strings. Levels near the top, read after every update, keep `Level` objects, so reading the top
- * N mostly allocates only the array that holds them.
+ * A level is its price key and its quantity, unboxed in a block's two packed arrays of doubles, and
+ * below the top nothing else: a busy book holds thousands of levels that nobody reads, and their strings
+ * and objects were most of its memory (a BTCUSDT book of 3405 levels: 416 KB with strings, 215 KB
+ * with boxed quantities instead, ~20 % less again with unboxed ones). Nothing is rounded on the way
+ * out: a level goes without its strings only when both are canonical decimals (see `parseDecimal`)
+ * with the side's numbers of decimals, and for those `toFixed(decimals)` of the double gives back the
+ * very string the exchange sent. Other levels keep their strings. Levels near the top, read after every
+ * update, keep `Level` objects, so reading the top N mostly allocates only the array that holds them;
+ * their quantity is parsed only when a sum needs it.
  */
 
 /** One level as the exchange wrote it. Level objects are immutable and may be shared between reads. */
@@ -117,14 +118,8 @@ const NEAR_TOP_BLOCKS = 2;
 /** Every this many writes, one block below the top ones drops the strings it can format again. */
 const SWEEP_EVERY = 256;
 
-/** Placeholder in unused block slots (keeps the arrays packed). */
+/** In a block's `strings`, a slot whose level has no strings kept (its key and quantity give them back). */
 const NO_LEVEL: Level = Object.freeze({ price: "", quantity: "" });
-
-/**
- * A level in a block: its strings, or just its quantity when the strings are canonical with the side's
- * decimals (the price is the key).
- */
-type Stored = Level | number;
 
 /** A packed array of `BLOCK` doubles (V8 stores them unboxed, inline in the array). */
 function doubles(): number[] {
@@ -133,11 +128,48 @@ function doubles(): number[] {
   return a;
 }
 
-/** A run of up to `BLOCK` consecutive levels of one side, keys ascending. */
+/** `BLOCK` slots of `NO_LEVEL` (pushed, so the array is packed like every other one). */
+function noStrings(): Level[] {
+  const a: Level[] = [];
+  for (let i = 0; i < BLOCK; i++) a.push(NO_LEVEL);
+  return a;
+}
+
+/**
+ * A run of up to `BLOCK` consecutive levels of one side, keys ascending. A level is its key and its
+ * quantity, unboxed in two packed arrays of doubles (16 bytes a level), plus its strings in `strings`
+ * where they are kept; a block that keeps none has no `strings` array at all. Unused slots of
+ * `strings` hold `NO_LEVEL`. A quantity is NaN while only its kept string has it (written near the top:
+ * parsed when a sum needs it, stored when a sweep drops the strings).
+ */
 class Block {
   readonly keys: number[] = doubles();
-  readonly levels: Stored[] = new Array<Stored>(BLOCK).fill(NO_LEVEL);
+  readonly quantities: number[] = doubles();
+  strings: Level[] | undefined = undefined;
   n = 0;
+}
+
+/** Slot `j`'s quantity as a number (NaN in `quantities` means "parse the kept string"). */
+function quantityAt(block: Block, j: number): number {
+  const q = block.quantities[j]!;
+  return q === q ? q : parseDecimal(block.strings![j]!.quantity);
+}
+
+/** `block.strings`, created when the block had none. */
+function stringsOf(block: Block): Level[] {
+  return block.strings ?? (block.strings = noStrings());
+}
+
+/** Moves slot `from` of `src` to slot `to` of `dst` (keys, quantities and any strings). */
+function moveSlot(src: Block, from: number, dst: Block, to: number): void {
+  dst.keys[to] = src.keys[from]!;
+  dst.quantities[to] = src.quantities[from]!;
+  const s = src.strings;
+  if (s !== undefined) {
+    const l = s[from]!;
+    if (l !== NO_LEVEL) stringsOf(dst)[to] = l;
+    else if (dst.strings !== undefined) dst.strings[to] = NO_LEVEL;
+  } else if (dst.strings !== undefined) dst.strings[to] = NO_LEVEL;
 }
 
 /**
@@ -156,7 +188,7 @@ class Side {
   length = 0;
   /**
    * Decimals of this side's canonical prices and quantities, from its first canonical level (-1 until
-   * then). Fixed for the side's life: levels stored as a number are formatted with them.
+   * then). Fixed for the side's life: levels without strings are formatted with them.
    */
   #priceDecimals = -1;
   #quantityDecimals = -1;
@@ -166,7 +198,7 @@ class Side {
   /** +1 for bids, -1 for asks. */
   constructor(readonly sign: 1 | -1) {}
 
-  /** True when a level parsed with these decimals can be stored as its quantity alone. */
+  /** True when a level parsed with these decimals can go without its strings. */
   #compact(priceDecimals: number, quantityDecimals: number): boolean {
     if (priceDecimals < 0 || quantityDecimals < 0) return false;
     if (this.#priceDecimals < 0) {
@@ -177,20 +209,26 @@ class Side {
     return priceDecimals === this.#priceDecimals && quantityDecimals === this.#quantityDecimals;
   }
 
-  /** Entry `j` of `block`, stored as a number, as strings; kept in the block when `keep`. */
-  #format(block: Block, j: number, keep: boolean): Level {
+  /** Slot `j` of `block` as strings: the kept ones, or formatted (and then kept when `keep`). */
+  #level(block: Block, j: number, keep: boolean): Level {
+    const s = block.strings;
+    if (s !== undefined) {
+      const l = s[j]!;
+      if (l !== NO_LEVEL) return l;
+    }
     const level: Level = {
       price: formatDecimal(block.keys[j]! * this.sign, this.#priceDecimals),
-      quantity: formatDecimal(block.levels[j] as number, this.#quantityDecimals),
+      quantity: formatDecimal(block.quantities[j]!, this.#quantityDecimals),
     };
-    if (keep) block.levels[j] = level;
+    if (keep) stringsOf(block)[j] = level;
     return level;
   }
 
   /**
    * Strings kept near the top (written there, or formatted for a read) stay with their level when the
    * price moves away. One block per sweep, round the side from the worst, drops those it can format
-   * again, so a book that trends keeps strings only near its top.
+   * again (and the block's `strings` when none is left), so a book that trends keeps strings only near
+   * its top.
    */
   #sweep(): void {
     this.#writes = 0;
@@ -200,15 +238,20 @@ class Side {
       return;
     }
     const block = blocks[this.#sweepAt++]!;
-    const levels = block.levels;
+    const s = block.strings;
+    if (s === undefined) return;
+    let kept = 0;
     for (let j = 0; j < block.n; j++) {
-      const l = levels[j]!;
-      if (typeof l === "number") continue;
+      const l = s[j]!;
+      if (l === NO_LEVEL) continue;
       parseDecimal(l.price);
       const priceDecimals = parsedDecimals;
       const quantity = parseDecimal(l.quantity);
-      if (this.#compact(priceDecimals, parsedDecimals)) levels[j] = quantity;
+      block.quantities[j] = quantity;
+      if (this.#compact(priceDecimals, parsedDecimals)) s[j] = NO_LEVEL;
+      else kept++;
     }
+    if (kept === 0) block.strings = undefined;
   }
 
   clear(): void {
@@ -235,63 +278,72 @@ class Side {
   set(priceText: string, qtyText: string): void {
     const key = parseDecimal(priceText) * this.sign;
     const priceDecimals = parsedDecimals;
-    const zero = isZeroQuantity(qtyText);
-    if (this.blocks.length === 0) {
-      if (!zero) this.#insertFirst(key, { price: priceText, quantity: qtyText });
+    if (isZeroQuantity(qtyText)) {
+      if (this.blocks.length === 0) return;
+      const b = this.#blockFor(key);
+      const block = this.blocks[b]!;
+      const i = this.#slotFor(block, key);
+      if (i < block.n && block.keys[i] === key) this.#remove(b, block, i);
       return;
     }
+    if (this.blocks.length === 0) {
+      this.#insertFirst(key, { price: priceText, quantity: qtyText });
+      return;
+    }
+    if (++this.#writes === SWEEP_EVERY) this.#sweep();
     const b = this.#blockFor(key);
     const block = this.blocks[b]!;
+    const i = this.#slotFor(block, key);
+    // Near the top the strings are kept (they are read soon) and the quantity is parsed only when a
+    // sum needs it; deeper, the quantity is parsed and the strings kept only when the numbers could not
+    // give them back.
+    let quantity = NaN;
+    let level = NO_LEVEL;
+    if (b >= this.blocks.length - NEAR_TOP_BLOCKS) level = { price: priceText, quantity: qtyText };
+    else {
+      quantity = parseDecimal(qtyText);
+      if (!this.#compact(priceDecimals, parsedDecimals)) level = { price: priceText, quantity: qtyText };
+    }
+    if (i < block.n && block.keys[i] === key) {
+      block.quantities[i] = quantity;
+      if (level !== NO_LEVEL) stringsOf(block)[i] = level;
+      else if (block.strings !== undefined) block.strings[i] = NO_LEVEL;
+    } else this.#insert(b, block, i, key, quantity, level);
+  }
+
+  /** The slot of `key` in `block`, or where it would go. */
+  #slotFor(block: Block, key: number): number {
     const keys = block.keys;
-    const n = block.n;
     let i = 0;
-    let hi = n;
+    let hi = block.n;
     while (i < hi) {
       const mid = (i + hi) >>> 1;
       if (keys[mid]! < key) i = mid + 1;
       else hi = mid;
     }
-    const found = i < n && keys[i] === key;
-    if (zero) {
-      if (found) this.#remove(b, block, i);
-      return;
-    }
-    if (++this.#writes === SWEEP_EVERY) this.#sweep();
-    let level: Stored;
-    if (b >= this.blocks.length - NEAR_TOP_BLOCKS) level = { price: priceText, quantity: qtyText };
-    else {
-      // Deeper, the level goes without its strings when its number can give them back.
-      const quantity = parseDecimal(qtyText);
-      level = this.#compact(priceDecimals, parsedDecimals)
-        ? quantity
-        : { price: priceText, quantity: qtyText };
-    }
-    if (found) block.levels[i] = level;
-    else this.#insert(b, block, i, key, level);
+    return i;
   }
 
   #insertFirst(key: number, level: Level): void {
     const block = new Block();
     block.keys[0] = key;
-    block.levels[0] = level;
+    block.quantities[0] = NaN;
+    stringsOf(block)[0] = level;
     block.n = 1;
     this.blocks.push(block);
     this.firsts.push(key);
     this.length = 1;
   }
 
-  #insert(b: number, block: Block, i: number, key: number, level: Stored): void {
+  #insert(b: number, block: Block, i: number, key: number, quantity: number, level: Level): void {
     let target = block;
     let at = i;
     if (block.n === BLOCK) {
       // Split: the upper half moves to a new block right after this one.
       const upper = new Block();
       const half = BLOCK >>> 1;
-      for (let j = half; j < BLOCK; j++) {
-        upper.keys[j - half] = block.keys[j]!;
-        upper.levels[j - half] = block.levels[j]!;
-        block.levels[j] = NO_LEVEL;
-      }
+      for (let j = half; j < BLOCK; j++) moveSlot(block, j, upper, j - half);
+      if (block.strings !== undefined) for (let j = half; j < BLOCK; j++) block.strings[j] = NO_LEVEL;
       upper.n = BLOCK - half;
       block.n = half;
       this.blocks.splice(b + 1, 0, upper);
@@ -303,13 +355,19 @@ class Side {
       }
     }
     const keys = target.keys;
-    const levels = target.levels;
+    const quantities = target.quantities;
+    if (level !== NO_LEVEL) stringsOf(target);
+    const strings = target.strings;
     for (let j = target.n; j > at; j--) {
       keys[j] = keys[j - 1]!;
-      levels[j] = levels[j - 1]!;
+      quantities[j] = quantities[j - 1]!;
     }
     keys[at] = key;
-    levels[at] = level;
+    quantities[at] = quantity;
+    if (strings !== undefined) {
+      for (let j = target.n; j > at; j--) strings[j] = strings[j - 1]!;
+      strings[at] = level;
+    }
     if (at === 0) this.firsts[b] = key;
     target.n++;
     this.length++;
@@ -317,13 +375,17 @@ class Side {
 
   #remove(b: number, block: Block, i: number): void {
     const keys = block.keys;
-    const levels = block.levels;
+    const quantities = block.quantities;
     const n = block.n - 1;
     for (let j = i; j < n; j++) {
       keys[j] = keys[j + 1]!;
-      levels[j] = levels[j + 1]!;
+      quantities[j] = quantities[j + 1]!;
     }
-    levels[n] = NO_LEVEL;
+    const strings = block.strings;
+    if (strings !== undefined) {
+      for (let j = i; j < n; j++) strings[j] = strings[j + 1]!;
+      strings[n] = NO_LEVEL;
+    }
     block.n = n;
     this.length--;
     if (n === 0) {
@@ -351,10 +413,7 @@ class Side {
   #merge(b: number): void {
     const low = this.blocks[b]!;
     const high = this.blocks[b + 1]!;
-    for (let j = 0; j < high.n; j++) {
-      low.keys[low.n + j] = high.keys[j]!;
-      low.levels[low.n + j] = high.levels[j]!;
-    }
+    for (let j = 0; j < high.n; j++) moveSlot(high, j, low, low.n + j);
     low.n += high.n;
     this.blocks.splice(b + 1, 1);
     this.firsts.splice(b + 1, 1);
@@ -397,8 +456,9 @@ class Side {
       const p = kept[i]!;
       if (block === undefined || block.n === LOAD_FILL) blocks.push((block = new Block()));
       block.keys[block.n] = p.key;
-      block.levels[block.n++] =
-        p.compact && i < nearTop ? p.quantity : { price: p.raw[0], quantity: p.raw[1] };
+      block.quantities[block.n] = p.quantity;
+      if (!p.compact || i >= nearTop) stringsOf(block)[block.n] = { price: p.raw[0], quantity: p.raw[1] };
+      block.n++;
     }
     this.blocks = blocks;
     this.firsts = blocks.map((x) => x.keys[0]!);
@@ -420,8 +480,7 @@ class Side {
     const kept: RawLevel[] = [];
     for (const block of this.blocks)
       for (let j = 0; j < block.n && block.keys[j]! < worst; j++) {
-        const l = block.levels[j]!;
-        const level = typeof l === "number" ? this.#format(block, j, false) : l;
+        const level = this.#level(block, j, false);
         kept.push([level.price, level.quantity]);
       }
     this.load(kept.length === 0 ? raw : kept.concat(raw));
@@ -441,11 +500,8 @@ class Side {
     const first = this.blocks[0];
     if (excess > 0 && first !== undefined) {
       const n = first.n - excess;
-      for (let j = 0; j < n; j++) {
-        first.keys[j] = first.keys[j + excess]!;
-        first.levels[j] = first.levels[j + excess]!;
-      }
-      for (let j = n; j < first.n; j++) first.levels[j] = NO_LEVEL;
+      for (let j = 0; j < n; j++) moveSlot(first, j + excess, first, j);
+      if (first.strings !== undefined) for (let j = n; j < first.n; j++) first.strings[j] = NO_LEVEL;
       first.n = n;
       this.firsts[0] = first.keys[0]!;
     }
@@ -456,9 +512,7 @@ class Side {
   /** The best level, undefined when empty. */
   best(): Level | undefined {
     const block = this.blocks[this.blocks.length - 1];
-    if (block === undefined) return undefined;
-    const l = block.levels[block.n - 1]!;
-    return typeof l === "number" ? this.#format(block, block.n - 1, true) : l;
+    return block === undefined ? undefined : this.#level(block, block.n - 1, true);
   }
 
   /** The best price as a number, NaN when empty. */
@@ -470,9 +524,7 @@ class Side {
   /** The quantity at the best price as a number, 0 when empty. */
   bestQuantity(): number {
     const block = this.blocks[this.blocks.length - 1];
-    if (block === undefined) return 0;
-    const l = block.levels[block.n - 1]!;
-    return typeof l === "number" ? l : parseDecimal(l.quantity);
+    return block === undefined ? 0 : quantityAt(block, block.n - 1);
   }
 
   /**
@@ -486,10 +538,10 @@ class Side {
     let o = 0;
     for (let b = blocks.length - 1; o < k; b--) {
       const block = blocks[b]!;
-      const levels = block.levels;
+      const strings = block.strings;
       for (let j = block.n - 1; j >= 0 && o < k; j--) {
-        const l = levels[j]!;
-        out[o++] = typeof l === "number" ? this.#format(block, j, keep) : l;
+        const l = strings === undefined ? NO_LEVEL : strings[j]!;
+        out[o++] = l !== NO_LEVEL ? l : this.#level(block, j, keep);
       }
     }
     return out;
@@ -511,8 +563,7 @@ class Side {
         const key = block.keys[j]!;
         while (k < limits.length && key < limits[k]!) out[k++] = sum;
         if (k === limits.length) break;
-        const l = block.levels[j]!;
-        sum += typeof l === "number" ? l : parseDecimal(l.quantity);
+        sum += quantityAt(block, j);
       }
     }
     while (k < limits.length) out[k++] = sum;
@@ -531,8 +582,7 @@ class Side {
       const block = blocks[b]!;
       for (let j = block.n - 1; j >= 0; j--) {
         if (seen++ >= count || block.keys[j]! < limit) return sum;
-        const l = block.levels[j]!;
-        sum += typeof l === "number" ? l : parseDecimal(l.quantity);
+        sum += quantityAt(block, j);
       }
     }
     return sum;
