@@ -42,6 +42,12 @@ const schema = z.object({
    * wait (minutes for hundreds of symbols under the request-weight limit); 300 is 30 s of 100 ms diffs.
    */
   MAX_BUFFERED_DIFFS: env.positiveInt(300),
+  /**
+   * Most MD_RAW messages a restart re-reads to give a checkpointed symbol that waits for its snapshot
+   * its buffered diffs back (its partition reads from the first of them). Further back, they are given
+   * up: the symbol then takes a snapshot newer than them, asking for one if it must.
+   */
+  MAX_REFILL_MESSAGES: env.positiveInt(1_000_000),
   /** Names this normalizer's checkpoints (`<name>.binance.<SYMBOL>` in KV md_state). */
   NORMALIZER_NAME: z
     .string()

@@ -146,6 +146,7 @@ export async function startNormalizer(
       checkpointIntervalMs: config.CHECKPOINT_INTERVAL_MS,
       idleTimeoutMs: config.WINDOW_IDLE_TIMEOUT_MS,
       resyncTimeoutMs: config.RESYNC_REQUEST_TIMEOUT_MS,
+      maxRefillMessages: config.MAX_REFILL_MESSAGES,
       logger,
       limiter,
       m,

@@ -37,6 +37,8 @@ export interface WorkerContext {
   readonly checkpointIntervalMs: number;
   readonly idleTimeoutMs: number;
   readonly resyncTimeoutMs: number;
+  /** A checkpoint's buffered diffs further back in MD_RAW than this many messages are not re-read. */
+  readonly maxRefillMessages: number;
   /** Ask for a snapshot that corrects each in-sync book this often (0 = never). */
   readonly refreshIntervalMs: number;
   readonly logger: Logger;
@@ -167,6 +169,16 @@ export class SymbolWorker {
     if (cp === undefined) return 0;
     this.#seq = cp.seq;
     this.#checkpointSeq = cp.seq;
+    const from = this.#proc.refillFrom;
+    if (from !== undefined && cp.seq + 1 - from > this.#c.maxRefillMessages) {
+      // The whole partition would re-read from there; without those diffs the symbol only needs a
+      // snapshot newer than them (the one it waits for may be, or it asks for another).
+      this.#proc.endRefill();
+      this.#c.logger.warn(
+        { symbol: this.symbol, fromSeq: from, seq: cp.seq, maxRefillMessages: this.#c.maxRefillMessages },
+        "the checkpoint's buffered diffs start too far back in MD_RAW to re-read; given up, the symbol waits for a newer snapshot",
+      );
+    }
     // The checkpoint may hold open windows: they close on the idle timeout once the normalizer is
     // caught up, even if nothing more of this symbol ever comes.
     this.#idleClosed = false;

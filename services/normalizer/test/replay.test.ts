@@ -270,9 +270,12 @@ describe("normalizer over the recordings", () => {
     }
   });
 
-  it("checkpoints a book waiting for its snapshot without its buffered diffs, and after a restart bridges it exactly as an uninterrupted run", async () => {
-    // MD_RAW first holds the 10-symbol recording and BTCUSDT up to its snapshot: BTCUSDT's diffs wait
-    // in the buffer. The checkpoint must keep where they start in MD_RAW, not the diffs.
+  /**
+   * MD_RAW holds the 10-symbol recording and BTCUSDT up to its snapshot, so BTCUSDT's diffs wait in the
+   * buffer; a normalizer runs over it and stops, leaving its checkpoints. The rest of BTCUSDT is then
+   * published.
+   */
+  async function checkpointWhileWaiting() {
     const at = btc.events.findIndex((e) => e.type === "snapshot");
     const waiting = btc.events
       .slice(0, at)
@@ -284,34 +287,84 @@ describe("normalizer over the recordings", () => {
       loadConfig({ ...ENV, NATS_URL: nats.url, WINDOW_IDLE_TIMEOUT_MS: "600000" }),
       { logger: captureLogs().logger },
     );
-    let second: NormalizerService | undefined;
     try {
       await settled(bus);
       expect(await metric(first.opsUrl, "l2flow_normalizer_buffered_diffs")).toBe(waiting);
+    } finally {
       await first.close();
-      const kv = await openKv(bus, BUCKETS.state);
-      const entry = await kv.get("normalizer.binance.BTCUSDT");
-      const cp = entry!.json<{
-        seq: number;
-        state: {
-          sync: { synced: boolean; buffer: unknown[]; bufferRange: { fromTag: number; count: number } };
-        };
-      }>();
+    }
+    const kv = await openKv(bus, BUCKETS.state);
+    const entry = await kv.get("normalizer.binance.BTCUSDT");
+    const cp = entry!.json<{
+      seq: number;
+      state: {
+        sync: { synced: boolean; buffer: unknown[]; bufferRange: { fromTag: number; count: number } };
+      };
+    }>();
+    await publishRecording(bus, { ...btc, events: btc.events.slice(at) });
+    return { nats, bus, waiting, cp, bytes: entry!.value.length };
+  }
+
+  it("checkpoints a book waiting for its snapshot without its buffered diffs, and after a restart bridges it exactly as an uninterrupted run", async () => {
+    // The checkpoint must keep where the buffered diffs start in MD_RAW, not the diffs.
+    const { nats, bus, waiting, cp, bytes } = await checkpointWhileWaiting();
+    let second: NormalizerService | undefined;
+    try {
       expect(cp.state.sync.synced).toBe(false);
       expect(cp.state.sync.buffer).toEqual([]);
       expect(cp.state.sync.bufferRange.count).toBe(waiting);
       expect(cp.state.sync.bufferRange.fromTag).toBeLessThan(cp.seq);
-      expect(entry!.value.length).toBeLessThan(4_000);
+      expect(bytes).toBeLessThan(4_000);
 
-      await publishRecording(bus, { ...btc, events: btc.events.slice(at) });
       const { lines, logger } = captureLogs();
       second = await startNormalizer(loadConfig({ ...ENV, NATS_URL: nats.url }), { logger });
       await settled(bus, 2_000);
       expectSameOutputs(await outputs(bus), reference.outputs);
-      expect(lines.filter((l) => l.includes("no longer holds every diff"))).toEqual([]);
+      expect(
+        lines.filter((l) => l.includes("no longer holds every diff") || l.includes("too far back")),
+      ).toEqual([]);
     } finally {
-      await first.close();
       await second?.close();
+      await bus.close();
+      await nats.close();
+    }
+  });
+
+  it("gives up buffered diffs further back than MAX_REFILL_MESSAGES: the symbol waits for a newer snapshot, the others are unchanged", async () => {
+    const { nats, bus, cp } = await checkpointWhileWaiting();
+    const span = cp.seq + 1 - cp.state.sync.bufferRange.fromTag;
+    expect(span).toBeGreaterThan(1);
+    const { lines, logger } = captureLogs();
+    const second = await startNormalizer(
+      loadConfig({
+        ...ENV,
+        NATS_URL: nats.url,
+        MAX_REFILL_MESSAGES: String(span - 1),
+        RESYNC_REQUEST_TIMEOUT_MS: "300",
+      }),
+      { logger },
+    );
+    try {
+      await settled(bus, 2_000);
+      expect(lines.filter((l) => l.includes("too far back") && l.includes("BTCUSDT"))).toHaveLength(1);
+      // The snapshot in MD_RAW needed one of the diffs given up: BTCUSDT asks for another (nobody
+      // answers here) and publishes no book; every other symbol's output is the reference's.
+      await waitUntil(
+        async () =>
+          (await metric(second.opsUrl, "l2flow_normalizer_resync_requests_total", 'outcome="no-answer"')) >=
+          1,
+        20_000,
+        "a resync request for BTCUSDT",
+      );
+      const got = await outputs(bus);
+      const btcBooks = (m: Map<string, string[]>) => m.get("md.book.binance.BTCUSDT")?.length ?? 0;
+      expect(btcBooks(reference.outputs)).toBeGreaterThan(0);
+      expect(btcBooks(got)).toBe(0);
+      const others = (m: Map<string, string[]>) =>
+        new Map([...m].filter(([subject]) => !subject.endsWith(".BTCUSDT")));
+      expectSameOutputs(others(got), others(reference.outputs));
+    } finally {
+      await second.close();
       await bus.close();
       await nats.close();
     }
