@@ -14,11 +14,16 @@ ARG SERVICE
 # A small young generation and a capped old one: V8 otherwise lets a service with a ~35 MB live heap
 # sit at 200-500 MB RSS (measured with the soak). 192 MB of old space leaves room for ingest's 64 MB
 # outage buffer; raise both (and OUTAGE_BUFFER_BYTES) together. Override per deployment if needed.
-# MALLOC_ARENA_MAX=2: fewer glibc malloc arenas, so memory freed after a burst (frames held through a
-# NATS outage) leaves RSS (400-symbol soak: ingest's max RSS 220-225 MB without, 193-195 MB with).
+# jemalloc instead of glibc's malloc: glibc kept the memory of a burst (frames held through a NATS
+# outage, then sent at once) in RSS for good (400-symbol soak: ingest 100 -> 143 MB at a 3 s outage);
+# jemalloc hands it back (118 -> 107 MB), and the soak's RSS stays flat.
+RUN apt-get update && apt-get install -y --no-install-recommends libjemalloc2 \
+    && rm -rf /var/lib/apt/lists/* \
+    && ln -s "$(find /usr/lib -name libjemalloc.so.2 | head -n 1)" /usr/local/lib/libjemalloc.so.2 \
+    && test -e /usr/local/lib/libjemalloc.so.2
 ENV NODE_ENV=production SERVICE=${SERVICE} \
     NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=192" \
-    MALLOC_ARENA_MAX=2
+    LD_PRELOAD=/usr/local/lib/libjemalloc.so.2
 WORKDIR /app
 COPY --from=build /app/package.json /app/package-lock.json ./
 COPY --from=build /app/libs ./libs

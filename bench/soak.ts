@@ -32,6 +32,7 @@ import {
   freePort,
   peakRssMb,
   rssMb,
+  SERVICE_ALLOCATOR,
   spawnService,
   startSimulatorProcess,
   stopAll,
@@ -623,7 +624,7 @@ try {
   report.push(
     `# Soak ${new Date().toISOString().slice(0, 16)}Z: ${minutes} min, ${plan.symbols.length} symbols${normalizers > 1 ? `, ${normalizers} normalizer partitions` : ""}`,
     "",
-    `Faults: ${drops} WebSocket connections dropped, NATS stopped for 3 s once, ${killedAt === undefined ? "no normalizer killed (the run ended first)" : `${killed} killed with SIGKILL ${((killedAt - start) / 1000).toFixed(0)} s in and started again`}, one LLM call in five answered 500.`,
+    `Faults: ${drops} WebSocket connections dropped, NATS stopped for 3 s once, ${killedAt === undefined ? "no normalizer killed (the run ended first)" : `${killed} killed with SIGKILL ${((killedAt - start) / 1000).toFixed(0)} s in and started again`}, one LLM call in five answered 500. Services' malloc: ${SERVICE_ALLOCATOR.name}.`,
     "",
     `Replay: ${copies} copies of the ${durationS.toFixed(0)} s BTCUSDT recording (trades and diffs every 100 ms), ` +
       `its time ×${(1 / compress).toFixed(3)} to fill ${minutes} min, snapshots of ${snapshotLimit} levels a side: planned ${fmt(plan.plannedFrameRate)} frames/s, ` +

@@ -196,6 +196,20 @@ try {
   else ok.push(`Dockerfile: NODE_OPTIONS ${image}, as the benchmarks run the services`);
 }
 
+// The malloc too: the image preloads jemalloc, and the benchmarks run the services with it when it is
+// installed (the soak's RSS figures depend on it).
+{
+  const docker = readFileSync(join(root, "Dockerfile"), "utf8");
+  const procs = readFileSync(join(root, "bench", "lib", "procs.ts"), "utf8");
+  if (!/libjemalloc2/.test(docker) || !/LD_PRELOAD=\/usr\/local\/lib\/libjemalloc\.so\.2/.test(docker))
+    problems.push(
+      "Dockerfile: expected libjemalloc2 installed and LD_PRELOAD=/usr/local/lib/libjemalloc.so.2",
+    );
+  else if (!/LD_PRELOAD: JEMALLOC/.test(procs))
+    problems.push("bench/lib/procs.ts: the services are not run with jemalloc as the image runs them");
+  else ok.push("Dockerfile: jemalloc preloaded, as the benchmarks run the services");
+}
+
 for (const line of ok) console.log(`ok  ${line}`);
 for (const line of skipped) console.log(`skip ${line}`);
 if (problems.length > 0) {
