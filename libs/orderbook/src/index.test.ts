@@ -1,6 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { formatDecimal, isZeroQuantity, OrderBook, parseDecimal } from "@l2flow/orderbook";
 
+/** The same pseudo-random sequence in [0, 1) for a seed on every run (a linear congruential generator). */
+function seededRandom(seed: number): () => number {
+  return () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+}
+
 describe("OrderBook", () => {
   const book = () => {
     const b = new OrderBook();
@@ -112,8 +117,7 @@ describe("parseDecimal", () => {
       "00012.500",
       "0.0000000000000000000000001",
     ];
-    let seed = 7;
-    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const rnd = seededRandom(7);
     for (let i = 0; i < 20_000; i++) {
       const decimals = Math.floor(rnd() * 9);
       samples.push((rnd() * 10 ** Math.floor(rnd() * 7)).toFixed(decimals));
@@ -144,8 +148,7 @@ describe("OrderBook against a plain reference", () => {
   }
 
   it("agrees after every one of thousands of random inserts, updates and deletes", () => {
-    let seed = 42;
-    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const rnd = seededRandom(42);
     const book = new OrderBook();
     const ref = new Reference();
     for (let step = 0; step < 6_000; step++) {
@@ -187,8 +190,7 @@ describe("OrderBook against a plain reference", () => {
   it("gives back every level's exact strings, however the exchange wrote them, deep in the book too", () => {
     // Most levels are stored as numbers and formatted when read; these strings must come back as they
     // were sent: other numbers of decimals, leading zeros, integers, exponents, more digits than 2^52.
-    let seed = 11;
-    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const rnd = seededRandom(11);
     const odd = (value: number): string => {
       const forms = [
         value.toFixed(1),
@@ -245,8 +247,7 @@ describe("OrderBook against a plain reference", () => {
   });
 
   it("formats a canonical decimal back to the same string (what storing numbers relies on)", () => {
-    let seed = 5;
-    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const rnd = seededRandom(5);
     for (let i = 0; i < 50_000; i++) {
       const decimals = 1 + Math.floor(rnd() * 12);
       // Integers of units up to 2^52, spread over every magnitude.
@@ -259,8 +260,7 @@ describe("OrderBook against a plain reference", () => {
   });
 
   it("formatDecimal is toFixed for any number, not only parsed decimals", () => {
-    let seed = 9;
-    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const rnd = seededRandom(9);
     const values = [
       0,
       -0,
@@ -339,7 +339,7 @@ describe("OrderBook against a plain reference", () => {
   });
   /** A book of random levels on both sides (several blocks each), and the same in the reference. */
   function randomBook(seed: number): { book: OrderBook; ref: Reference; rnd: () => number } {
-    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const rnd = seededRandom(seed);
     const book = new OrderBook();
     const ref = new Reference();
     for (let i = 0; i < 800; i++) {
@@ -374,8 +374,7 @@ describe("OrderBook against a plain reference", () => {
   it("keeps every level's strings through splits, merges, trims and sweeps, with odd strings mixed in", () => {
     // Levels without strings and levels that must keep them (non-canonical) share blocks; moving them
     // between blocks (split, merge, trim) must move the strings with them and leave no stale ones.
-    let seed = 17;
-    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const rnd = seededRandom(17);
     const book = new OrderBook();
     let ref = new Reference();
     for (let step = 0; step < 12_000; step++) {
@@ -396,8 +395,9 @@ describe("OrderBook against a plain reference", () => {
         ref = trimmed;
       }
       if (step % 250 === 0 || step % 1_000 === 999) {
-        expect(book.toSnapshot().bids).toEqual(ref.top("bid", 1e6).map((l) => [l.price, l.quantity]));
-        expect(book.toSnapshot().asks).toEqual(ref.top("ask", 1e6).map((l) => [l.price, l.quantity]));
+        const snapshot = book.toSnapshot();
+        expect(snapshot.bids).toEqual(ref.top("bid", 1e6).map((l) => [l.price, l.quantity]));
+        expect(snapshot.asks).toEqual(ref.top("ask", 1e6).map((l) => [l.price, l.quantity]));
         expect(book.topBids(30)).toEqual(ref.top("bid", 30));
         expect(book.bestAskQuantity()).toBe(Number(ref.top("ask", 1)[0]?.quantity ?? 0));
       }

@@ -160,16 +160,17 @@ function stringsOf(block: Block): Level[] {
   return block.strings ?? (block.strings = noStrings());
 }
 
+/** Slot `j`'s strings become `level` (`NO_LEVEL`: none); a block gets a `strings` array only for real ones. */
+function putStrings(block: Block, j: number, level: Level): void {
+  if (level !== NO_LEVEL) stringsOf(block)[j] = level;
+  else if (block.strings !== undefined) block.strings[j] = NO_LEVEL;
+}
+
 /** Moves slot `from` of `src` to slot `to` of `dst` (keys, quantities and any strings). */
 function moveSlot(src: Block, from: number, dst: Block, to: number): void {
   dst.keys[to] = src.keys[from]!;
   dst.quantities[to] = src.quantities[from]!;
-  const s = src.strings;
-  if (s !== undefined) {
-    const l = s[from]!;
-    if (l !== NO_LEVEL) stringsOf(dst)[to] = l;
-    else if (dst.strings !== undefined) dst.strings[to] = NO_LEVEL;
-  } else if (dst.strings !== undefined) dst.strings[to] = NO_LEVEL;
+  putStrings(dst, to, src.strings === undefined ? NO_LEVEL : src.strings[from]!);
 }
 
 /**
@@ -306,8 +307,7 @@ class Side {
     }
     if (i < block.n && block.keys[i] === key) {
       block.quantities[i] = quantity;
-      if (level !== NO_LEVEL) stringsOf(block)[i] = level;
-      else if (block.strings !== undefined) block.strings[i] = NO_LEVEL;
+      putStrings(block, i, level);
     } else this.#insert(b, block, i, key, quantity, level);
   }
 
