@@ -13,3 +13,4 @@ export type { KV } from "@nats-io/kv";
 export { headers } from "@nats-io/transport-node";
 export * from "./pipeline.js";
 export * from "./queue.js";
+export { WireError, type HeaderFields } from "./wire.js";

@@ -1,6 +1,7 @@
 import { createInbox, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
 import type { Bus } from "./connect.js";
 import { BusError } from "./errors.js";
+import { encodeHeaderBlock, rawProtocol, WireError, WireWriter, type HeaderFields } from "./wire.js";
 
 /** What JetStream answered for one message: where it is stored, or that its id was already stored. */
 export interface StoredAck {
@@ -20,6 +21,11 @@ export interface AckPipelineOptions {
   readonly ackTimeoutMs?: number;
   /** Called whenever room frees up after `ready` was false, so a producer can resume. */
   readonly onReady?: () => void;
+  /**
+   * Publish through nats.js's `publish()` instead of writing the protocol bytes directly. Default
+   * false; the pipeline falls back to it by itself when nats.js lacks the calls the writer uses.
+   */
+  readonly natsPublish?: boolean;
 }
 
 interface Waiting {
@@ -39,90 +45,12 @@ export class EncodedHeaders {
   readonly #bytes: Uint8Array;
   /** Keys are sent as given; values must not contain CR or LF (a `RangeError` otherwise). */
   constructor(record: Readonly<Record<string, string>>, msgId?: string) {
-    this.#bytes = encodeAscii(record, msgId) ?? encodeText(record, msgId);
+    this.#bytes = encodeHeaderBlock({ headers: record, msgId });
   }
   /** The wire form: `NATS/1.0`, one `Key: value` line per header, a blank line. */
   encode(): Uint8Array {
     return this.#bytes;
   }
-}
-
-const HEAD = "NATS/1.0\r\n";
-const MSG_ID = "Nats-Msg-Id";
-
-/**
- * The block written byte by byte when every key and value is ASCII (message ids and numbers always
- * are): one exact-size array, no intermediate string, no TextEncoder. Undefined otherwise.
- */
-function encodeAscii(
-  record: Readonly<Record<string, string>>,
-  msgId: string | undefined,
-): Uint8Array | undefined {
-  let size = HEAD.length + 2;
-  if (msgId !== undefined) size += MSG_ID.length + msgId.length + 4;
-  for (const k in record) size += k.length + record[k]!.length + 4;
-  const out = new Uint8Array(size);
-  let o = writeAscii(out, 0, HEAD);
-  if (msgId !== undefined) {
-    o = writeLine(out, o, MSG_ID, msgId);
-    if (o < 0) return undefined;
-  }
-  for (const k in record) {
-    o = writeLine(out, o, k, record[k]!);
-    if (o < 0) return undefined;
-  }
-  out[o] = 13;
-  out[o + 1] = 10;
-  return out;
-}
-
-/** Writes `key: value\r\n` at `o`; the next offset, or -1 for a character that is not ASCII. */
-function writeLine(out: Uint8Array, o: number, key: string, value: string): number {
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    if (c > 127) return -1;
-    if (c === 13 || c === 10 || c === 58 /* : */ || c === 32)
-      throw new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
-    out[o++] = c;
-  }
-  out[o++] = 58;
-  out[o++] = 32;
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c > 127) return -1;
-    if (c === 13 || c === 10) throw new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
-    out[o++] = c;
-  }
-  out[o++] = 13;
-  out[o++] = 10;
-  return o;
-}
-
-function writeAscii(out: Uint8Array, o: number, text: string): number {
-  for (let i = 0; i < text.length; i++) out[o++] = text.charCodeAt(i);
-  return o;
-}
-
-/** The block through a string and TextEncoder (any Unicode). */
-function encodeText(record: Readonly<Record<string, string>>, msgId: string | undefined): Uint8Array {
-  let text = HEAD;
-  if (msgId !== undefined) text = addHeader(text, MSG_ID, msgId);
-  for (const k in record) text = addHeader(text, k, record[k]!);
-  return encoder.encode(`${text}\r\n`);
-}
-
-/** `text` plus one `key: value` line; a `RangeError` for a key or value that would break the block. */
-function addHeader(text: string, key: string, value: string): string {
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    if (c === 13 || c === 10 || c === 58 /* : */ || c === 32)
-      throw new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
-  }
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c === 13 || c === 10) throw new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
-  }
-  return `${text}${key}: ${value}\r\n`;
 }
 
 /**
@@ -149,6 +77,8 @@ export class AckPipeline {
   readonly #sub: Subscription;
   readonly #sweep: NodeJS.Timeout;
   readonly #offConn: () => void;
+  /** Writes the protocol bytes itself; undefined with a nats.js that lacks the calls it uses. */
+  readonly #wire: WireWriter | undefined;
   #next = 1;
   #blocked = false;
   #closed = false;
@@ -158,6 +88,9 @@ export class AckPipeline {
     this.#max = options.maxInFlight ?? 16_384;
     this.#timeoutMs = options.ackTimeoutMs ?? 5_000;
     this.#onReady = options.onReady;
+    const protocol = rawProtocol(bus.nc);
+    this.#wire =
+      protocol !== undefined && options.natsPublish !== true ? new WireWriter(protocol) : undefined;
     if (!Number.isInteger(this.#max) || this.#max < 1)
       throw new RangeError(`maxInFlight must be an integer >= 1, got ${this.#max}`);
     const skip = this.#prefix.length + 1;
@@ -200,7 +133,7 @@ export class AckPipeline {
   send(
     subject: string,
     data: Uint8Array,
-    headers: MsgHdrs | EncodedHeaders | undefined,
+    headers: MsgHdrs | EncodedHeaders | HeaderFields | undefined,
     cb: AckCallback,
   ): void {
     if (this.#closed) {
@@ -213,20 +146,25 @@ export class AckPipeline {
     }
     const id = this.#next++;
     this.#waiting.set(id, { cb, sentAt: Date.now() });
+    const reply = `${this.#prefix}.${id}`;
     try {
-      this.#bus.nc.publish(subject, data, {
-        reply: `${this.#prefix}.${id}`,
-        // nats.js calls nothing but encode() on headers when publishing.
-        ...(headers !== undefined ? { headers: headers as MsgHdrs } : {}),
-      });
+      // nats.js's MsgHdrs and EncodedHeaders are encoded blocks already: nats.js calls nothing but
+      // encode() on headers when publishing.
+      const block = headers !== undefined && isEncoded(headers) ? headers.encode() : undefined;
+      const fields = headers !== undefined && !isEncoded(headers) ? (headers as HeaderFields) : undefined;
+      if (this.#wire !== undefined) this.#wire.publish(subject, reply, block ?? fields, data);
+      else {
+        const h =
+          block !== undefined ? headers : fields && new EncodedHeaders(fields.headers ?? {}, fields.msgId);
+        this.#bus.nc.publish(subject, data, { reply, ...(h !== undefined ? { headers: h as MsgHdrs } : {}) });
+      }
     } catch (err) {
       this.#waiting.delete(id);
       const message = err instanceof Error ? err.message : String(err);
+      // A message the server would refuse (size, subject, header) fails the same way every time.
+      const retryable = !(err instanceof WireError || err instanceof RangeError);
       cb(
-        new BusError("PUBLISH_FAILED", `publish to ${subject} failed: ${message}`, {
-          retryable: true,
-          cause: err,
-        }),
+        new BusError("PUBLISH_FAILED", `publish to ${subject} failed: ${message}`, { retryable, cause: err }),
         undefined,
       );
     }
@@ -307,6 +245,11 @@ export class AckPipeline {
     this.#blocked = false;
     this.#onReady?.();
   }
+}
+
+/** Headers that are an encoded block: nats.js's `MsgHdrs` (whose type hides `encode`) or `EncodedHeaders`. */
+function isEncoded(h: MsgHdrs | EncodedHeaders | HeaderFields): h is EncodedHeaders {
+  return typeof (h as Partial<EncodedHeaders>).encode === "function";
 }
 
 const ACK_HEAD = encoder.encode('{"stream":"');

@@ -1,6 +1,6 @@
 import type { Bus } from "./connect.js";
 import type { BusError } from "./errors.js";
-import { AckPipeline, EncodedHeaders } from "./pipeline.js";
+import { AckPipeline } from "./pipeline.js";
 
 /** One message bound for a stream. */
 export interface QueuedMessage {
@@ -161,8 +161,7 @@ export class PublishQueue {
     const { item } = e;
     this.#bytes -= item.data.length;
     e.attempts++;
-    const h = new EncodedHeaders(item.headers ?? {}, item.msgId);
-    this.#pipe.send(item.subject, item.data, h, (err, ack) => {
+    this.#pipe.send(item.subject, item.data, item, (err, ack) => {
       if (err === undefined) {
         this.#o.onStored?.(item, ack?.duplicate ?? false);
         item.settle?.();

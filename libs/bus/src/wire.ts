@@ -1,0 +1,272 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+
+/** Headers written with one message: any record, and the JetStream message id. */
+export interface HeaderFields {
+  readonly headers?: Readonly<Record<string, string>> | undefined;
+  readonly msgId?: string | undefined;
+}
+
+/**
+ * The part of nats.js's protocol handler the writer hands its bytes to. `publish()` ends in the
+ * same two calls (`sendCommand` queues bytes for the socket, `flushPending` writes them), but
+ * builds a protocol line string, encodes it and queues four arrays per message, which nats.js then
+ * concatenates into a freshly zeroed buffer on every flush.
+ */
+interface RawProtocol {
+  sendCommand(cmd: Uint8Array): void;
+  flushPending(): void;
+  readonly info?: { readonly max_payload?: number; readonly headers?: boolean } | undefined;
+  /** Set while the connection drains: nats.js's own publish refuses then. */
+  readonly noMorePublishing?: boolean;
+  outMsgs: number;
+  outBytes: number;
+}
+
+/** nats.js's protocol handler, or undefined when this nats.js does not have the calls used. */
+export function rawProtocol(nc: NatsConnection): RawProtocol | undefined {
+  const p = (nc as unknown as { protocol?: Partial<RawProtocol> }).protocol;
+  if (p === undefined || typeof p.sendCommand !== "function" || typeof p.flushPending !== "function")
+    return undefined;
+  return p as RawProtocol;
+}
+
+/** Why a message cannot be written; never worth sending again. */
+export class WireError extends Error {
+  override readonly name = "WireError";
+}
+
+const CHUNK_BYTES = 256 * 1024;
+/** Bytes written and not handed to nats.js beyond which they go out at once. */
+const FLUSH_BYTES = 64 * 1024;
+const HEAD = "NATS/1.0\r\n";
+const MSG_ID = "Nats-Msg-Id";
+const encoder = new TextEncoder();
+
+/**
+ * Writes `HPUB` messages for one connection straight into large reused chunks, in the wire format
+ * nats.js would write, and hands nats.js one contiguous slice per batch (everything written in the
+ * same turn of the event loop, or 64 KiB). One copy of each payload, no per-message string or
+ * array, and nats.js finds a single buffer to send, so it does not concatenate.
+ *
+ * A chunk is never written twice: each batch is the next slice of it, and a new chunk starts
+ * when the rest is too small, so a slice still waiting in the socket's queue is never overwritten.
+ */
+export class WireWriter {
+  readonly #p: RawProtocol;
+  #chunk: Buffer = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  /** Start of the bytes not yet handed over. */
+  #start = 0;
+  #pos = 0;
+  #scheduled = false;
+  readonly #flush = () => {
+    this.#scheduled = false;
+    this.flush();
+  };
+
+  constructor(protocol: RawProtocol) {
+    this.#p = protocol;
+  }
+
+  /**
+   * Queues one message; it goes out at the end of this turn of the event loop. `headers` are
+   * fields to encode, an encoded block (`NATS/1.0` … blank line), or none (a `PUB`). Throws
+   * `WireError` for a subject or size the server would refuse and `RangeError` for a header that
+   * would break the block; nothing is written then.
+   */
+  publish(
+    subject: string,
+    reply: string,
+    headers: HeaderFields | Uint8Array | undefined,
+    data: Uint8Array,
+  ): void {
+    if (this.#p.noMorePublishing === true) throw new Error("the NATS connection is draining");
+    const block = headers instanceof Uint8Array ? headers : undefined;
+    const fields = headers instanceof Uint8Array ? undefined : headers;
+    const hlen = block !== undefined ? block.length : fields !== undefined ? headerSize(fields) : -1;
+    const total = Math.max(hlen, 0) + data.length;
+    const max = this.#p.info?.max_payload;
+    if (max !== undefined && total > max)
+      throw new WireError(`message of ${total} bytes exceeds the server's max_payload of ${max}`);
+    if (hlen >= 0 && this.#p.info?.headers === false)
+      throw new WireError("the server does not accept headers");
+    // HPUB, three spaces, two numbers of at most 16 digits, CRLF, and the trailing CRLF; subjects
+    // count three bytes a character in case they are not ASCII.
+    const need = 44 + 3 * (subject.length + reply.length) + total;
+    if (this.#chunk.length - this.#pos < need) this.#grow(need);
+    const b = this.#chunk;
+    let o = hlen >= 0 ? writeAscii(b, this.#pos, "HPUB ") : writeAscii(b, this.#pos, "PUB ");
+    o = writeToken(b, o, subject, "subject");
+    b[o++] = 32;
+    o = writeToken(b, o, reply, "reply subject");
+    b[o++] = 32;
+    if (hlen >= 0) {
+      o = writeInt(b, o, hlen);
+      b[o++] = 32;
+    }
+    o = writeInt(b, o, total);
+    b[o++] = 13;
+    b[o++] = 10;
+    if (block !== undefined) {
+      b.set(block, o);
+      o += block.length;
+    } else if (fields !== undefined) {
+      const end = writeHeaders(b, o, fields, hlen);
+      if (end < 0) {
+        // Not ASCII: the rare path through a string and TextEncoder, same bytes.
+        b.set(encoder.encode(headerText(fields)), o);
+        o += hlen;
+      } else o = end;
+    }
+    b.set(data, o);
+    o += data.length;
+    b[o++] = 13;
+    b[o++] = 10;
+    this.#pos = o;
+    this.#p.outMsgs++;
+    this.#p.outBytes += total;
+    if (o - this.#start >= FLUSH_BYTES) this.flush();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(this.#flush);
+    }
+  }
+
+  /** Hands what was written to nats.js and asks it to write to the socket. */
+  flush(): void {
+    if (this.#pos === this.#start) return;
+    this.#p.sendCommand(this.#chunk.subarray(this.#start, this.#pos));
+    this.#start = this.#pos;
+    this.#p.flushPending();
+  }
+
+  /** A new chunk for a message of `need` bytes; what the old one holds goes out first, in order. */
+  #grow(need: number): void {
+    this.flush();
+    this.#chunk = Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES, need));
+    this.#start = 0;
+    this.#pos = 0;
+  }
+}
+
+/** The header block's byte length when all of it is ASCII; else its UTF-8 length. Validates it. */
+function headerSize(f: HeaderFields): number {
+  let size = HEAD.length + 2;
+  let ascii = true;
+  if (f.msgId !== undefined) {
+    checkValue(MSG_ID, f.msgId);
+    size += MSG_ID.length + f.msgId.length + 4;
+    ascii = isAscii(f.msgId);
+  }
+  const record = f.headers;
+  if (record !== undefined)
+    for (const k in record) {
+      const v = record[k]!;
+      checkKey(k);
+      checkValue(k, v);
+      size += k.length + v.length + 4;
+      if (ascii) ascii = isAscii(k) && isAscii(v);
+    }
+  return ascii ? size : encoder.encode(headerText(f)).length;
+}
+
+/** The header block of `f`, validated, in one exact-size array. */
+export function encodeHeaderBlock(f: HeaderFields): Uint8Array {
+  const size = headerSize(f);
+  const out = new Uint8Array(size);
+  return writeHeaders(out, 0, f, size) < 0 ? encoder.encode(headerText(f)) : out;
+}
+
+/** Writes the header block at `o` when it is ASCII (`hlen` bytes); -1 if it is not. */
+function writeHeaders(b: Uint8Array, o: number, f: HeaderFields, hlen: number): number {
+  const end = o + hlen;
+  let p = writeAscii(b, o, HEAD);
+  if (f.msgId !== undefined) p = writeLine(b, p, MSG_ID, f.msgId);
+  const record = f.headers;
+  if (record !== undefined) for (const k in record) if (p >= 0) p = writeLine(b, p, k, record[k]!);
+  if (p < 0) return -1;
+  b[p++] = 13;
+  b[p++] = 10;
+  return p === end ? p : -1;
+}
+
+/** The header block as text (any Unicode), as nats.js writes it. */
+function headerText(f: HeaderFields): string {
+  let text = HEAD;
+  if (f.msgId !== undefined) text += `${MSG_ID}: ${f.msgId}\r\n`;
+  const record = f.headers;
+  if (record !== undefined) for (const k in record) text += `${k}: ${record[k]!}\r\n`;
+  return `${text}\r\n`;
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 127) return false;
+  return true;
+}
+
+/** A RangeError for a key that would break the block: CR, LF, colon or space. */
+function checkKey(key: string): void {
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c === 13 || c === 10 || c === 58 || c === 32)
+      throw new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
+  }
+}
+
+/** A RangeError for a value that would break the block: CR or LF. */
+function checkValue(key: string, value: string): void {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 13 || c === 10) throw new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
+  }
+}
+
+/** `key: value\r\n` at `o` (already validated); -1 at a character that is not ASCII. */
+function writeLine(b: Uint8Array, o: number, key: string, value: string): number {
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c > 127) return -1;
+    b[o++] = c;
+  }
+  b[o++] = 58;
+  b[o++] = 32;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c > 127) return -1;
+    b[o++] = c;
+  }
+  b[o++] = 13;
+  b[o++] = 10;
+  return o;
+}
+
+function writeAscii(b: Uint8Array, o: number, text: string): number {
+  for (let i = 0; i < text.length; i++) b[o++] = text.charCodeAt(i);
+  return o;
+}
+
+/** A subject: not empty, no space or control character (the server would drop the connection). */
+function writeToken(b: Buffer, o: number, s: string, what: string): number {
+  if (s.length === 0) throw new WireError(`empty ${what}`);
+  let ascii = true;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c <= 32 || c === 127) throw new WireError(`invalid ${what} ${JSON.stringify(s)}`);
+    if (c > 127) ascii = false;
+  }
+  if (!ascii) return o + b.write(s, o, "utf8");
+  for (let i = 0; i < s.length; i++) b[o++] = s.charCodeAt(i);
+  return o;
+}
+
+function writeInt(b: Buffer, o: number, n: number): number {
+  if (n < 10) {
+    b[o] = 48 + n;
+    return o + 1;
+  }
+  const digits = n < 100 ? 2 : n < 1000 ? 3 : n < 10000 ? 4 : n < 100000 ? 5 : String(n).length;
+  for (let i = o + digits - 1; i >= o; i--) {
+    b[i] = 48 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  return o + digits;
+}
