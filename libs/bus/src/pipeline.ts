@@ -127,12 +127,12 @@ export class AckPipeline {
   }
 
   /**
-   * Publishes one message; `cb` runs exactly once. Call only when `ready` (otherwise the message fails
-   * at once with a retryable error).
+   * Publishes one message (a string is sent as UTF-8); `cb` runs exactly once. Call only when `ready`
+   * (otherwise the message fails at once with a retryable error).
    */
   send(
     subject: string,
-    data: Uint8Array,
+    data: Uint8Array | string,
     headers: MsgHdrs | EncodedHeaders | HeaderFields | undefined,
     cb: AckCallback,
   ): void {

@@ -77,13 +77,15 @@ export class WireWriter {
     subject: string,
     reply: string,
     headers: HeaderFields | Uint8Array | undefined,
-    data: Uint8Array,
+    data: Uint8Array | string,
   ): void {
     if (this.#p.noMorePublishing === true) throw new Error("the NATS connection is draining");
     const block = headers instanceof Uint8Array ? headers : undefined;
     const fields = headers instanceof Uint8Array ? undefined : headers;
     const hlen = block !== undefined ? block.length : fields !== undefined ? headerSize(fields) : -1;
-    const total = Math.max(hlen, 0) + data.length;
+    // A string (a checkpoint's JSON) is written as UTF-8 straight into the chunk: no encoded copy.
+    const size = typeof data === "string" ? Buffer.byteLength(data, "utf8") : data.length;
+    const total = Math.max(hlen, 0) + size;
     const max = this.#p.info?.max_payload;
     if (max !== undefined && total > max)
       throw new WireError(`message of ${total} bytes exceeds the server's max_payload of ${max}`);
@@ -117,8 +119,9 @@ export class WireWriter {
         o += hlen;
       } else o = end;
     }
-    b.set(data, o);
-    o += data.length;
+    if (typeof data === "string") b.write(data, o, "utf8");
+    else b.set(data, o);
+    o += size;
     b[o++] = 13;
     b[o++] = 10;
     this.#pos = o;

@@ -17,7 +17,7 @@ const enc = new TextEncoder();
 
 interface Sent {
   readonly subject: string;
-  readonly data: Uint8Array;
+  readonly data: Uint8Array | string;
   readonly headers: () => Parameters<AckPipeline["send"]>[2];
 }
 
@@ -89,6 +89,7 @@ describe("AckPipeline's protocol writer against a real nats-server", () => {
       },
       { subject: "w.bigger-than-a-chunk", data: big, headers: (): HeaderFields => ({ msgId: "big:1" }) },
       { subject: "w.sübject", data: enc.encode("u"), headers: () => undefined },
+      { subject: "w.string", data: '{"state":"prix – 2 €"}', headers: () => undefined },
     ];
     const received: Msg[] = [];
     const sub = bus.nc.subscribe("w.>", { callback: (_e, m) => void received.push(m) });

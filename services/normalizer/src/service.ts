@@ -99,15 +99,20 @@ export async function startNormalizer(
     const [stateKv] = await Promise.all([openKv(bus, BUCKETS.state), openKv(bus, BUCKETS.book)]);
     // A KV put is a JetStream publish to `$KV.<bucket>.<key>`; through nats.js's KV client each is a
     // request of its own (an inbox, a timer and an Error for the stack), which cost a normalizer of
-    // 400 symbols (4 books a second each) about 5% of its CPU.
-    const bookPipe = new AckPipeline(bus, { maxInFlight: 4_096 });
+    // 400 symbols (4 books a second each) about 5% of its CPU. A checkpoint's JSON (hundreds of KiB
+    // for a deep book) also went through a separate encoded copy and nats.js's concatenation.
+    const kvPipe = new AckPipeline(bus, { maxInFlight: 4_096 });
     resources.defer(async () => {
-      await bookPipe.idle(2_000);
-      bookPipe.close();
+      await kvPipe.idle(2_000);
+      kvPipe.close();
     });
+    const putState = (key: string, json: string): Promise<void> =>
+      new Promise((resolve, reject) => {
+        kvPipe.send(`$KV.${BUCKETS.state}.${key}`, json, undefined, (err) => (err ? reject(err) : resolve()));
+      });
     const putBook = (symbol: string, bytes: Uint8Array, failed: () => void): boolean => {
-      if (!bookPipe.ready) return false;
-      bookPipe.send(`$KV.${BUCKETS.book}.${bookKey(symbol)}`, bytes, undefined, (err) => {
+      if (!kvPipe.ready) return false;
+      kvPipe.send(`$KV.${BUCKETS.book}.${bookKey(symbol)}`, bytes, undefined, (err) => {
         if (err === undefined) return;
         failed();
         if (limiter.take("kv") >= 0) logger.warn({ err, symbol }, "could not update KV md_book");
@@ -131,6 +136,7 @@ export async function startNormalizer(
       bus,
       queue,
       stateKv,
+      putState,
       putBook,
       options: {
         bookDepth: config.BOOK_DEPTH,

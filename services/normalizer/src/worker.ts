@@ -25,7 +25,10 @@ export interface WorkerContext {
   readonly position: StreamPosition;
   readonly bus: Bus;
   readonly queue: PublishQueue;
+  /** Reads checkpoints. */
   readonly stateKv: KV;
+  /** Writes a checkpoint to KV `md_state` with one acked publish; rejects when it is not stored. */
+  readonly putState: (key: string, json: string) => Promise<void>;
   /**
    * Writes a symbol's latest book to KV `md_book` with one acked publish; false when it cannot be
    * sent now. `failed` runs if it is not stored.
@@ -385,7 +388,7 @@ export class SymbolWorker {
     if (lowest.done !== true && lowest.value < p.outputsBefore) return; // outputs still in flight
     this.#writing = true;
     try {
-      await this.#c.stateKv.put(this.#key, p.json);
+      await this.#c.putState(this.#key, p.json);
       if (this.#pending === p) this.#pending = undefined;
       this.#checkpointSeq = p.seq;
       this.#c.m.checkpoints.inc();
