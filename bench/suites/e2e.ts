@@ -43,6 +43,11 @@ interface RateResult {
   /** Resident memory per process at the end, MB. */
   readonly rss: Readonly<Record<string, number>>;
   readonly growing: boolean;
+  /**
+   * Recording time the simulator replayed over the measured seconds, as a share of what its speed
+   * schedules: below 1 when it fell behind (starved of CPU, or a socket ingest did not drain).
+   */
+  readonly onSchedule: number;
 }
 
 async function runRate(rate: number, seconds: number, ctx: SuiteContext): Promise<RateResult> {
@@ -137,12 +142,18 @@ async function runRate(rate: number, seconds: number, ctx: SuiteContext): Promis
     );
     await new Promise((r) => setTimeout(r, WARMUP_S * 1000));
     const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
-    const startReplayed = (await sim.progress()).replayed;
+    const p0 = await sim.progress();
     const t0 = Date.now();
     measuring = true;
     await new Promise((r) => setTimeout(r, seconds * 1000));
     const elapsed = (Date.now() - t0) / 1000;
-    const achieved = ((await sim.progress()).replayed - startReplayed) / elapsed;
+    const p1 = await sim.progress();
+    const achieved = (p1.replayed - p0.replayed) / elapsed;
+    // A replay that looped meanwhile restarted its recording time: no measure, counted as on pace.
+    const onSchedule =
+      p1.loops === p0.loops
+        ? ((p1.recordingTimeUs ?? 0) - (p0.recordingTimeUs ?? 0)) / (elapsed * 1e6 * sim.speed)
+        : 1;
     const cpu = Object.fromEntries(
       Object.entries(pids).map(([k, pid]) => [k, (cpuSeconds(pid) - cpu0[k]!) / elapsed]),
     );
@@ -159,7 +170,7 @@ async function runRate(rate: number, seconds: number, ctx: SuiteContext): Promis
     const first = p50(inWindow.slice(0, q));
     const last = p50(inWindow.slice(inWindow.length - q));
     ctx.log(
-      `  ${books} books, achieved ${Math.round(achieved)} frames/s; p50 first quarter ${first.toFixed(1)} ms, last ${last.toFixed(1)} ms; ` +
+      `  ${books} books, achieved ${Math.round(achieved)} frames/s (${(onSchedule * 100).toFixed(0)} % of the simulator's pace); p50 first quarter ${first.toFixed(1)} ms, last ${last.toFixed(1)} ms; ` +
         `CPU ${Object.entries(cpu)
           .map(([k, v]) => `${k} ${(v * 100).toFixed(0)}%`)
           .join(", ")}`,
@@ -173,8 +184,11 @@ async function runRate(rate: number, seconds: number, ctx: SuiteContext): Promis
       lastQuarterP50Ms: last,
       cpu,
       rss,
-      // Not held: the lag grows, or the pipeline could not even take the rate in.
-      growing: last > first * 2 + 20 || achieved < rate * 0.9,
+      // Not held: the lag grows, or the simulator could not even send at its pace. The achieved rate
+      // itself follows the recording's density in the measured seconds (the speed gives `rate` on
+      // average over the whole replay), so it is no test.
+      growing: last > first * 2 + 20 || onSchedule < 0.9,
+      onSchedule,
     };
   } finally {
     await bus.close();
@@ -203,8 +217,8 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       { name: "lag trend", value: `${r.firstQuarterP50Ms.toFixed(1)} → ${r.lastQuarterP50Ms.toFixed(1)} ms` },
     ],
     notes:
-      r.achieved < r.rate * 0.9
-        ? "rate not reached: not sustained"
+      r.onSchedule < 0.9
+        ? `the simulator fell behind its pace (${(r.onSchedule * 100).toFixed(0)} %): not sustained`
         : r.growing
           ? "lag grows: not sustained"
           : "steady",
