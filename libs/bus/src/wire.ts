@@ -43,7 +43,7 @@ const MSG_ID = "Nats-Msg-Id";
 const encoder = new TextEncoder();
 
 /**
- * Writes `HPUB` messages for one connection straight into large reused chunks, in the wire format
+ * Writes `HPUB` messages for one connection straight into 256 KiB chunks, each filled once by many messages, in the wire format
  * nats.js would write, and hands nats.js one contiguous slice per batch (everything written in the
  * same turn of the event loop, or 64 KiB). One copy of each payload, no per-message string or
  * array, and nats.js finds a single buffer to send, so it does not concatenate.
