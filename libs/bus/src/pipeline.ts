@@ -150,12 +150,11 @@ export class AckPipeline {
     try {
       // nats.js's MsgHdrs and EncodedHeaders are encoded blocks already: nats.js calls nothing but
       // encode() on headers when publishing.
-      const block = headers !== undefined && isEncoded(headers) ? headers.encode() : undefined;
-      const fields = headers !== undefined && !isEncoded(headers) ? (headers as HeaderFields) : undefined;
-      if (this.#wire !== undefined) this.#wire.publish(subject, reply, block ?? fields, data);
+      const fields = headers === undefined || isEncoded(headers) ? undefined : (headers as HeaderFields);
+      if (this.#wire !== undefined)
+        this.#wire.publish(subject, reply, fields ?? (headers as EncodedHeaders | undefined)?.encode(), data);
       else {
-        const h =
-          block !== undefined ? headers : fields && new EncodedHeaders(fields.headers ?? {}, fields.msgId);
+        const h = fields !== undefined ? new EncodedHeaders(fields.headers ?? {}, fields.msgId) : headers;
         this.#bus.nc.publish(subject, data, { reply, ...(h !== undefined ? { headers: h as MsgHdrs } : {}) });
       }
     } catch (err) {

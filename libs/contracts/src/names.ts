@@ -138,6 +138,9 @@ export const msgIds = {
 /** The KV key of a symbol's latest book in `md_book`. */
 export const bookKey = (symbol: string) => `${EXCHANGE}.${symbol}`;
 
+/** The subject a KV entry is stored under (`$KV.<bucket>.<key>`): a put is a JetStream publish to it. */
+export const kvSubject = (bucket: string, key: string) => `$KV.${bucket}.${key}`;
+
 /** True when `interval` is a valid interval token (see `checkInterval`). */
 export function isInterval(interval: string): boolean {
   return INTERVAL_RE.test(interval);

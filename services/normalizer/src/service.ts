@@ -11,6 +11,7 @@ import {
 import {
   BUCKETS,
   bookKey,
+  kvSubject,
   isSymbol,
   rawSubjectParts,
   STREAM_SUBJECTS,
@@ -108,11 +109,11 @@ export async function startNormalizer(
     });
     const putState = (key: string, json: string): Promise<void> =>
       new Promise((resolve, reject) => {
-        kvPipe.send(`$KV.${BUCKETS.state}.${key}`, json, undefined, (err) => (err ? reject(err) : resolve()));
+        kvPipe.send(kvSubject(BUCKETS.state, key), json, undefined, (err) => (err ? reject(err) : resolve()));
       });
     const putBook = (symbol: string, bytes: Uint8Array, failed: () => void): boolean => {
       if (!kvPipe.ready) return false;
-      kvPipe.send(`$KV.${BUCKETS.book}.${bookKey(symbol)}`, bytes, undefined, (err) => {
+      kvPipe.send(kvSubject(BUCKETS.book, bookKey(symbol)), bytes, undefined, (err) => {
         if (err === undefined) return;
         failed();
         if (limiter.take("kv") >= 0) logger.warn({ err, symbol }, "could not update KV md_book");

@@ -1,5 +1,13 @@
 import type { Bus } from "@l2flow/bus";
-import { BookSnapshot, BUCKETS, bookKey, normalizeSymbol, STREAMS, subjects } from "@l2flow/contracts";
+import {
+  BookSnapshot,
+  BUCKETS,
+  bookKey,
+  kvSubject,
+  normalizeSymbol,
+  STREAMS,
+  subjects,
+} from "@l2flow/contracts";
 import { L2flowError } from "@l2flow/runtime";
 import { EXIT, parsePositiveInt, UsageError, writeLine } from "../io.js";
 import { flag, stringOption, type CommandContext } from "./context.js";
@@ -80,7 +88,7 @@ export async function book(ctx: CommandContext): Promise<number> {
 export async function latestBook(bus: Bus, symbol: string): Promise<BookSnapshot | undefined> {
   const sources: [string, string][] = [
     [STREAMS.norm, subjects.book(symbol)],
-    [`KV_${BUCKETS.book}`, `$KV.${BUCKETS.book}.${bookKey(symbol)}`],
+    [`KV_${BUCKETS.book}`, kvSubject(BUCKETS.book, bookKey(symbol))],
   ];
   for (const [stream, subject] of sources) {
     const stored = await bus.jsm.streams.getMessage(stream, { last_by_subj: subject }).catch(() => null);
