@@ -11,8 +11,10 @@ RUN npm ci --no-audit --no-fund && npx tsc -b
 
 FROM node:22-bookworm-slim AS runtime
 ARG SERVICE
-# A small young generation and a capped old one: V8 otherwise lets a service with a ~35 MB live heap
-# sit at 200-500 MB RSS (measured with the soak). 192 MB of old space leaves room for ingest's 64 MB
+# A capped old generation: V8 otherwise lets a service with a ~35 MB live heap sit at 200-500 MB RSS
+# (measured with the soak). The young generation keeps V8's 64-bit default (16 MB semi-spaces): at 4 MB
+# the normalizer spent 18 % of its thread in GC instead of 9 % (every output in flight outlived two
+# scavenges and was promoted) and handled ~20 % fewer messages per second. 192 MB of old space leaves room for ingest's 64 MB
 # outage buffer; raise both (and OUTAGE_BUFFER_BYTES) together. Override per deployment if needed.
 # jemalloc instead of glibc's malloc: glibc kept the memory of a burst (frames held through a NATS
 # outage, then sent at once) in RSS for good (400-symbol soak: ingest 100 -> 143 MB at a 3 s outage);
@@ -22,7 +24,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends libjemalloc2 \
     && ln -s "$(find /usr/lib -name libjemalloc.so.2 | head -n 1)" /usr/local/lib/libjemalloc.so.2 \
     && test -e /usr/local/lib/libjemalloc.so.2
 ENV NODE_ENV=production SERVICE=${SERVICE} \
-    NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=192" \
+    NODE_OPTIONS="--max-semi-space-size=16 --max-old-space-size=192" \
     LD_PRELOAD=/usr/local/lib/libjemalloc.so.2
 WORKDIR /app
 COPY --from=build /app/package.json /app/package-lock.json ./

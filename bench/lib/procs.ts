@@ -45,7 +45,7 @@ function track(child: ChildProcess): ChildProcess {
 }
 
 /** The V8 heap flags the Dockerfile gives every service (`NODE_OPTIONS`); keep the two equal. */
-export const SERVICE_NODE_OPTIONS = "--max-semi-space-size=4 --max-old-space-size=192";
+export const SERVICE_NODE_OPTIONS = "--max-semi-space-size=16 --max-old-space-size=192";
 
 /**
  * The malloc the services run with. As the Dockerfile: jemalloc (Debian's libjemalloc2) preloaded, when

@@ -14,3 +14,4 @@ export { headers } from "@nats-io/transport-node";
 export * from "./pipeline.js";
 export * from "./queue.js";
 export { WireError, type HeaderFields } from "./wire.js";
+export { readHeader } from "./read-header.js";

@@ -1,4 +1,4 @@
-import type { Bus, JsMsg, KV, PublishQueue } from "@l2flow/bus";
+import { readHeader, type Bus, type JsMsg, type KV, type PublishQueue } from "@l2flow/bus";
 import { FrameError } from "@l2flow/binance";
 import { HEADERS, subjects } from "@l2flow/contracts";
 import { L2flowError, type Logger, type LogLimiter } from "@l2flow/runtime";
@@ -221,7 +221,7 @@ export class SymbolWorker {
     }
     if (refilling) this.#endRefill();
     const { m, position } = this.#c;
-    const recvNs = msg.headers?.get(HEADERS.receiveNs);
+    const recvNs = readHeader(msg, HEADERS.receiveNs);
     const receiveTimeUs =
       recvNs !== undefined && /^[0-9]{1,20}$/.test(recvNs) ? Number(BigInt(recvNs) / 1000n) : 0;
     const out: Output[] = [];
