@@ -48,6 +48,11 @@ const encoder = new TextEncoder();
  * same turn of the event loop, or 64 KiB). One copy of each payload, no per-message string or
  * array, and nats.js finds a single buffer to send, so it does not concatenate.
  *
+ * A batch ends in `setImmediate`, after the I/O callbacks of the loop's turn and their microtasks: a
+ * consumer reading with `for await` handles each message in a microtask of its own, so a batch ended
+ * by `queueMicrotask` was one socket write per message (the normalizer spent 7.7 % of its thread in
+ * the write call; 5.2 % with whole batches).
+ *
  * A chunk is never written twice: each batch is the next slice of it, and a new chunk starts
  * when the rest is too small, so a slice still waiting in the socket's queue is never overwritten.
  */
@@ -130,7 +135,7 @@ export class WireWriter {
     if (o - this.#start >= FLUSH_BYTES) this.flush();
     else if (!this.#scheduled) {
       this.#scheduled = true;
-      queueMicrotask(this.#flush);
+      setImmediate(this.#flush);
     }
   }
 
