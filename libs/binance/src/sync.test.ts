@@ -10,6 +10,7 @@ import {
   type DepthSnapshot,
   type DepthUpdate,
 } from "@l2flow/binance";
+import type { OrderBook } from "@l2flow/orderbook";
 import { readRecording, type Recording } from "@l2flow/recording";
 import { fixtures } from "@l2flow/testkit";
 
@@ -88,7 +89,7 @@ describe("BookSync against real recordings (bookTicker oracle)", () => {
     // The truth: ZILUSDT's book right after its 110th diff.
     const truth = new BookSync();
     let n = 0;
-    let truthAt110: ReturnType<BookSync["serialize"]>["book"] | undefined;
+    let truthAt110: ReturnType<OrderBook["toSnapshot"]> | undefined;
     for (const e of rec.events) {
       if (e.symbol !== "ZILUSDT") continue;
       if (e.type === "snapshot") truth.onSnapshot(parseDepthSnapshot(e.body));
@@ -197,6 +198,36 @@ describe("BookSync against real recordings (bookTicker oracle)", () => {
     expect(plain.synced).toBe(true);
     expect(restored.book.toSnapshot()).toEqual(plain.book.toSnapshot());
     expect(restored.counters.gaps + plain.counters.gaps).toBe(0);
+  });
+
+  it("checkpoints the book packed, and still restores a state that holds it as strings", () => {
+    const rec = readRecording(fixtures.btcusdt);
+    const events = rec.events.filter((e) => e.type === "snapshot" || e.kind.startsWith("depth"));
+    const feed = (s: BookSync, e: (typeof events)[number]) => {
+      if (e.type === "snapshot") s.onSnapshot(parseDepthSnapshot(e.body));
+      else if (e.type === "frame") s.onDiff(parseDepthUpdate(e.data));
+    };
+    const plain = new BookSync();
+    const half = Math.floor(events.length / 2);
+    for (const e of events.slice(0, half)) feed(plain, e);
+    expect(plain.synced).toBe(true);
+    const packedJson = JSON.stringify(plain.serialize());
+    const packed = JSON.parse(packedJson) as BookSyncState;
+    expect(Array.isArray(packed.book.bids)).toBe(false);
+    const old = { ...packed, book: plain.book.toSnapshot() };
+    // Most of a book's levels are integers in the packed form, so it is much the smaller.
+    expect(packedJson.length).toBeLessThan(JSON.stringify(old).length * 0.8);
+    const restored = [
+      BookSync.restore(packed),
+      BookSync.restore(JSON.parse(JSON.stringify(old)) as BookSyncState),
+    ];
+    for (const r of restored) expect(r.book.toSnapshot()).toEqual(plain.book.toSnapshot());
+    for (const e of events.slice(half)) for (const s of [plain, ...restored]) feed(s, e);
+    for (const r of restored) {
+      expect(r.book.toSnapshot()).toEqual(plain.book.toSnapshot());
+      expect(r.book.topBids(20)).toEqual(plain.book.topBids(20));
+      expect(r.counters.gaps).toBe(plain.counters.gaps);
+    }
   });
 
   it("bridges from the newest buffered diffs alone: a snapshot is stored next to the diffs of when it was taken", () => {

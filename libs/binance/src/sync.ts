@@ -1,4 +1,4 @@
-import { OrderBook } from "@l2flow/orderbook";
+import { OrderBook, type PackedBook } from "@l2flow/orderbook";
 import type { DepthSnapshot, DepthUpdate } from "./parse.js";
 
 /** Why a symbol's book lost sync. */
@@ -64,7 +64,8 @@ export interface BookSyncOptions {
 export interface BookSyncState {
   readonly synced: boolean;
   readonly epoch: number;
-  readonly book: { bids: [string, string][]; asks: [string, string][]; lastUpdateId: number };
+  /** The book packed (`OrderBook.pack`), or as `[price, quantity]` strings in states written before. */
+  readonly book: PackedBook | { bids: [string, string][]; asks: [string, string][]; lastUpdateId: number };
   readonly buffer: DepthUpdate[];
   readonly pending: DepthSnapshot | null;
   readonly lastEventTime: number;
@@ -381,7 +382,7 @@ export class BookSync {
     return {
       synced: this.#synced,
       epoch: this.#epoch,
-      book: this.book.toSnapshot(),
+      book: this.book.pack(),
       buffer: asRange ? [] : this.#buffer.map(unpack),
       bufferRange: !asRange ? null : (this.#refill ?? { fromTag: first!.tag, count: this.#buffer.length }),
       pending: this.#pending ?? null,
@@ -396,7 +397,9 @@ export class BookSync {
     const s = new BookSync(options);
     s.#synced = state.synced;
     s.#epoch = state.epoch;
-    s.book.applySnapshot(state.book.bids, state.book.asks, state.book.lastUpdateId);
+    const book = state.book;
+    if (isPacked(book)) s.book.applyPacked(book);
+    else s.book.applySnapshot(book.bids, book.asks, book.lastUpdateId);
     s.#buffer = state.buffer.map((d) => pack(d, 0));
     const range = state.bufferRange;
     if (range !== undefined && range !== null && range.count > 0) s.#refill = range;
@@ -406,4 +409,9 @@ export class BookSync {
     s.#refresh = state.refresh ?? undefined;
     return s;
   }
+}
+
+/** A packed book, not the `[price, quantity]` strings of states written before packing existed. */
+function isPacked(book: BookSyncState["book"]): book is PackedBook {
+  return !Array.isArray(book.bids);
 }

@@ -6,6 +6,13 @@ function seededRandom(seed: number): () => number {
   return () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 }
 
+/** A new book restored from `book.pack()` after a trip through JSON, as a checkpoint goes. */
+function repacked(book: OrderBook): OrderBook {
+  const r = new OrderBook();
+  r.applyPacked(JSON.parse(JSON.stringify(book.pack())) as ReturnType<OrderBook["pack"]>);
+  return r;
+}
+
 describe("OrderBook", () => {
   const book = () => {
     const b = new OrderBook();
@@ -211,6 +218,7 @@ describe("OrderBook against a plain reference", () => {
       expect(snapshot.asks).toEqual(pairs(ref.top("ask", 1e6)));
       expect(book.topBids(40)).toEqual(ref.top("bid", 40));
       expect(book.topAsks(40)).toEqual(ref.top("ask", 40));
+      expect(repacked(book).toSnapshot()).toEqual(snapshot);
     };
     for (let step = 0; step < 8_000; step++) {
       const side = rnd() < 0.5 ? "bid" : "ask";
@@ -244,6 +252,53 @@ describe("OrderBook against a plain reference", () => {
     for (const price of ["9000000000.012345", "9000000000.044021", "9000000000.051940"]) set(price);
     expect(big.toSnapshot().bids).toEqual(bigRef.top("bid", 1e6).map((l) => [l.price, l.quantity]));
     expect(big.topBids(1e6)).toEqual(bigRef.top("bid", 1e6));
+    expect(repacked(big).toSnapshot()).toEqual(big.toSnapshot());
+    // Past 2^50 units a level is packed as strings; below, as integers.
+    const packed = big.pack().bids;
+    expect(packed.s).toContainEqual(["9000000000.012345", "1.00000000"]);
+    expect(packed.m).not.toContain(9000000000012345);
+  });
+
+  it("packs a book for a checkpoint as integers where it can, and restores every level and string", () => {
+    const b = new OrderBook();
+    const bids: [string, string][] = [];
+    for (let i = 0; i < 300; i++)
+      bids.push([(61_000 - i * 0.01).toFixed(8), ((i % 7) * 0.125 + 0.001).toFixed(8)]);
+    bids.push(["60000.5", "2"]); // not canonical with the side's 8 decimals: kept as strings
+    b.applySnapshot(bids, [["61001.00000000", "0.50000000"]], 42);
+    const p = b.pack();
+    expect(p.lastUpdateId).toBe(42);
+    expect(p.bids.pd).toBe(8);
+    expect(p.bids.qd).toBe(8);
+    // The deep levels as integers (the top blocks keep their strings, so they stay strings).
+    expect(p.bids.m.length / 2).toBeGreaterThan(200);
+    // The deepest, "60997.01000000" "0.62600000": 6099701 (a 0.01 tick: 6 zeros off), 626 (5 zeros off).
+    expect([p.bids.pz, p.bids.qz]).toEqual([6, 5]);
+    expect(p.bids.m.slice(0, 4)).toEqual([6099701, 626, 1, 501]);
+    expect(p.bids.s).toContainEqual(["60000.5", "2"]);
+    expect(p.bids.s).toContainEqual(["61000.00000000", "0.00100000"]);
+    expect(p.bids.m.length / 2 + p.bids.s.length).toBe(301);
+    const r = repacked(b);
+    expect(r.toSnapshot()).toEqual(b.toSnapshot());
+    expect(r.lastUpdateId).toBe(42);
+    // The same book afterwards: the same diffs give the same levels.
+    for (const x of [b, r])
+      x.applyDiff(
+        [
+          ["60998.00000000", "0"],
+          ["60000.5", "3"],
+          ["61000.00500000", "1.0"],
+        ],
+        [],
+        43,
+      );
+    expect(r.toSnapshot()).toEqual(b.toSnapshot());
+    expect(r.topBids(5)).toEqual(b.topBids(5));
+    // An empty book and a side without canonical levels.
+    const e = new OrderBook();
+    e.applySnapshot([["1.5", "2"]], [], 1);
+    expect(e.pack().bids).toEqual({ pd: -1, qd: -1, pz: 0, qz: 0, m: [], s: [["1.5", "2"]] });
+    expect(repacked(new OrderBook()).toSnapshot()).toEqual({ bids: [], asks: [], lastUpdateId: 0 });
   });
 
   it("formats a canonical decimal back to the same string (what storing numbers relies on)", () => {

@@ -101,9 +101,62 @@ export function formatDecimal(x: number, decimals: number): string {
   const scale = POW10[decimals]!;
   const m = Math.round(x * scale);
   if (!(m >= 0 && m < ROUND_EXACT) || m / scale !== x) return x.toFixed(decimals);
+  return withPoint(m, decimals);
+}
+
+/** The canonical decimal string of m / 10^decimals for an integer m >= 0 and decimals >= 1. */
+function withPoint(m: number, decimals: number): string {
   const digits = String(m);
   const point = digits.length - decimals;
   return point > 0 ? `${digits.slice(0, point)}.${digits.slice(point)}` : `0.${"0".repeat(-point)}${digits}`;
+}
+
+/**
+ * One side of a book as a checkpoint holds it: most levels as two small integers each, which JSON
+ * writes and reads without a string per price or quantity; the levels that keep their strings as the
+ * exchange's `[price, quantity]`.
+ *
+ * A level's price as an integer is its decimal string without the point (`"61685.99000000"`, 8
+ * decimals: 6168599000000), without the trailing zeros every price of the side has (`pz` of them:
+ * 6168599 for a 0.01 tick), and written as the difference from the level before it in `m`, so a
+ * side of consecutive ticks is mostly 1s. Quantities likewise lose the `qz` zeros they all end in.
+ */
+export interface PackedSide {
+  /** Decimals of every price and quantity in `m` (-1: `m` is empty). */
+  readonly pd: number;
+  readonly qd: number;
+  /** Trailing zeros taken off every price and every quantity in `m`. */
+  readonly pz: number;
+  readonly qz: number;
+  /** Price step, quantity, price step, quantity... (the first step is from 0). */
+  readonly m: readonly number[];
+  /** The other levels, as the exchange wrote them. */
+  readonly s: readonly RawLevel[];
+}
+
+/** A whole book as a checkpoint holds it (`OrderBook.pack`). */
+export interface PackedBook {
+  readonly bids: PackedSide;
+  readonly asks: PackedSide;
+  readonly lastUpdateId: number;
+}
+
+/**
+ * The `[price, quantity]` strings of every level of a packed side, the integer ones first: a side
+ * takes its numbers of decimals from the first canonical level it loads, and those are theirs.
+ */
+export function unpackSide(p: PackedSide): RawLevel[] {
+  const out: RawLevel[] = [];
+  const m = p.m;
+  const ps = POW10[p.pz]!;
+  const qs = POW10[p.qz]!;
+  let price = 0;
+  for (let i = 0; i + 1 < m.length; i += 2) {
+    price += m[i]!;
+    out.push([withPoint(price * ps, p.pd), withPoint(m[i + 1]! * qs, p.qd)]);
+  }
+  for (const l of p.s) out.push(l);
+  return out;
 }
 
 /** Most levels a block holds; a full block splits in two. */
@@ -548,6 +601,63 @@ class Side {
   }
 
   /**
+   * Every level for a checkpoint: the ones without strings as their integer mantissas (checked to give
+   * back the same double, else as strings), the ones with strings as those. No string is made for a
+   * level without one: formatting every level of a book was most of a checkpoint's cost.
+   */
+  pack(): PackedSide {
+    const pd = this.#priceDecimals;
+    const qd = this.#quantityDecimals;
+    const ps = pd >= 1 ? POW10[pd]! : 0;
+    const qs = qd >= 1 ? POW10[qd]! : 0;
+    const m: number[] = [];
+    const strings: RawLevel[] = [];
+    for (const block of this.blocks) {
+      const kept = block.strings;
+      for (let j = 0; j < block.n; j++) {
+        const l = kept === undefined ? NO_LEVEL : kept[j]!;
+        if (l !== NO_LEVEL) {
+          strings.push([l.price, l.quantity]);
+          continue;
+        }
+        const price = block.keys[j]! * this.sign;
+        const quantity = block.quantities[j]!;
+        const pm = Math.round(price * ps);
+        const qm = Math.round(quantity * qs);
+        if (
+          ps > 0 &&
+          qs > 0 &&
+          pm >= 0 &&
+          pm < ROUND_EXACT &&
+          qm >= 0 &&
+          qm < ROUND_EXACT &&
+          pm / ps === price &&
+          qm / qs === quantity
+        )
+          m.push(pm, qm);
+        else strings.push([formatDecimal(price, pd), formatDecimal(quantity, qd)]);
+      }
+    }
+    if (m.length === 0) return { pd: -1, qd: -1, pz: 0, qz: 0, m, s: strings };
+    let pz = 15;
+    let qz = 15;
+    for (let i = 0; i < m.length && (pz > 0 || qz > 0); i += 2) {
+      while (pz > 0 && m[i]! % POW10[pz]! !== 0) pz--;
+      while (qz > 0 && m[i + 1]! % POW10[qz]! !== 0) qz--;
+    }
+    const pdiv = POW10[pz]!;
+    const qdiv = POW10[qz]!;
+    let last = 0;
+    for (let i = 0; i < m.length; i += 2) {
+      const price = m[i]! / pdiv;
+      m[i] = price - last;
+      last = price;
+      m[i + 1] = m[i + 1]! / qdiv;
+    }
+    return { pd, qd, pz, qz, m, s: strings };
+  }
+
+  /**
    * For each key bound of `limits` (non-increasing: the tightest first), the sum of the quantities of
    * the best levels with key >= that bound: one walk from the best level for all of them, adding in
    * the same order as `sumQuantity` (so each sum is bit-identical to it).
@@ -752,7 +862,17 @@ export class OrderBook {
     };
   }
 
-  /** Every level, best first, as `[price, quantity]` strings (for checkpoints). */
+  /** Every level in the compact form checkpoints hold; `applyPacked` restores it exactly. */
+  pack(): PackedBook {
+    return { bids: this.#bids.pack(), asks: this.#asks.pack(), lastUpdateId: this.lastUpdateId };
+  }
+
+  /** Replaces the whole book with one `pack()` gave (the same levels, strings and update id). */
+  applyPacked(p: PackedBook): void {
+    this.applySnapshot(unpackSide(p.bids), unpackSide(p.asks), p.lastUpdateId);
+  }
+
+  /** Every level, best first, as `[price, quantity]` strings. */
   toSnapshot(): { bids: [string, string][]; asks: [string, string][]; lastUpdateId: number } {
     // Without keeping the strings it formats: a checkpoint must not undo the compact storage.
     const dump = (s: Side) => s.top(s.length, false).map((l): [string, string] => [l.price, l.quantity]);
