@@ -9,3 +9,4 @@ export * from "./logging.js";
 export * from "./ops.js";
 export * from "./lifecycle.js";
 export { Counter, Gauge, Histogram, Registry } from "prom-client";
+export * from "./tally.js";

@@ -11,6 +11,8 @@ import {
   natsOptions,
   parseEnv,
   startOpsServer,
+  Counter,
+  Tally,
 } from "@l2flow/runtime";
 
 function capture(): { stream: Writable; text: () => string } {
@@ -109,5 +111,46 @@ describe("ops server", () => {
       await ops.close();
       await ops.close();
     }
+  });
+});
+
+describe("Tally", () => {
+  it("hands its counts to the counter at every read, per label set, beside plain inc() and a collect hook", async () => {
+    const registry = createMetricsRegistry({ service: "tally-test", defaultMetrics: false });
+    let collected = 0;
+    const c = new Counter({
+      name: "t_frames_total",
+      help: "frames",
+      labelNames: ["kind"],
+      registers: [registry],
+      collect() {
+        collected++;
+      },
+    });
+    const trade = new Tally(c, { kind: "trade" });
+    const depth = new Tally(c, { kind: "depth" });
+    const plain = new Counter({ name: "t_plain_total", help: "plain", registers: [registry] });
+    const unlabelled = new Tally(plain);
+    for (let i = 0; i < 1_000; i++) trade.inc();
+    depth.inc(5);
+    c.inc({ kind: "trade" }, 2);
+    const value = async (name: string, kind?: string) => {
+      const text = await registry.metrics();
+      const line = text
+        .split("\n")
+        .find((l) => l.startsWith(`${name}{`) && (kind === undefined || l.includes(`kind="${kind}"`)));
+      return line === undefined ? undefined : Number(line.split(" ").pop());
+    };
+    expect(await value("t_frames_total", "trade")).toBe(1_002);
+    expect(await value("t_frames_total", "depth")).toBe(5);
+    expect(await value("t_plain_total")).toBe(0);
+    expect(collected).toBeGreaterThan(0); // the counter's own hook still runs
+    // Counts made after a read arrive at the next one, none twice.
+    trade.inc(3);
+    unlabelled.inc();
+    expect(await value("t_frames_total", "trade")).toBe(1_005);
+    expect(await value("t_frames_total", "trade")).toBe(1_005);
+    expect(await value("t_plain_total")).toBe(1);
+    expect((await c.get()).values.find((v) => v.labels.kind === "depth")?.value).toBe(5);
   });
 });

@@ -17,6 +17,7 @@ import {
   natsOptions,
   ResourceStack,
   startOpsServer,
+  Tally,
   type Logger,
   type Registry,
 } from "@l2flow/runtime";
@@ -76,15 +77,23 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
 
     // Symbols whose frames were never stored, reported as a gap once NATS is back.
     const lostSymbols = new Set<string>();
-    // Per-frame metrics use bound children: prom-client hashes a label object on every inc() otherwise.
-    type Child = ReturnType<typeof m.stored.labels>;
-    const storedBySubject = new Map<string, [Child, Child]>();
+    // Per-frame counts are tallies (plain additions, handed to prom-client at each scrape), one per label
+    // set, found by subject so that no subject is parsed per ack.
+    const storedByKind = new Map<string, [Tally, Tally]>();
+    const storedBySubject = new Map<string, [Tally, Tally]>();
     const storedCounter = (subject: string, duplicate: boolean) => {
       let pair = storedBySubject.get(subject);
       if (pair === undefined) {
         if (storedBySubject.size > 100_000) storedBySubject.clear();
         const kind = rawSubjectParts(subject)?.kind ?? "?";
-        pair = [m.stored.labels({ kind, duplicate: "false" }), m.stored.labels({ kind, duplicate: "true" })];
+        pair = storedByKind.get(kind);
+        if (pair === undefined) {
+          pair = [
+            new Tally(m.stored, { kind, duplicate: "false" }),
+            new Tally(m.stored, { kind, duplicate: "true" }),
+          ];
+          storedByKind.set(kind, pair);
+        }
         storedBySubject.set(subject, pair);
       }
       return pair[duplicate ? 1 : 0];
@@ -225,10 +234,10 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     });
     resources.defer(() => backfill.close());
 
-    const framesByKind = new Map<string, ReturnType<typeof m.frames.labels>>();
+    const framesByKind = new Map<string, Tally>();
     const framesCounter = (kind: string) => {
       let c = framesByKind.get(kind);
-      if (c === undefined) framesByKind.set(kind, (c = m.frames.labels({ kind })));
+      if (c === undefined) framesByKind.set(kind, (c = new Tally(m.frames, { kind })));
       return c;
     };
     const onFrame = (bytes: Buffer, receiveTimeNs: bigint, connId: string) => {

@@ -1,9 +1,9 @@
-import { Counter, Gauge, type Registry } from "@l2flow/runtime";
+import { Counter, Gauge, Tally, type Registry } from "@l2flow/runtime";
 
 /** The normalizer's Prometheus metrics (README, "Metrics"). */
 export function normalizerMetrics(registry: Registry) {
   const registers = [registry];
-  return {
+  const m = {
     raw: new Counter({
       name: "l2flow_normalizer_raw_messages_total",
       help: "Raw messages handled, by kind",
@@ -105,6 +105,19 @@ export function normalizerMetrics(registry: Registry) {
       labelNames: ["code"],
       registers,
     }),
+  };
+  // Counted per message: tallies, handed to prom-client at each scrape (see Tally).
+  const rawByKind = new Map<string, Tally>();
+  return {
+    ...m,
+    /** `raw` for one kind, counted per message. */
+    rawOf(kind: string): Tally {
+      let t = rawByKind.get(kind);
+      if (t === undefined) rawByKind.set(kind, (t = new Tally(m.raw, { kind })));
+      return t;
+    },
+    bookUpdateTally: new Tally(m.bookUpdates),
+    bookTally: new Tally(m.books),
   };
 }
 

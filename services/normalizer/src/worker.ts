@@ -119,8 +119,8 @@ export class SymbolWorker {
     // but a burst grows with the books' size and count).
     this.#lastCheckpointAt = Date.now() - (spread % context.checkpointIntervalMs);
     this.#proc = new SymbolProcessor(symbol, context.options, {
-      bookUpdate: () => m.bookUpdates.inc(),
-      bookSnapshot: () => m.books.inc(),
+      bookUpdate: () => m.bookUpdateTally.inc(),
+      bookSnapshot: () => m.bookTally.inc(),
       gap: (reason, crossed) => {
         m.gaps.inc({ reason });
         if (crossed) m.crossed.inc();
@@ -226,7 +226,7 @@ export class SymbolWorker {
       recvNs !== undefined && /^[0-9]{1,20}$/.test(recvNs) ? Number(BigInt(recvNs) / 1000n) : 0;
     const out: Output[] = [];
     const fx: Effects = { resync: false, book: undefined };
-    m.raw.inc({ kind });
+    m.rawOf(kind).inc();
     try {
       this.#proc.handle(kind, msg.data, receiveTimeUs, out, fx, msg.seq);
     } catch (err) {
