@@ -1,4 +1,4 @@
-import { createInbox, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
+import { createInbox, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
 import type { Bus } from "./connect.js";
 import { BusError } from "./errors.js";
 import { encodeHeaderBlock, rawProtocol, WireError, WireWriter, type HeaderFields } from "./wire.js";
@@ -97,12 +97,7 @@ export class AckPipeline {
     this.#sub = bus.nc.subscribe(`${this.#prefix}.*`, {
       callback: (err, msg) => {
         if (err) return;
-        this.#answer(
-          Number(msg.subject.slice(skip)),
-          msg.data,
-          msg.headers?.code ?? 0,
-          msg.headers?.description,
-        );
+        this.#answer(replyId(msg, skip), msg.data, msg.headers?.code ?? 0, msg.headers?.description);
       },
     });
     this.#sweep = setInterval(() => this.#expire(), Math.max(10, Math.floor(this.#timeoutMs / 4)));
@@ -244,6 +239,25 @@ export class AckPipeline {
     this.#blocked = false;
     this.#onReady?.();
   }
+}
+
+/**
+ * The number after the inbox prefix in an ack's subject (`<prefix>.<id>`), read from the subject's
+ * bytes when nats.js exposes them (`msg._msg.subject`): nats.js otherwise decodes every subject into
+ * a string with a TextDecoder. NaN for anything else (no waiting message has it).
+ */
+function replyId(msg: Msg, skip: number): number {
+  const bytes = (msg as unknown as { _msg?: { subject?: unknown } })._msg?.subject;
+  if (!(bytes instanceof Uint8Array)) return Number(msg.subject.slice(skip));
+  const n = bytes.length;
+  if (n <= skip || n - skip > 15) return NaN;
+  let id = 0;
+  for (let i = skip; i < n; i++) {
+    const d = bytes[i]! - 48;
+    if (d < 0 || d > 9) return NaN;
+    id = id * 10 + d;
+  }
+  return id;
 }
 
 /** Headers that are an encoded block: nats.js's `MsgHdrs` (whose type hides `encode`) or `EncodedHeaders`. */
