@@ -73,6 +73,8 @@ export class AckPipeline {
   readonly #timeoutMs: number;
   readonly #onReady: (() => void) | undefined;
   readonly #prefix = createInbox();
+  /** `<prefix>.` as bytes: each message's reply subject is this and its number. */
+  readonly #replyPrefix = encoder.encode(`${this.#prefix}.`);
   readonly #waiting = new Map<number, Waiting>();
   readonly #sub: Subscription;
   readonly #sweep: NodeJS.Timeout;
@@ -141,14 +143,20 @@ export class AckPipeline {
     }
     const id = this.#next++;
     this.#waiting.set(id, { cb, sentAt: Date.now() });
-    const reply = `${this.#prefix}.${id}`;
     try {
       // nats.js's MsgHdrs and EncodedHeaders are encoded blocks already: nats.js calls nothing but
       // encode() on headers when publishing.
       const fields = headers === undefined || isEncoded(headers) ? undefined : (headers as HeaderFields);
       if (this.#wire !== undefined)
-        this.#wire.publish(subject, reply, fields ?? (headers as EncodedHeaders | undefined)?.encode(), data);
+        this.#wire.publish(
+          subject,
+          this.#replyPrefix,
+          id,
+          fields ?? (headers as EncodedHeaders | undefined)?.encode(),
+          data,
+        );
       else {
+        const reply = `${this.#prefix}.${id}`;
         const h = fields !== undefined ? new EncodedHeaders(fields.headers ?? {}, fields.msgId) : headers;
         this.#bus.nc.publish(subject, data, { reply, ...(h !== undefined ? { headers: h as MsgHdrs } : {}) });
       }

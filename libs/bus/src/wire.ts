@@ -41,6 +41,7 @@ const FLUSH_BYTES = 64 * 1024;
 const HEAD = "NATS/1.0\r\n";
 const MSG_ID = "Nats-Msg-Id";
 const encoder = new TextEncoder();
+const latin1 = new TextDecoder("latin1");
 
 /**
  * Writes `HPUB` messages for one connection straight into 256 KiB chunks, each filled once by many messages, in the wire format
@@ -73,50 +74,40 @@ export class WireWriter {
   }
 
   /**
-   * Queues one message; it goes out at the end of this turn of the event loop. `headers` are
-   * fields to encode, an encoded block (`NATS/1.0` … blank line), or none (a `PUB`). Throws
-   * `WireError` for a subject or size the server would refuse and `RangeError` for a header that
-   * would break the block; nothing is written then.
+   * Queues one message; it goes out at the end of this turn of the event loop. Its reply subject is
+   * `replyPrefix` (bytes, ASCII, up to and with its last dot, already valid) followed by the whole
+   * number `replyId`: nothing to build per message. `headers` are fields to encode, an encoded block
+   * (`NATS/1.0` … blank line), or none (a `PUB`). Throws `WireError` for a subject or size the server
+   * would refuse and `RangeError` for a header that would break the block; nothing is written then.
    */
   publish(
     subject: string,
-    reply: string,
+    replyPrefix: Uint8Array,
+    replyId: number,
     headers: HeaderFields | Uint8Array | undefined,
     data: Uint8Array | string,
   ): void {
     if (this.#p.noMorePublishing === true) throw new Error("the NATS connection is draining");
     const block = headers instanceof Uint8Array ? headers : undefined;
     const fields = headers instanceof Uint8Array ? undefined : headers;
-    const hlen = block !== undefined ? block.length : fields !== undefined ? headerSize(fields) : -1;
     // A string (a checkpoint's JSON) is written as UTF-8 straight into the chunk: no encoded copy.
     const size = typeof data === "string" ? Buffer.byteLength(data, "utf8") : data.length;
-    const total = Math.max(hlen, 0) + size;
-    const max = this.#p.info?.max_payload;
-    if (max !== undefined && total > max)
-      throw new WireError(`message of ${total} bytes exceeds the server's max_payload of ${max}`);
-    if (hlen >= 0 && this.#p.info?.headers === false)
-      throw new WireError("the server does not accept headers");
+    if (this.#ascii(subject, replyPrefix, replyId, block, fields, data, size)) return;
+    // Something is not ASCII: lengths in bytes first, then the same writing through UTF-8.
+    const replyText = `${latin1.decode(replyPrefix)}${replyId}`;
+    const hlen = block !== undefined ? block.length : fields !== undefined ? headerSize(fields) : -1;
+    const total = this.#check(hlen, size);
     // HPUB, three spaces, two numbers of at most 16 digits, CRLF, and the trailing CRLF; subjects
     // count three bytes a character in case they are not ASCII.
-    const need = 44 + 3 * (subject.length + reply.length) + total;
+    const need = 44 + 3 * (subject.length + replyText.length) + total;
     if (this.#chunk.length - this.#pos < need) this.#grow(need);
     const b = this.#chunk;
     let o = hlen >= 0 ? writeAscii(b, this.#pos, "HPUB ") : writeAscii(b, this.#pos, "PUB ");
     o = writeToken(b, o, subject, "subject");
     b[o++] = 32;
-    o = writeToken(b, o, reply, "reply subject");
-    b[o++] = 32;
-    if (hlen >= 0) {
-      o = writeInt(b, o, hlen);
-      b[o++] = 32;
-    }
-    o = writeInt(b, o, total);
-    b[o++] = 13;
-    b[o++] = 10;
-    if (block !== undefined) {
-      b.set(block, o);
-      o += block.length;
-    } else if (fields !== undefined) {
+    o = writeToken(b, o, replyText, "reply subject");
+    o = writeSizes(b, o, hlen, total, block);
+    if (fields !== undefined) {
       const end = writeHeaders(b, o, fields, hlen);
       if (end < 0) {
         // Not ASCII: the rare path through a string and TextEncoder, same bytes.
@@ -124,6 +115,55 @@ export class WireWriter {
         o += hlen;
       } else o = end;
     }
+    this.#finish(b, o, data, size, total);
+  }
+
+  /**
+   * The usual message, every subject and header ASCII, written in one pass over each string that
+   * checks it as it copies it; false (nothing written) at the first character that is not ASCII.
+   */
+  #ascii(
+    subject: string,
+    replyPrefix: Uint8Array,
+    replyId: number,
+    block: Uint8Array | undefined,
+    fields: HeaderFields | undefined,
+    data: Uint8Array | string,
+    size: number,
+  ): boolean {
+    const hlen = block !== undefined ? block.length : fields !== undefined ? asciiHeaderSize(fields) : -1;
+    const total = this.#check(hlen, size);
+    const need = 60 + subject.length + replyPrefix.length + total;
+    if (this.#chunk.length - this.#pos < need) this.#grow(need);
+    const b = this.#chunk;
+    let o = hlen >= 0 ? writeAscii(b, this.#pos, "HPUB ") : writeAscii(b, this.#pos, "PUB ");
+    o = asciiToken(b, o, subject, "subject");
+    if (o < 0) return false;
+    b[o++] = 32;
+    b.set(replyPrefix, o);
+    o = writeInt(b, o + replyPrefix.length, replyId);
+    o = writeSizes(b, o, hlen, total, block);
+    if (fields !== undefined) {
+      o = asciiHeaders(b, o, fields);
+      if (o < 0) return false;
+    }
+    this.#finish(b, o, data, size, total);
+    return true;
+  }
+
+  /** The payload's length with its headers; throws what the server would refuse. */
+  #check(hlen: number, size: number): number {
+    const total = Math.max(hlen, 0) + size;
+    const max = this.#p.info?.max_payload;
+    if (max !== undefined && total > max)
+      throw new WireError(`message of ${total} bytes exceeds the server's max_payload of ${max}`);
+    if (hlen >= 0 && this.#p.info?.headers === false)
+      throw new WireError("the server does not accept headers");
+    return total;
+  }
+
+  /** Writes the payload and the final CRLF after the headers at `o`, and commits the message. */
+  #finish(b: Buffer, o: number, data: Uint8Array | string, size: number, total: number): void {
     if (typeof data === "string") b.write(data, o, "utf8");
     else b.set(data, o);
     o += size;
@@ -154,6 +194,72 @@ export class WireWriter {
     this.#start = 0;
     this.#pos = 0;
   }
+}
+
+/** The header block's byte length if every character of it is ASCII (nothing checked yet). */
+function asciiHeaderSize(f: HeaderFields): number {
+  let size = HEAD.length + 2;
+  if (f.msgId !== undefined) size += MSG_ID.length + f.msgId.length + 4;
+  const record = f.headers;
+  if (record !== undefined) for (const k in record) size += k.length + record[k]!.length + 4;
+  return size;
+}
+
+/** Writes the header block at `o`, checking each character once; -1 at one that is not ASCII. */
+function asciiHeaders(b: Uint8Array, o: number, f: HeaderFields): number {
+  let p = writeAscii(b, o, HEAD);
+  if (f.msgId !== undefined) {
+    p = writeAscii(b, p, MSG_ID);
+    b[p++] = 58;
+    b[p++] = 32;
+    p = asciiValue(b, p, MSG_ID, f.msgId);
+    if (p < 0) return -1;
+    b[p++] = 13;
+    b[p++] = 10;
+  }
+  const record = f.headers;
+  if (record !== undefined)
+    for (const k in record) {
+      for (let i = 0; i < k.length; i++) {
+        const c = k.charCodeAt(i);
+        if (c === 13 || c === 10 || c === 58 || c === 32)
+          throw new RangeError(`invalid NATS header ${JSON.stringify(k)}`);
+        if (c > 127) return -1;
+        b[p++] = c;
+      }
+      b[p++] = 58;
+      b[p++] = 32;
+      p = asciiValue(b, p, k, record[k]!);
+      if (p < 0) return -1;
+      b[p++] = 13;
+      b[p++] = 10;
+    }
+  b[p++] = 13;
+  b[p++] = 10;
+  return p;
+}
+
+/** A header value at `o`: a RangeError at CR or LF, -1 at a character that is not ASCII. */
+function asciiValue(b: Uint8Array, o: number, key: string, value: string): number {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 13 || c === 10) throw new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
+    if (c > 127) return -1;
+    b[o++] = c;
+  }
+  return o;
+}
+
+/** A subject at `o`, checked as in `writeToken`; -1 at a character that is not ASCII. */
+function asciiToken(b: Buffer, o: number, s: string, what: string): number {
+  if (s.length === 0) throw new WireError(`empty ${what}`);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c <= 32 || c === 127) throw new WireError(`invalid ${what} ${JSON.stringify(s)}`);
+    if (c > 127) return -1;
+    b[o++] = c;
+  }
+  return o;
 }
 
 /** The header block's byte length when all of it is ASCII; else its UTF-8 length. Validates it. */
@@ -264,6 +370,27 @@ function writeToken(b: Buffer, o: number, s: string, what: string): number {
   if (!ascii) return o + b.write(s, o, "utf8");
   for (let i = 0; i < s.length; i++) b[o++] = s.charCodeAt(i);
   return o;
+}
+
+/** ` [hlen ]total` CRLF after the reply subject, then the encoded header block if there is one. */
+function writeSizes(
+  b: Buffer,
+  o: number,
+  hlen: number,
+  total: number,
+  block: Uint8Array | undefined,
+): number {
+  b[o++] = 32;
+  if (hlen >= 0) {
+    o = writeInt(b, o, hlen);
+    b[o++] = 32;
+  }
+  o = writeInt(b, o, total);
+  b[o++] = 13;
+  b[o++] = 10;
+  if (block === undefined) return o;
+  b.set(block, o);
+  return o + block.length;
 }
 
 function writeInt(b: Buffer, o: number, n: number): number {
