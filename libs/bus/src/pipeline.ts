@@ -1,6 +1,7 @@
 import { createInbox, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
 import type { Bus } from "./connect.js";
 import { BusError } from "./errors.js";
+import { WaitingRing } from "./waiting.js";
 import { encodeHeaderBlock, rawProtocol, WireError, WireWriter, type HeaderFields } from "./wire.js";
 
 /** What JetStream answered for one message: where it is stored, or that its id was already stored. */
@@ -26,11 +27,6 @@ export interface AckPipelineOptions {
    * false; the pipeline falls back to it by itself when nats.js lacks the calls the writer uses.
    */
   readonly natsPublish?: boolean;
-}
-
-interface Waiting {
-  readonly cb: AckCallback;
-  readonly sentAt: number;
 }
 
 const decoder = new TextDecoder();
@@ -75,7 +71,7 @@ export class AckPipeline {
   readonly #prefix = createInbox();
   /** `<prefix>.` as bytes: each message's reply subject is this and its number. */
   readonly #replyPrefix = encoder.encode(`${this.#prefix}.`);
-  readonly #waiting = new Map<number, Waiting>();
+  readonly #waiting: WaitingRing<AckCallback>;
   readonly #sub: Subscription;
   readonly #sweep: NodeJS.Timeout;
   readonly #offConn: () => void;
@@ -88,6 +84,7 @@ export class AckPipeline {
   constructor(bus: Bus, options: AckPipelineOptions = {}) {
     this.#bus = bus;
     this.#max = options.maxInFlight ?? 16_384;
+    this.#waiting = new WaitingRing(Math.min(this.#max, 1 << 20));
     this.#timeoutMs = options.ackTimeoutMs ?? 5_000;
     this.#onReady = options.onReady;
     const protocol = rawProtocol(bus.nc);
@@ -142,7 +139,7 @@ export class AckPipeline {
       return;
     }
     const id = this.#next++;
-    this.#waiting.set(id, { cb, sentAt: Date.now() });
+    this.#waiting.add(id, cb, Date.now());
     try {
       // nats.js's MsgHdrs and EncodedHeaders are encoded blocks already: nats.js calls nothing but
       // encode() on headers when publishing.
@@ -161,7 +158,7 @@ export class AckPipeline {
         this.#bus.nc.publish(subject, data, { reply, ...(h !== undefined ? { headers: h as MsgHdrs } : {}) });
       }
     } catch (err) {
-      this.#waiting.delete(id);
+      this.#waiting.take(id);
       const message = err instanceof Error ? err.message : String(err);
       // A message the server would refuse (size, subject, header) fails the same way every time.
       const retryable = !(err instanceof WireError || err instanceof RangeError);
@@ -189,18 +186,17 @@ export class AckPipeline {
   }
 
   #answer(id: number, data: Uint8Array, status: number, description: string | undefined): void {
-    const w = this.#waiting.get(id);
-    if (w === undefined) return; // answered after a timeout or a reconnect: the resend settles it
-    this.#waiting.delete(id);
+    const cb = this.#waiting.take(id);
+    if (cb === undefined) return; // answered after a timeout or a reconnect: the resend settles it
     if (status === 503) {
-      w.cb(
+      cb(
         new BusError("PUBLISH_FAILED", "no stream stores this subject: provision the topology first", {
           retryable: true,
         }),
         undefined,
       );
     } else if (status >= 400) {
-      w.cb(
+      cb(
         new BusError("PUBLISH_FAILED", `JetStream answered ${status} ${description ?? ""}`.trim(), {
           retryable: true,
         }),
@@ -209,35 +205,31 @@ export class AckPipeline {
     } else {
       const ack = parseAck(data);
       if (typeof ack === "string")
-        w.cb(
+        cb(
           new BusError("PUBLISH_FAILED", `JetStream refused the message: ${ack}`, { retryable: true }),
           undefined,
         );
-      else w.cb(undefined, ack);
+      else cb(undefined, ack);
     }
     this.#maybeReady();
   }
 
   #expire(): void {
-    const limit = Date.now() - this.#timeoutMs;
-    for (const [id, w] of this.#waiting) {
-      if (w.sentAt > limit) break; // insertion order is send order
-      this.#waiting.delete(id);
-      w.cb(
+    const expired = this.#waiting.takeSentBefore(Date.now() - this.#timeoutMs);
+    for (const cb of expired)
+      cb(
         new BusError("PUBLISH_TIMEOUT", `no ack from JetStream within ${this.#timeoutMs} ms`, {
           retryable: true,
         }),
         undefined,
       );
-    }
     this.#maybeReady();
   }
 
   #failAll(code: "PUBLISH_TIMEOUT" | "CLOSED", message: string): void {
     if (this.#waiting.size === 0) return;
-    const all = [...this.#waiting.values()];
-    this.#waiting.clear();
-    for (const w of all) w.cb(new BusError(code, message, { retryable: code !== "CLOSED" }), undefined);
+    for (const cb of this.#waiting.takeAll())
+      cb(new BusError(code, message, { retryable: code !== "CLOSED" }), undefined);
     this.#maybeReady();
   }
 
