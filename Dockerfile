@@ -14,8 +14,9 @@ ARG SERVICE
 # A capped old generation: V8 otherwise lets a service with a ~35 MB live heap sit at 200-500 MB RSS
 # (measured with the soak). The young generation keeps V8's 64-bit default (16 MB semi-spaces): at 4 MB
 # the normalizer spent 18 % of its thread in GC instead of 9 % (every output in flight outlived two
-# scavenges and was promoted) and handled ~20 % fewer messages per second. 192 MB of old space leaves room for ingest's 64 MB
-# outage buffer; raise both (and OUTAGE_BUFFER_BYTES) together. Override per deployment if needed.
+# scavenges and was promoted) and handled ~20 % fewer messages per second; 16 MB costs each service
+# ~25 MB of RSS. 192 MB of old space leaves room for ingest's 64 MB outage buffer; raise both (and
+# OUTAGE_BUFFER_BYTES) together. Override per deployment if needed.
 # jemalloc instead of glibc's malloc: glibc kept the memory of a burst (frames held through a NATS
 # outage, then sent at once) in RSS for good (400-symbol soak: ingest 100 -> 143 MB at a 3 s outage);
 # jemalloc hands it back (118 -> 107 MB), and the soak's RSS stays flat.
