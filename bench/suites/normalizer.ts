@@ -5,8 +5,10 @@
  * limit. Each instance is the built service in a process of its own, as deployed: one process, then
  * two partitions (the scale-out path) side by side.
  */
-import { connectBus, provisionTopology, type Bus } from "@l2flow/bus";
-import { STREAMS } from "@l2flow/contracts";
+import { DeliverPolicy } from "@nats-io/jetstream";
+import { connectBus, provisionTopology, PULL_EXPIRES_MS, type Bus } from "@l2flow/bus";
+import { rawSubjectParts, STREAMS } from "@l2flow/contracts";
+import { CONSUME_WINDOW, RAW_FILTER } from "@l2flow/normalizer";
 import { readRecording } from "@l2flow/recording";
 import { fixtures, scrapeMetric, startTestNats } from "@l2flow/testkit";
 import { publishRecording } from "../../services/normalizer/test/support.js";
@@ -22,12 +24,43 @@ export const title = "Normalizer: raw messages consumed per second, every output
 /** After ingest. */
 export const order = 40;
 
+/** Ingest's durable rate target on this machine (issue 3), which the normalizer must keep pace with (issue 4). */
+const INGEST_TARGET = 50_000;
+
 async function rawHandled(opsUrl: string): Promise<number> {
   try {
     return await scrapeMetric(opsUrl, "l2flow_normalizer_raw_messages_total");
   } catch {
     return 0; // not listening yet
   }
+}
+
+/**
+ * MD_RAW read alone, in this process, the way the normalizer reads it: one ordered consumer over every
+ * raw subject (no acks), the same pull window, each message's data, subject and position looked at.
+ * What the consume design allows before any work per message; messages per second.
+ */
+async function readAlone(bus: Bus, total: number): Promise<number> {
+  const consumer = await bus.js.consumers.get(STREAMS.raw, {
+    filter_subjects: RAW_FILTER,
+    deliver_policy: DeliverPolicy.All,
+  });
+  const messages = await consumer.consume({ max_messages: CONSUME_WINDOW, expires: PULL_EXPIRES_MS });
+  const start = process.hrtime.bigint();
+  let n = 0;
+  let bytes = 0;
+  try {
+    for await (const msg of messages) {
+      bytes += msg.data.length;
+      if (rawSubjectParts(msg.subject) !== undefined && msg.info.pending >= 0) n++;
+      if (n >= total) break;
+    }
+  } finally {
+    await messages.close().catch(() => undefined);
+    await consumer.delete().catch(() => undefined);
+  }
+  if (n < total || bytes === 0) throw new Error(`read ${n} of ${total} raw messages`);
+  return n / (Number(process.hrtime.bigint() - start) / 1e9);
 }
 
 async function runOnce(partitions: number, copies: number, ctx: SuiteContext) {
@@ -44,6 +77,7 @@ async function runOnce(partitions: number, copies: number, ctx: SuiteContext) {
     ctx.log(
       `normalizer: MD_RAW holds ${total} messages over ${ten.symbols.length + btc.symbols.length} symbols; ${partitions} instance(s)`,
     );
+    const readRate = await readAlone(bus, total);
     const ports = await Promise.all(Array.from({ length: partitions }, () => freePort()));
     const start = process.hrtime.bigint();
     const serverCpu0 = cpuSeconds(nats.pid);
@@ -81,6 +115,7 @@ async function runOnce(partitions: number, copies: number, ctx: SuiteContext) {
         serverCpu,
         perSecond: handled / seconds,
         outputs: norm + windows,
+        readRate,
       };
     } finally {
       await stopAll(children);
@@ -130,6 +165,25 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       name: `${partitions} instance(s) handled every raw message`,
       pass: list.every((x) => x.handled >= x.total),
       message: list.map((x) => `${x.handled}/${x.total}`).join(", "),
+    });
+    checks.push({
+      name: `${partitions === 1 ? "one process keeps" : `${partitions} partitions keep`} pace with ingest's target of ${INGEST_TARGET / 1000}k frames/s`,
+      pass: rate.median >= INGEST_TARGET,
+      message: `${Math.round(rate.median)} raw msgs/s`,
+    });
+  }
+  const reads = [...runs.values()].flat().map((x) => x.readRate);
+  if (reads.length > 0) {
+    const read = stats(reads);
+    rows.push({
+      label: "MD_RAW read alone, as the normalizer's consumer reads it",
+      metrics: [{ name: "raw msgs", value: read.median, unit: "/s", spread: read.spread }],
+      notes: `median of ${reads.length} read(s) in this process before each run: one ordered consumer, the normalizer's pull window, no acks, no work per message`,
+    });
+    checks.push({
+      name: `reading MD_RAW the normalizer's way keeps pace with ingest's target of ${INGEST_TARGET / 1000}k frames/s`,
+      pass: read.median >= INGEST_TARGET,
+      message: `${Math.round(read.median)} msgs/s (a consumer acking every message is capped near 39k here)`,
     });
   }
   return {

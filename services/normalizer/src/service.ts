@@ -41,12 +41,12 @@ import { SymbolWorker, type WorkerContext } from "./worker.js";
 const REFRESH_HISTORY_DIFFS = 100;
 
 /** Every raw subject of Binance: the normalizer reads them with one consumer. */
-const RAW_FILTER = STREAM_SUBJECTS[STREAMS.raw][0];
+export const RAW_FILTER = STREAM_SUBJECTS[STREAMS.raw][0];
 /**
  * Messages the consumer pulls at a time. Each waiting message keeps the socket chunk it was read from
  * alive, so this bounds what a normalizer far behind holds (one consumer for every symbol).
  */
-const CONSUME_WINDOW = 2_048;
+export const CONSUME_WINDOW = 2_048;
 /** Outputs waiting on JetStream beyond which reading MD_RAW pauses. */
 const MAX_OUTPUTS_IN_FLIGHT = 50_000;
 
