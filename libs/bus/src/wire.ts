@@ -93,9 +93,11 @@ export class WireWriter {
     // A string (a checkpoint's JSON) is written as UTF-8 straight into the chunk: no encoded copy.
     const size = typeof data === "string" ? Buffer.byteLength(data, "utf8") : data.length;
     if (this.#ascii(subject, replyPrefix, replyId, block, fields, data, size)) return;
-    // Something is not ASCII: lengths in bytes first, then the same writing through UTF-8.
+    // Something is not ASCII: the header block through a string and TextEncoder (the same bytes),
+    // the subjects as UTF-8.
     const replyText = `${latin1.decode(replyPrefix)}${replyId}`;
-    const hlen = block !== undefined ? block.length : fields !== undefined ? headerSize(fields) : -1;
+    const head = block ?? (fields !== undefined ? headerBytes(fields) : undefined);
+    const hlen = head !== undefined ? head.length : -1;
     const total = this.#check(hlen, size);
     // HPUB, three spaces, two numbers of at most 16 digits, CRLF, and the trailing CRLF; subjects
     // count three bytes a character in case they are not ASCII.
@@ -106,15 +108,7 @@ export class WireWriter {
     o = writeToken(b, o, subject, "subject");
     b[o++] = 32;
     o = writeToken(b, o, replyText, "reply subject");
-    o = writeSizes(b, o, hlen, total, block);
-    if (fields !== undefined) {
-      const end = writeHeaders(b, o, fields, hlen);
-      if (end < 0) {
-        // Not ASCII: the rare path through a string and TextEncoder, same bytes.
-        b.set(encoder.encode(headerText(fields)), o);
-        o += hlen;
-      } else o = end;
-    }
+    o = writeSizes(b, o, hlen, total, head);
     this.#finish(b, o, data, size, total);
   }
 
@@ -262,45 +256,22 @@ function asciiToken(b: Buffer, o: number, s: string, what: string): number {
   return o;
 }
 
-/** The header block's byte length when all of it is ASCII; else its UTF-8 length. Validates it. */
-function headerSize(f: HeaderFields): number {
-  let size = HEAD.length + 2;
-  let ascii = true;
-  if (f.msgId !== undefined) {
-    checkValue(MSG_ID, f.msgId);
-    size += MSG_ID.length + f.msgId.length + 4;
-    ascii = isAscii(f.msgId);
-  }
+/** The header block of `f`, validated, in one exact-size array. */
+export function encodeHeaderBlock(f: HeaderFields): Uint8Array {
+  const out = new Uint8Array(asciiHeaderSize(f));
+  return asciiHeaders(out, 0, f) < 0 ? headerBytes(f) : out;
+}
+
+/** The header block of `f` as UTF-8, every key and value checked first (any Unicode). */
+function headerBytes(f: HeaderFields): Uint8Array {
+  if (f.msgId !== undefined) checkValue(MSG_ID, f.msgId);
   const record = f.headers;
   if (record !== undefined)
     for (const k in record) {
-      const v = record[k]!;
       checkKey(k);
-      checkValue(k, v);
-      size += k.length + v.length + 4;
-      if (ascii) ascii = isAscii(k) && isAscii(v);
+      checkValue(k, record[k]!);
     }
-  return ascii ? size : encoder.encode(headerText(f)).length;
-}
-
-/** The header block of `f`, validated, in one exact-size array. */
-export function encodeHeaderBlock(f: HeaderFields): Uint8Array {
-  const size = headerSize(f);
-  const out = new Uint8Array(size);
-  return writeHeaders(out, 0, f, size) < 0 ? encoder.encode(headerText(f)) : out;
-}
-
-/** Writes the header block at `o` when it is ASCII (`hlen` bytes); -1 if it is not. */
-function writeHeaders(b: Uint8Array, o: number, f: HeaderFields, hlen: number): number {
-  const end = o + hlen;
-  let p = writeAscii(b, o, HEAD);
-  if (f.msgId !== undefined) p = writeLine(b, p, MSG_ID, f.msgId);
-  const record = f.headers;
-  if (record !== undefined) for (const k in record) if (p >= 0) p = writeLine(b, p, k, record[k]!);
-  if (p < 0) return -1;
-  b[p++] = 13;
-  b[p++] = 10;
-  return p === end ? p : -1;
+  return encoder.encode(headerText(f));
 }
 
 /** The header block as text (any Unicode), as nats.js writes it. */
@@ -310,11 +281,6 @@ function headerText(f: HeaderFields): string {
   const record = f.headers;
   if (record !== undefined) for (const k in record) text += `${k}: ${record[k]!}\r\n`;
   return `${text}\r\n`;
-}
-
-function isAscii(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 127) return false;
-  return true;
 }
 
 /** A RangeError for a key that would break the block: CR, LF, colon or space. */
@@ -334,25 +300,6 @@ function checkValue(key: string, value: string): void {
   }
 }
 
-/** `key: value\r\n` at `o` (already validated); -1 at a character that is not ASCII. */
-function writeLine(b: Uint8Array, o: number, key: string, value: string): number {
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    if (c > 127) return -1;
-    b[o++] = c;
-  }
-  b[o++] = 58;
-  b[o++] = 32;
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c > 127) return -1;
-    b[o++] = c;
-  }
-  b[o++] = 13;
-  b[o++] = 10;
-  return o;
-}
-
 function writeAscii(b: Uint8Array, o: number, text: string): number {
   for (let i = 0; i < text.length; i++) b[o++] = text.charCodeAt(i);
   return o;
@@ -361,15 +308,11 @@ function writeAscii(b: Uint8Array, o: number, text: string): number {
 /** A subject: not empty, no space or control character (the server would drop the connection). */
 function writeToken(b: Buffer, o: number, s: string, what: string): number {
   if (s.length === 0) throw new WireError(`empty ${what}`);
-  let ascii = true;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c <= 32 || c === 127) throw new WireError(`invalid ${what} ${JSON.stringify(s)}`);
-    if (c > 127) ascii = false;
   }
-  if (!ascii) return o + b.write(s, o, "utf8");
-  for (let i = 0; i < s.length; i++) b[o++] = s.charCodeAt(i);
-  return o;
+  return o + b.write(s, o, "utf8");
 }
 
 /** ` [hlen ]total` CRLF after the reply subject, then the encoded header block if there is one. */
