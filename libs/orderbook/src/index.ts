@@ -98,10 +98,14 @@ const ROUND_EXACT = 1125899906842624;
  */
 export function formatDecimal(x: number, decimals: number): string {
   if (decimals < 1 || decimals > 22) return x.toFixed(decimals);
-  const scale = POW10[decimals]!;
+  const m = exactUnits(x, POW10[decimals]!);
+  return m < 0 ? x.toFixed(decimals) : withPoint(m, decimals);
+}
+
+/** The integer m < 2^50 with x = m / scale exactly (see `formatDecimal`), or -1 when there is none. */
+function exactUnits(x: number, scale: number): number {
   const m = Math.round(x * scale);
-  if (!(m >= 0 && m < ROUND_EXACT) || m / scale !== x) return x.toFixed(decimals);
-  return withPoint(m, decimals);
+  return m >= 0 && m < ROUND_EXACT && m / scale === x ? m : -1;
 }
 
 /** The canonical decimal string of m / 10^decimals for an integer m >= 0 and decimals >= 1. */
@@ -622,19 +626,9 @@ class Side {
         }
         const price = block.keys[j]! * this.sign;
         const quantity = block.quantities[j]!;
-        const pm = Math.round(price * ps);
-        const qm = Math.round(quantity * qs);
-        if (
-          ps > 0 &&
-          qs > 0 &&
-          pm >= 0 &&
-          pm < ROUND_EXACT &&
-          qm >= 0 &&
-          qm < ROUND_EXACT &&
-          pm / ps === price &&
-          qm / qs === quantity
-        )
-          m.push(pm, qm);
+        const pm = ps > 0 ? exactUnits(price, ps) : -1;
+        const qm = qs > 0 ? exactUnits(quantity, qs) : -1;
+        if (pm >= 0 && qm >= 0) m.push(pm, qm);
         else strings.push([formatDecimal(price, pd), formatDecimal(quantity, qd)]);
       }
     }
