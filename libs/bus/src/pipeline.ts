@@ -92,7 +92,7 @@ export class AckPipeline {
       protocol !== undefined && options.natsPublish !== true ? new WireWriter(protocol) : undefined;
     if (!Number.isInteger(this.#max) || this.#max < 1)
       throw new RangeError(`maxInFlight must be an integer >= 1, got ${this.#max}`);
-    const skip = this.#prefix.length + 1;
+    const skip = this.#replyPrefix.length; // an ack's subject is the reply subject: prefix, dot, number
     this.#sub = bus.nc.subscribe(`${this.#prefix}.*`, {
       callback: (err, msg) => {
         if (err) return;
