@@ -1,15 +1,11 @@
 import { createInbox, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
 import type { Bus } from "./connect.js";
 import { BusError } from "./errors.js";
+import { parsePubAck, type StoredAck } from "./pub-ack.js";
 import { WaitingRing } from "./waiting.js";
 import { encodeHeaderBlock, rawProtocol, WireError, WireWriter, type HeaderFields } from "./wire.js";
 
-/** What JetStream answered for one message: where it is stored, or that its id was already stored. */
-export interface StoredAck {
-  readonly stream: string;
-  readonly seq: number;
-  readonly duplicate: boolean;
-}
+export type { StoredAck } from "./pub-ack.js";
 
 /** Called once per message: with an ack when it is known stored, or with the reason it is not. */
 export type AckCallback = (err: BusError | undefined, ack: StoredAck | undefined) => void;
@@ -29,7 +25,6 @@ export interface AckPipelineOptions {
   readonly natsPublish?: boolean;
 }
 
-const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
 /**
@@ -203,7 +198,7 @@ export class AckPipeline {
         undefined,
       );
     } else {
-      const ack = parseAck(data);
+      const ack = parsePubAck(data);
       if (typeof ack === "string")
         cb(
           new BusError("PUBLISH_FAILED", `JetStream refused the message: ${ack}`, { retryable: true }),
@@ -263,69 +258,4 @@ function replyId(msg: Msg, skip: number): number {
 /** Headers that are an encoded block: nats.js's `MsgHdrs` (whose type hides `encode`) or `EncodedHeaders`. */
 function isEncoded(h: MsgHdrs | EncodedHeaders | HeaderFields): h is EncodedHeaders {
   return typeof (h as Partial<EncodedHeaders>).encode === "function";
-}
-
-const ACK_HEAD = encoder.encode('{"stream":"');
-const ACK_SEQ = encoder.encode('","seq":');
-const ACK_DUP = encoder.encode(',"duplicate":true}');
-
-/**
- * The usual PubAck, `{"stream":"S","seq":N}` or `{"stream":"S","seq":N,"duplicate":true}`, read
- * straight from the bytes (one per stored message, so JSON.parse would be a real share of the cost);
- * undefined for any other shape, which then goes through JSON.parse.
- */
-function fastAck(d: Uint8Array): StoredAck | undefined {
-  const n = d.length;
-  if (n < ACK_HEAD.length + ACK_SEQ.length + 2 || d[n - 1] !== 125 /* } */) return undefined;
-  for (let i = 0; i < ACK_HEAD.length; i++) if (d[i] !== ACK_HEAD[i]) return undefined;
-  let i = ACK_HEAD.length;
-  const streamStart = i;
-  while (i < n && d[i] !== 34 /* " */) {
-    if (d[i] === 92 /* \ */) return undefined;
-    i++;
-  }
-  const streamEnd = i;
-  for (let k = 0; k < ACK_SEQ.length; k++, i++) if (d[i] !== ACK_SEQ[k]) return undefined;
-  let seq = 0;
-  const digits = i;
-  while (i < n && d[i]! >= 48 && d[i]! <= 57) seq = seq * 10 + (d[i++]! - 48);
-  if (i === digits || i - digits > 15) return undefined;
-  let duplicate = false;
-  if (i === n - 1) duplicate = false;
-  else if (n - i === ACK_DUP.length) {
-    for (let k = 0; k < ACK_DUP.length; k++) if (d[i + k] !== ACK_DUP[k]) return undefined;
-    duplicate = true;
-  } else return undefined;
-  return { stream: streamName(d, streamStart, streamEnd), seq, duplicate };
-}
-
-let lastStreamBytes = new Uint8Array(0);
-let lastStream = "";
-/** The stream's name, decoded once while acks keep naming the same stream. */
-function streamName(d: Uint8Array, start: number, end: number): string {
-  const len = end - start;
-  let same = len === lastStreamBytes.length;
-  for (let k = 0; same && k < len; k++) same = d[start + k] === lastStreamBytes[k];
-  if (!same) {
-    lastStreamBytes = d.slice(start, end);
-    lastStream = decoder.decode(lastStreamBytes);
-  }
-  return lastStream;
-}
-
-/** A PubAck `{"stream","seq","duplicate"?}`, or the error's description. */
-function parseAck(data: Uint8Array): StoredAck | string {
-  const fast = fastAck(data);
-  if (fast !== undefined) return fast;
-  let o: unknown;
-  try {
-    o = JSON.parse(decoder.decode(data));
-  } catch {
-    return "unreadable ack";
-  }
-  if (typeof o !== "object" || o === null) return "unreadable ack";
-  const r = o as { stream?: unknown; seq?: unknown; duplicate?: unknown; error?: { description?: unknown } };
-  if (r.error !== undefined) return typeof r.error.description === "string" ? r.error.description : "error";
-  if (typeof r.stream !== "string" || typeof r.seq !== "number") return "ack without stream or sequence";
-  return { stream: r.stream, seq: r.seq, duplicate: r.duplicate === true };
 }
