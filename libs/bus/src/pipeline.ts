@@ -10,6 +10,19 @@ export type { StoredAck } from "./pub-ack.js";
 /** Called once per message: with an ack when it is known stored, or with the reason it is not. */
 export type AckCallback = (err: BusError | undefined, ack: StoredAck | undefined) => void;
 
+/**
+ * `AckCallback` as an object's method: a caller that keeps an object per message anyway (a queue's
+ * entry) passes it instead of a closure, one object fewer per message in flight for the GC to copy.
+ */
+export interface AckTarget {
+  onAck(err: BusError | undefined, ack: StoredAck | undefined): void;
+}
+
+function settle(to: AckCallback | AckTarget, err: BusError | undefined, ack: StoredAck | undefined): void {
+  if (typeof to === "function") to(err, ack);
+  else to.onAck(err, ack);
+}
+
 /** Options for `AckPipeline`. */
 export interface AckPipelineOptions {
   /** Messages sent and not yet acked, at most. Default 16 384. */
@@ -66,7 +79,7 @@ export class AckPipeline {
   readonly #prefix = createInbox();
   /** `<prefix>.` as bytes: each message's reply subject is this and its number. */
   readonly #replyPrefix = encoder.encode(`${this.#prefix}.`);
-  readonly #waiting: WaitingRing<AckCallback>;
+  readonly #waiting: WaitingRing<AckCallback | AckTarget>;
   readonly #sub: Subscription;
   readonly #sweep: NodeJS.Timeout;
   readonly #offConn: () => void;
@@ -116,21 +129,21 @@ export class AckPipeline {
   }
 
   /**
-   * Publishes one message (a string is sent as UTF-8); `cb` runs exactly once. Call only when `ready`
-   * (otherwise the message fails at once with a retryable error).
+   * Publishes one message (a string is sent as UTF-8); `cb` (or `cb.onAck`) runs exactly once. Call
+   * only when `ready` (otherwise the message fails at once with a retryable error).
    */
   send(
     subject: string,
     data: Uint8Array | string,
     headers: MsgHdrs | EncodedHeaders | HeaderFields | undefined,
-    cb: AckCallback,
+    cb: AckCallback | AckTarget,
   ): void {
     if (this.#closed) {
-      cb(new BusError("CLOSED", "the publish pipeline is closed"), undefined);
+      settle(cb, new BusError("CLOSED", "the publish pipeline is closed"), undefined);
       return;
     }
     if (!this.#bus.isConnected()) {
-      cb(new BusError("PUBLISH_FAILED", "NATS is not connected", { retryable: true }), undefined);
+      settle(cb, new BusError("PUBLISH_FAILED", "NATS is not connected", { retryable: true }), undefined);
       return;
     }
     const id = this.#next++;
@@ -157,7 +170,8 @@ export class AckPipeline {
       const message = err instanceof Error ? err.message : String(err);
       // A message the server would refuse (size, subject, header) fails the same way every time.
       const retryable = !(err instanceof WireError || err instanceof RangeError);
-      cb(
+      settle(
+        cb,
         new BusError("PUBLISH_FAILED", `publish to ${subject} failed: ${message}`, { retryable, cause: err }),
         undefined,
       );
@@ -184,14 +198,16 @@ export class AckPipeline {
     const cb = this.#waiting.take(id);
     if (cb === undefined) return; // answered after a timeout or a reconnect: the resend settles it
     if (status === 503) {
-      cb(
+      settle(
+        cb,
         new BusError("PUBLISH_FAILED", "no stream stores this subject: provision the topology first", {
           retryable: true,
         }),
         undefined,
       );
     } else if (status >= 400) {
-      cb(
+      settle(
+        cb,
         new BusError("PUBLISH_FAILED", `JetStream answered ${status} ${description ?? ""}`.trim(), {
           retryable: true,
         }),
@@ -200,11 +216,12 @@ export class AckPipeline {
     } else {
       const ack = parsePubAck(data);
       if (typeof ack === "string")
-        cb(
+        settle(
+          cb,
           new BusError("PUBLISH_FAILED", `JetStream refused the message: ${ack}`, { retryable: true }),
           undefined,
         );
-      else cb(undefined, ack);
+      else settle(cb, undefined, ack);
     }
     this.#maybeReady();
   }
@@ -212,7 +229,8 @@ export class AckPipeline {
   #expire(): void {
     const expired = this.#waiting.takeSentBefore(Date.now() - this.#timeoutMs);
     for (const cb of expired)
-      cb(
+      settle(
+        cb,
         new BusError("PUBLISH_TIMEOUT", `no ack from JetStream within ${this.#timeoutMs} ms`, {
           retryable: true,
         }),
@@ -224,7 +242,7 @@ export class AckPipeline {
   #failAll(code: "PUBLISH_TIMEOUT" | "CLOSED", message: string): void {
     if (this.#waiting.size === 0) return;
     for (const cb of this.#waiting.takeAll())
-      cb(new BusError(code, message, { retryable: code !== "CLOSED" }), undefined);
+      settle(cb, new BusError(code, message, { retryable: code !== "CLOSED" }), undefined);
     this.#maybeReady();
   }
 

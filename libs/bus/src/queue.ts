@@ -1,6 +1,6 @@
 import type { Bus } from "./connect.js";
 import type { BusError } from "./errors.js";
-import { AckPipeline } from "./pipeline.js";
+import { AckPipeline, type AckTarget, type StoredAck } from "./pipeline.js";
 
 /** One message bound for a stream. */
 export interface QueuedMessage {
@@ -31,11 +31,18 @@ export interface PublishQueueOptions {
 /** Messages waiting that are sent at once instead of on the next turn of the event loop. */
 const SEND_SLICE = 64;
 
-interface Entry {
-  readonly item: QueuedMessage;
-  /** Arrival order, so retries go out again in the order they first arrived. */
-  readonly ordinal: number;
-  attempts: number;
+/** One message in the queue; it takes its own ack (no closure per message in flight). */
+class Entry implements AckTarget {
+  attempts = 0;
+  constructor(
+    readonly item: QueuedMessage,
+    /** Arrival order, so retries go out again in the order they first arrived. */
+    readonly ordinal: number,
+    readonly onAnswer: (e: Entry, err: BusError | undefined, ack: StoredAck | undefined) => void,
+  ) {}
+  onAck(err: BusError | undefined, ack: StoredAck | undefined): void {
+    this.onAnswer(this, err, ack);
+  }
 }
 
 /**
@@ -91,7 +98,7 @@ export class PublishQueue {
       item.settle?.(new Error("the publish queue is closed"));
       return;
     }
-    this.#queue.push({ item, ordinal: this.#ordinal++, attempts: 0 });
+    this.#queue.push(new Entry(item, this.#ordinal++, this.#answered));
     this.#bytes += item.data.length;
     while (this.#bytes > this.#o.maxBytes && this.#dropOldest()) {
       /* keep dropping */
@@ -158,37 +165,40 @@ export class PublishQueue {
   }
 
   #send(e: Entry): void {
-    const { item } = e;
-    this.#bytes -= item.data.length;
+    this.#bytes -= e.item.data.length;
     e.attempts++;
-    this.#pipe.send(item.subject, item.data, item, (err, ack) => {
-      if (err === undefined) {
-        this.#o.onStored?.(item, ack?.duplicate ?? false);
-        item.settle?.();
-        return;
-      }
-      this.#o.onPublishError?.(err);
-      if (this.#closed || !err.retryable || e.attempts >= this.#maxAttempts) {
-        this.#o.onDropped?.(item, "failed");
-        item.settle?.(err);
-        return;
-      }
-      this.#bytes += item.data.length;
-      if (this.#retry.length > 0 && this.#retry[this.#retry.length - 1]!.ordinal > e.ordinal)
-        this.#retrySorted = false;
-      this.#retry.push(e);
-      // A refusal or timeout while connected: back off briefly so a stuck stream is not hammered.
-      if (this.#bus.isConnected() && err.code !== "PUBLISH_TIMEOUT" && this.#retryTimer === undefined) {
-        this.#retryTimer = setTimeout(() => {
-          this.#retryTimer = undefined;
-          this.#pump();
-        }, 250);
-        this.#retryTimer.unref();
-      } else {
-        this.#schedulePump();
-      }
-    });
+    this.#pipe.send(e.item.subject, e.item.data, e.item, e);
   }
+
+  /** Every entry's answer, one function for all of them. */
+  readonly #answered = (e: Entry, err: BusError | undefined, ack: StoredAck | undefined): void => {
+    const { item } = e;
+    if (err === undefined) {
+      this.#o.onStored?.(item, ack?.duplicate ?? false);
+      item.settle?.();
+      return;
+    }
+    this.#o.onPublishError?.(err);
+    if (this.#closed || !err.retryable || e.attempts >= this.#maxAttempts) {
+      this.#o.onDropped?.(item, "failed");
+      item.settle?.(err);
+      return;
+    }
+    this.#bytes += item.data.length;
+    if (this.#retry.length > 0 && this.#retry[this.#retry.length - 1]!.ordinal > e.ordinal)
+      this.#retrySorted = false;
+    this.#retry.push(e);
+    // A refusal or timeout while connected: back off briefly so a stuck stream is not hammered.
+    if (this.#bus.isConnected() && err.code !== "PUBLISH_TIMEOUT" && this.#retryTimer === undefined) {
+      this.#retryTimer = setTimeout(() => {
+        this.#retryTimer = undefined;
+        this.#pump();
+      }, 250);
+      this.#retryTimer.unref();
+    } else {
+      this.#schedulePump();
+    }
+  };
 
   /** Resolves when everything pushed so far is stored (or at `timeoutMs`); then refuses new items. */
   async close(timeoutMs = 10_000): Promise<void> {
