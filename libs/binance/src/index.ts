@@ -3,6 +3,7 @@
  * stream connections and the weight-aware REST queue.
  */
 export * from "./parse.js";
+export * from "./scan.js";
 export * from "./sync.js";
 export * from "./backoff.js";
 export * from "./dedupe.js";
