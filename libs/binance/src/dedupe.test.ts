@@ -31,6 +31,10 @@ describe("DedupeFilter", () => {
     f.seen("trade", "C", 1);
     expect(f.size).toBe(2);
     expect(f.counters.evictedKeys).toBe(1);
+    // The oldest key (A) went, the newest stayed: C's id is still known, A's passes again.
+    expect(f.seen("trade", "C", 1)).toBe(true);
+    expect(f.seen("trade", "A", 5)).toBe(false);
+    expect(f.counters.evictedKeys).toBe(2); // A came back in place of B
   });
 
   it("answers like a plain list of the last windowSize ids, through growth and wrap-around", () => {

@@ -17,6 +17,10 @@ export interface DedupeFilterOptions {
  * keys stay small.
  */
 class KeyWindow {
+  constructor(
+    readonly kind: string,
+    readonly symbol: string,
+  ) {}
   highest = -Infinity;
   ring = new Float64Array(16);
   /** Ids held (at most the window size). */
@@ -61,7 +65,10 @@ class KeyWindow {
 export class DedupeFilter {
   readonly #windowSize: number;
   readonly #maxKeys: number;
-  readonly #keys = new Map<string, KeyWindow>();
+  /** kind → symbol → window: looked up by the caller's strings as they are, with no key built per call. */
+  readonly #keys = new Map<string, Map<string, KeyWindow>>();
+  /** Every window in creation order, the oldest first to be forgotten. */
+  readonly #order = new Set<KeyWindow>();
   /** Counts since creation. */
   readonly counters = { passed: 0, duplicates: 0, evictedKeys: 0 };
 
@@ -74,16 +81,18 @@ export class DedupeFilter {
 
   /** True when `id` was already seen for (kind, symbol); otherwise remembers it and returns false. */
   seen(kind: string, symbol: string, id: number): boolean {
-    const key = `${kind}\u0000${symbol}`;
-    let w = this.#keys.get(key);
+    let bySymbol = this.#keys.get(kind);
+    if (bySymbol === undefined) this.#keys.set(kind, (bySymbol = new Map<string, KeyWindow>()));
+    let w = bySymbol.get(symbol);
     if (w === undefined) {
-      if (this.#keys.size >= this.#maxKeys) {
-        const oldest = this.#keys.keys().next();
-        if (oldest.done !== true) this.#keys.delete(oldest.value);
+      if (this.#order.size >= this.#maxKeys) {
+        const oldest = this.#order.values().next();
+        if (oldest.done !== true) this.#forget(oldest.value);
         this.counters.evictedKeys++;
       }
-      w = new KeyWindow();
-      this.#keys.set(key, w);
+      w = new KeyWindow(kind, symbol);
+      bySymbol.set(symbol, w);
+      this.#order.add(w);
     }
     // Ids grow per key, so anything above the highest is new without a lookup.
     if (id <= w.highest && w.has(id)) {
@@ -97,11 +106,19 @@ export class DedupeFilter {
 
   /** Forgets one symbol (all kinds), e.g. after it is removed from the stream set. */
   forgetSymbol(symbol: string): void {
-    for (const key of [...this.#keys.keys()]) if (key.endsWith(`\u0000${symbol}`)) this.#keys.delete(key);
+    for (const bySymbol of this.#keys.values()) {
+      const w = bySymbol.get(symbol);
+      if (w !== undefined) this.#forget(w);
+    }
   }
 
   /** Number of keys tracked. */
   get size(): number {
-    return this.#keys.size;
+    return this.#order.size;
+  }
+
+  #forget(w: KeyWindow): void {
+    this.#keys.get(w.kind)?.delete(w.symbol);
+    this.#order.delete(w);
   }
 }

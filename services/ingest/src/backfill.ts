@@ -58,7 +58,11 @@ const ATTEMPTS = 3;
  */
 export class TradeBackfill {
   readonly #o: TradeBackfillOptions;
-  readonly #highest = new Map<string, number>();
+  /** The highest live id per kind and symbol (keyed by the caller's strings: no key built per trade). */
+  readonly #highest: Readonly<Record<TradeKind, Map<string, number>>> = {
+    trade: new Map(),
+    aggtrade: new Map(),
+  };
   readonly #holes: Hole[] = [];
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
@@ -76,9 +80,9 @@ export class TradeBackfill {
 
   /** Every live trade id that passed the dedupe filter, in arrival order. */
   observe(kind: TradeKind, symbol: string, id: number): void {
-    const key = `${kind}:${symbol}`;
-    const highest = this.#highest.get(key);
-    if (highest === undefined || id > highest) this.#highest.set(key, id);
+    const bySymbol = this.#highest[kind];
+    const highest = bySymbol.get(symbol);
+    if (highest === undefined || id > highest) bySymbol.set(symbol, id);
     if (highest === undefined) return;
     if (id > highest + 1) {
       this.#open(kind, symbol, highest + 1, id - 1);
@@ -90,7 +94,7 @@ export class TradeBackfill {
 
   /** Forgets a symbol (removed from collection); its open holes are dropped. */
   forget(symbol: string): void {
-    for (const kind of ["trade", "aggtrade"] as const) this.#highest.delete(`${kind}:${symbol}`);
+    for (const bySymbol of Object.values(this.#highest)) bySymbol.delete(symbol);
     for (let i = this.#holes.length - 1; i >= 0; i--)
       if (this.#holes[i]!.symbol === symbol) this.#holes.splice(i, 1);
   }

@@ -6,8 +6,11 @@ import {
   DedupeFilter,
   FrameError,
   routeFrame,
+  scanFrame,
   SlidingWindowLimiter,
   type CloseInfo,
+  type FrameRoute,
+  type ScannedFrame,
   type StreamKind,
 } from "@l2flow/binance";
 import { HEADERS, isSymbol, msgIds, normalizeSymbol, rawSubjectParts, subjects } from "@l2flow/contracts";
@@ -240,21 +243,48 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       if (c === undefined) framesByKind.set(kind, (c = new Tally(m.frames, { kind })));
       return c;
     };
+    // Per kind and symbol, the strings every frame of it needs, made once: building them per frame
+    // (template literals) left several strings per message alive until its ack, for the GC to copy.
+    const lanes = new Map<string, Map<string, Lane>>();
+    const laneOf = (kind: "trade" | "aggtrade" | "depth", symbol: string): Lane => {
+      let bySymbol = lanes.get(kind);
+      if (bySymbol === undefined) lanes.set(kind, (bySymbol = new Map<string, Lane>()));
+      let lane = bySymbol.get(symbol);
+      if (lane !== undefined) return lane;
+      // Bounded whatever symbols frames name: past the bound the cache starts again.
+      if (bySymbol.size >= MAX_LANES_PER_KIND) bySymbol.clear();
+      lane = {
+        symbol,
+        subject: subjects.raw(kind, symbol),
+        msgIdPrefix:
+          kind === "depth"
+            ? msgIds.depth(symbol, "")
+            : kind === "trade"
+              ? msgIds.trade(symbol, "")
+              : msgIds.aggTrade(symbol, ""),
+      };
+      bySymbol.set(symbol, lane);
+      return lane;
+    };
     const onFrame = (bytes: Buffer, receiveTimeNs: bigint, connId: string) => {
-      let route;
-      let text: string;
-      try {
-        text = bytes.toString("utf8");
-        route = routeFrame(text);
-      } catch (err) {
-        const code = err instanceof FrameError ? err.code : "FRAME_UNKNOWN";
-        m.bad.inc({ code });
-        if (limiter.take(code) >= 0)
-          logger.warn(
-            { code, connection: connId, sample: bytes.subarray(0, 120).toString("utf8") },
-            "rejected a malformed frame; the connection stays up",
-          );
-        return;
+      // The usual frame is routed from its bytes; JSON.parse (routeFrame) sees only what the scan
+      // cannot vouch for, and says exactly what is wrong with the malformed.
+      let route: ScannedFrame | FrameRoute | undefined = scanFrame(bytes);
+      let text = "";
+      if (route === undefined) {
+        try {
+          text = bytes.toString("utf8");
+          route = routeFrame(text);
+        } catch (err) {
+          const code = err instanceof FrameError ? err.code : "FRAME_UNKNOWN";
+          m.bad.inc({ code });
+          if (limiter.take(code) >= 0)
+            logger.warn(
+              { code, connection: connId, sample: bytes.subarray(0, 120).toString("utf8") },
+              "rejected a malformed frame; the connection stays up",
+            );
+          return;
+        }
       }
       framesCounter(route.kind).inc();
       if (route.kind === "shutdown" || route.kind === "bookticker") return;
@@ -263,18 +293,19 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
         // Millisecond lag: the receive time's nanoseconds are not needed for it (and BigInt division is not free).
         m.lag.observe(Math.max(0, Date.now() - eventMs) / 1000);
       }
-      if (dedupe.seen(route.kind, route.symbol, route.id)) {
+      const lane = laneOf(route.kind, route.symbol);
+      if (dedupe.seen(route.kind, lane.symbol, route.id)) {
         m.deduped.inc();
         return;
       }
-      if (route.kind !== "depth") backfill.observe(route.kind, route.symbol, route.id);
+      if (route.kind !== "depth") backfill.observe(route.kind, lane.symbol, route.id);
       queue.push({
-        subject: subjects.raw(route.kind, route.symbol),
-        data: payloadBytes(bytes, text, route.data),
-        msgId:
-          route.kind === "depth"
-            ? msgIds.depth(route.symbol, route.id)
-            : tradeMsgId(route.kind, route.symbol, route.id),
+        subject: lane.subject,
+        data:
+          "data" in route
+            ? payloadBytes(bytes, text, route.data)
+            : Buffer.from(bytes.subarray(route.dataStart, route.dataEnd)),
+        msgId: lane.msgIdPrefix + route.id,
         headers: { [HEADERS.receiveNs]: String(receiveTimeNs), [HEADERS.connection]: connId },
       });
     };
@@ -380,6 +411,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
         ]),
       );
       for (const s of removing) {
+        for (const bySymbol of lanes.values()) bySymbol.delete(s);
         backfill.forget(s);
         dedupe.forgetSymbol(s);
         coverage.delete(s);
@@ -470,6 +502,19 @@ function payloadBytes(bytes: Buffer, text: string, data: string): Uint8Array {
   // A combined frame ends with the data object and one closing brace.
   const end = data.length === text.length ? text.length : text.length - 1;
   return Buffer.from(bytes.subarray(end - data.length, end));
+}
+
+/** Symbols whose strings are kept per kind (the dedupe filter keeps as many keys). */
+const MAX_LANES_PER_KIND = 8192;
+
+/** What every frame of one kind and symbol shares. */
+interface Lane {
+  /** The symbol, one string for all its frames. */
+  readonly symbol: string;
+  /** Its `MD_RAW` subject. */
+  readonly subject: string;
+  /** Its message id without the frame's id. */
+  readonly msgIdPrefix: string;
 }
 
 function tradeMsgId(kind: TradeKind, symbol: string, id: number): string {

@@ -1,7 +1,7 @@
 // One ingest against its own nats-server and Binance simulator, for a test.
 import { expect } from "vitest";
 import { connectBus, type Bus } from "@l2flow/bus";
-import { subjects } from "@l2flow/contracts";
+import { HEADERS, msgIds, subjects } from "@l2flow/contracts";
 import { readRecording, type Recording } from "@l2flow/recording";
 import {
   fixtures,
@@ -12,7 +12,7 @@ import {
   type TestNats,
 } from "@l2flow/testkit";
 import { loadConfig, startIngest, type IngestService } from "@l2flow/ingest";
-import { captureLogs, expectExactlyOnce, idsOf, readRaw, recordedIds } from "./support.js";
+import { captureLogs, expectExactlyOnce, idsOf, readRaw, recordedIds, type RawMessage } from "./support.js";
 
 let btcusdt: Recording | undefined;
 /** The BTCUSDT recording, parsed once per test file. */
@@ -105,9 +105,14 @@ export async function expectRecordingStoredOnce(
   ).catch(() => undefined); // the exact comparison below says what is missing
   const trades = await readRaw(h.bus, subjects.raw("trade", symbol));
   expectExactlyOnce(idsOf(trades, "t"), want.trades, "trade ids");
+  // Live and backfilled trades carry the contract's message id, so JetStream can drop any copy.
+  const wrongIds = (list: readonly RawMessage[], id: (m: RawMessage) => string) =>
+    list.filter((m) => m.headers[HEADERS.msgId] !== id(m)).map((m) => m.headers[HEADERS.msgId]);
+  expect(wrongIds(trades, (m) => msgIds.trade(symbol, m.json.t as number)).slice(0, 5)).toEqual([]);
   if (options.diffs !== false) {
     const diffs = await readRaw(h.bus, subjects.raw("depth", symbol));
     expectExactlyOnce(idsOf(diffs, "u"), want.diffs, "diff update ids");
+    expect(wrongIds(diffs, (m) => msgIds.depth(symbol, m.json.u as number)).slice(0, 5)).toEqual([]);
   }
 }
 
