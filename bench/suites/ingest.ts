@@ -6,16 +6,17 @@
  * (b) core `publish()` with a `Nats-Msg-Id` header onto the stream's subject: the server's ingest
  *     limit, stored but unconfirmed (the publisher learns nothing of what was stored).
  */
-import { headers as natsHeaders } from "@nats-io/transport-node";
+import { createInbox, headers as natsHeaders } from "@nats-io/transport-node";
 import { connectBus, provisionTopology, type Bus } from "@l2flow/bus";
 import { HEADERS, msgIds, STREAMS, subjects } from "@l2flow/contracts";
 import { readRecording } from "@l2flow/recording";
 import { createLogger } from "@l2flow/runtime";
-import { fixtures, startTestNats } from "@l2flow/testkit";
+import { fixtures, startTestNats, type TestNats } from "@l2flow/testkit";
 import { loadConfig, startIngest } from "@l2flow/ingest";
 import { startBlaster } from "../lib/blaster.js";
 import { LatencyHistogram, latencyMetrics, type LatencySummary } from "../lib/histogram.js";
 import { stats } from "../lib/measure.js";
+import { cpuSeconds } from "../lib/procs.js";
 import type { Check, Row, SuiteContext, SuiteResult } from "../lib/types.js";
 
 /** Suite id for `--only`. */
@@ -90,6 +91,27 @@ interface RunResult {
   readonly perSecond: number;
   readonly latency: LatencySummary | undefined;
   readonly stored: number;
+  /** CPU per frame while frames flowed; steadier than the rate on a shared VM (a slow minute lowers the rate, not the work). */
+  readonly cpu: CpuPerFrame;
+}
+
+/** CPU per frame in microseconds: this process (every thread: ingest, the sender, the harness) and nats-server. */
+interface CpuPerFrame {
+  readonly processUs: number;
+  readonly serverUs: number;
+}
+
+/** Starts counting CPU; the returned function gives it per frame for `frames`. */
+function cpuMeter(serverPid: number | undefined): (frames: number) => CpuPerFrame {
+  const process0 = process.cpuUsage();
+  const server0 = cpuSeconds(serverPid);
+  return (frames) => {
+    const used = process.cpuUsage(process0);
+    return {
+      processUs: (used.user + used.system) / Math.max(1, frames),
+      serverUs: ((cpuSeconds(serverPid) - server0) * 1e6) / Math.max(1, frames),
+    };
+  };
 }
 
 /** Trade frames stored in MD_RAW (status events left out). */
@@ -104,11 +126,12 @@ async function storedCount(bus: Bus): Promise<number> {
  * queueing); a fixed rate below saturation gives the latency a frame sees.
  */
 async function runIngest(
-  url: string,
+  nats: TestNats,
   bus: Bus,
   items: readonly Payload[],
   ratePerSecond = 0,
 ): Promise<RunResult> {
+  const url = nats.url;
   const blaster = await startBlaster();
   const indexOf = payloadIndex(items);
   const storedAt = new BigInt64Array(items.length);
@@ -155,13 +178,15 @@ async function runIngest(
   try {
     await blaster.load(items.map((p) => ({ stream: `${p.symbol.toLowerCase()}@trade`, bytes: p.frame })));
     await blaster.waitForClients();
+    const meter = cpuMeter(nats.pid);
     const { start, sentAt } = await blaster.send(ratePerSecond);
     await Promise.race([all, new Promise((r) => setTimeout(r, 120_000))]);
+    const cpu = meter(frames);
     const hist = new LatencyHistogram();
     for (let i = 0; i < items.length; i++) if (storedAt[i]! > 0n) hist.recordNs(storedAt[i]! - sentAt[i]!);
     const seconds = Number(lastAck - start) / 1e9;
     const stored = (await storedCount(bus)) - before;
-    return { perSecond: frames / seconds, latency: hist.summary(), stored };
+    return { perSecond: frames / seconds, latency: hist.summary(), stored, cpu };
   } finally {
     await ingest.close();
     await blaster.close();
@@ -177,9 +202,10 @@ function headersOf(p: Payload) {
 }
 
 /** (a) js.publish awaiting each ack, 4 096 in flight. */
-async function runJsPublish(bus: Bus, items: readonly Payload[]): Promise<RunResult> {
+async function runJsPublish(nats: TestNats, bus: Bus, items: readonly Payload[]): Promise<RunResult> {
   const hist = new LatencyHistogram();
   const before = await storedCount(bus);
+  const meter = cpuMeter(nats.pid);
   const start = process.hrtime.bigint();
   let next = 0;
   const worker = async () => {
@@ -195,16 +221,19 @@ async function runJsPublish(bus: Bus, items: readonly Payload[]): Promise<RunRes
   };
   await Promise.all(Array.from({ length: 4_096 }, worker));
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  const cpu = meter(items.length);
   return {
     perSecond: items.length / seconds,
     latency: hist.summary(),
     stored: (await storedCount(bus)) - before,
+    cpu,
   };
 }
 
 /** (b) core publish with Nats-Msg-Id onto the stream's subjects; done when the stream holds them all. */
-async function runCorePublish(bus: Bus, items: readonly Payload[]): Promise<RunResult> {
+async function runCorePublish(nats: TestNats, bus: Bus, items: readonly Payload[]): Promise<RunResult> {
   const before = await storedCount(bus);
+  const meter = cpuMeter(nats.pid);
   const start = process.hrtime.bigint();
   for (let i = 0; i < items.length; i++) {
     const p = items[i]!;
@@ -217,7 +246,43 @@ async function runCorePublish(bus: Bus, items: readonly Payload[]): Promise<RunR
   while ((stored = (await storedCount(bus)) - before) < items.length && Date.now() < deadline)
     await new Promise((r) => setTimeout(r, 2));
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  return { perSecond: stored / seconds, latency: undefined, stored };
+  return { perSecond: stored / seconds, latency: undefined, stored, cpu: meter(stored) };
+}
+
+/**
+ * (c) (b) with a reply subject on every message, under one inbox subscription that only counts the
+ * answers: what the server itself can do when it acks each message, the ceiling of any design that
+ * confirms every message (it costs nats-server about twice (b)'s CPU per message here).
+ */
+async function runCoreWithReply(nats: TestNats, bus: Bus, items: readonly Payload[]): Promise<RunResult> {
+  const before = await storedCount(bus);
+  const inbox = createInbox();
+  let acks = 0;
+  let done!: () => void;
+  const all = new Promise<void>((r) => (done = r));
+  const sub = bus.nc.subscribe(`${inbox}.*`, {
+    callback: () => {
+      if (++acks === items.length) done();
+    },
+  });
+  try {
+    const meter = cpuMeter(nats.pid);
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < items.length; i++) {
+      const p = items[i]!;
+      bus.nc.publish(subjects.raw("trade", p.symbol), p.data, {
+        headers: headersOf(p),
+        reply: `${inbox}.${i}`,
+      });
+      if ((i & 1023) === 0) await new Promise((r) => setImmediate(r));
+    }
+    await Promise.race([all, new Promise((r) => setTimeout(r, 60_000))]);
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    const cpu = meter(acks);
+    return { perSecond: acks / seconds, latency: undefined, stored: (await storedCount(bus)) - before, cpu };
+  } finally {
+    sub.unsubscribe();
+  }
 }
 
 export async function run(ctx: SuiteContext): Promise<SuiteResult> {
@@ -225,11 +290,12 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   const repeats = ctx.quick ? 1 : 3;
   const nats = await startTestNats();
   const bus = await connectBus({ servers: nats.url, name: "bench-ingest" });
-  const results: Record<"ingest" | "paced" | "js" | "core", RunResult[]> = {
+  const results: Record<"ingest" | "paced" | "js" | "core" | "replied", RunResult[]> = {
     ingest: [],
     paced: [],
     js: [],
     core: [],
+    replied: [],
   };
   try {
     await provisionTopology(bus);
@@ -237,21 +303,26 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
     for (let r = 0; r < repeats && !ctx.signal.aborted; r++) {
       for (const which of process.env.ONLY_INGEST === "1"
         ? (["ingest", "paced"] as const)
-        : (["core", "js", "ingest", "paced"] as const)) {
+        : (["core", "replied", "js", "ingest", "paced"] as const)) {
         const count = which === "paced" ? PACED_SECONDS * PACED_RATE : n;
         const items = payloads(count, base);
         base += count;
         ctx.log(`ingest: ${which} run ${r + 1}/${repeats}, ${count} frames over ${SYMBOL_COUNT} symbols`);
         const res =
           which === "ingest"
-            ? await runIngest(nats.url, bus, items)
+            ? await runIngest(nats, bus, items)
             : which === "paced"
-              ? await runIngest(nats.url, bus, items, PACED_RATE)
+              ? await runIngest(nats, bus, items, PACED_RATE)
               : which === "js"
-                ? await runJsPublish(bus, items)
-                : await runCorePublish(bus, items);
+                ? await runJsPublish(nats, bus, items)
+                : which === "replied"
+                  ? await runCoreWithReply(nats, bus, items)
+                  : await runCorePublish(nats, bus, items);
         results[which].push(res);
-        ctx.log(`  ${Math.round(res.perSecond)} frames/s, stored ${res.stored}`);
+        ctx.log(
+          `  ${Math.round(res.perSecond)} frames/s, stored ${res.stored}; CPU per frame ` +
+            `${res.cpu.processUs.toFixed(1)} us this process, ${res.cpu.serverUs.toFixed(1)} us nats-server`,
+        );
       }
     }
   } finally {
@@ -261,56 +332,64 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   // ONLY_INGEST=1 (for profiling) leaves the references out; their figures are then NaN.
   const median = (list: RunResult[]) => stats(list.length > 0 ? list.map((x) => x.perSecond) : [NaN]);
   const ing = median(results.ingest);
-  const paced = median(results.paced);
   const js = median(results.js);
   const core = median(results.core);
+  const replied = median(results.replied);
   const lastLatency = (list: RunResult[]) => list[list.length - 1]?.latency;
-  const row = (
-    label: string,
-    s: ReturnType<typeof stats>,
-    lat: LatencySummary | undefined,
-    notes: string,
-  ): Row => ({
-    label,
-    metrics: [
-      { name: "frames", value: s.median, unit: "/s", spread: s.spread },
-      ...(lat !== undefined
-        ? latencyMetrics(lat)
-        : [
-            { name: "p50", value: "—" },
-            { name: "p99", value: "—" },
-            { name: "p99.9", value: "—" },
-            { name: "max", value: "—" },
-          ]),
-      { name: "vs (a)", value: s.median / js.median, unit: "x" },
-      { name: "vs (b)", value: s.median / core.median, unit: "x" },
-    ],
-    notes,
-  });
+  const medianOf = (list: readonly number[]) => stats(list.length > 0 ? list : [NaN]).median;
+  const row = (label: string, list: RunResult[], lat: LatencySummary | undefined, notes: string): Row => {
+    const s = median(list);
+    return {
+      label,
+      metrics: [
+        { name: "frames", value: s.median, unit: "/s", spread: s.spread },
+        ...(lat !== undefined
+          ? latencyMetrics(lat)
+          : [
+              { name: "p50", value: "—" },
+              { name: "p99", value: "—" },
+              { name: "p99.9", value: "—" },
+              { name: "max", value: "—" },
+            ]),
+        { name: "vs (a)", value: s.median / js.median, unit: "x" },
+        { name: "vs (b)", value: s.median / core.median, unit: "x" },
+        { name: "vs (c)", value: s.median / replied.median, unit: "x" },
+        { name: "CPU/frame, bench process", value: medianOf(list.map((x) => x.cpu.processUs)), unit: "µs" },
+        { name: "CPU/frame, nats-server", value: medianOf(list.map((x) => x.cpu.serverUs)), unit: "µs" },
+      ],
+      notes,
+    };
+  };
   const rows: Row[] = [
     row(
       "l2flow ingest (WebSocket → ack per frame)",
-      ing,
+      results.ingest,
       lastLatency(results.ingest),
       "as fast as ingest takes them; every frame confirmed stored, ids deduplicated; latency here is queueing (1 ack in 8 timed)",
     ),
     row(
       `l2flow ingest at ${PACED_RATE / 1000}k frames/s`,
-      paced,
+      results.paced,
       lastLatency(results.paced),
       "the latency a frame sees below saturation: from ws.send to JetStream's ack",
     ),
     row(
       "(a) js.publish awaiting each ack",
-      js,
+      results.js,
       lastLatency(results.js),
       "publish call to ack; 4 096 in flight",
     ),
     row(
       "(b) core publish + Nats-Msg-Id",
-      core,
+      results.core,
       undefined,
       "until the stream holds them all; the publisher is told nothing",
+    ),
+    row(
+      "(c) (b) with a reply subject per message",
+      results.replied,
+      undefined,
+      "until every ack is back, each only counted: the server's own limit when it acks every message, the ceiling for any design that confirms each one",
     ),
   ];
   const exact =
@@ -343,9 +422,13 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
     checks,
     notes: [
       `${n} real BTCUSDT trade frames (${results.ingest.length} runs each, median) renamed over ${SYMBOL_COUNT} symbols, ` +
-        "the same payload bytes and headers for all three; one nats-server 2.9 with file storage; the WebSocket " +
+        "the same payload bytes and headers for all; one nats-server 2.9 with file storage; the WebSocket " +
         "sender runs on a worker thread of this process (its frames corked in batches, as a busy TCP stream coalesces " +
         "them), ingest and the references on the main thread, nats-server in another process (2 cores in all).",
+      "CPU per frame: this process is every thread of the bench process (for l2flow: ingest, the WebSocket sender and " +
+        "the harness; for the references: the publisher), nats-server is the server's process. They are steadier than " +
+        "the rates on a shared VM, and show where the time goes: an ack per message costs the server about as much " +
+        "again as storing it ((c) against (b)).",
       "l2flow's publish path: each frame is a core publish with a reply subject under one shared inbox; JetStream " +
         "acks each one there (stream sequence or duplicate), one sweep times out the unanswered and they are sent " +
         "again in order. So the confirmation is per frame, not inferred from a count.",
