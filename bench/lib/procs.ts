@@ -66,11 +66,18 @@ export const SERVICE_ALLOCATOR: { readonly name: string; readonly env: Readonly<
         env: { MALLOC_ARENA_MAX: "2" },
       };
 
-/** One service (`ingest`, `normalizer`, `analyzer`, `gateway`) from its build; stderr is passed through. */
+/**
+ * One service (`ingest`, `normalizer`, `analyzer`, `gateway`) from its build; stderr is passed through.
+ * With `BENCH_CPU_PROFILE_DIR` set, each service writes a V8 CPU profile there when it exits
+ * (`--cpu-prof`, which NODE_OPTIONS does not accept).
+ */
 export function spawnService(name: string, env: Readonly<Record<string, string>>): ChildProcess {
   ensureBuilt();
+  const profileDir = process.env.BENCH_CPU_PROFILE_DIR;
+  const profile =
+    profileDir !== undefined && profileDir !== "" ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
   return track(
-    spawn(process.execPath, [join(repoRoot, "services", name, "dist", "main.js")], {
+    spawn(process.execPath, [...profile, join(repoRoot, "services", name, "dist", "main.js")], {
       cwd: repoRoot,
       env: {
         PATH: process.env.PATH ?? "",
