@@ -229,7 +229,7 @@ export function parseDepthSnapshot(text: string | Uint8Array): DepthSnapshot {
 export interface FrameRoute {
   readonly kind: "trade" | "aggtrade" | "depth" | "bookticker" | "shutdown";
   readonly symbol: string;
-  /** `t`, `a` or `u`; 0 for bookTicker and shutdown. */
+  /** `t`, `a` or `u` (bookTicker's `u` too); 0 for shutdown. */
   readonly id: number;
   /** Exchange event time `E` (0 when absent). */
   readonly eventTime: number;
