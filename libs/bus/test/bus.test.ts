@@ -6,6 +6,8 @@ import {
   provisionTopology,
   publish,
   Publisher,
+  PublishQueue,
+  QUEUED_MESSAGE_OVERHEAD_BYTES,
   startConsumer,
   type Bus,
 } from "@l2flow/bus";
@@ -144,6 +146,43 @@ describe("bus through a NATS restart", () => {
       });
       expect(ack.stream).toBe(STREAMS.raw);
       expect(states).toEqual([false, true]);
+    } finally {
+      await bus.close();
+      await nats.close();
+    }
+  });
+
+  it("while NATS is away holds messages up to maxBytes (payload plus bookkeeping each), drops the oldest beyond it, and stores the rest once it is back", async () => {
+    const nats = await startTestNats();
+    if (nats.kind !== "binary") return nats.close();
+    const bus = await connectBus({ servers: nats.url, reconnectTimeWaitMs: 100 });
+    try {
+      await provisionTopology(bus, { only: [STREAMS.raw], buckets: false });
+      const size = 100;
+      const each = size + QUEUED_MESSAGE_OVERHEAD_BYTES;
+      const stored: string[] = [];
+      const dropped: string[] = [];
+      const queue = new PublishQueue(bus, {
+        maxInFlight: 64,
+        maxBytes: 10 * each,
+        onStored: (item) => stored.push(item.msgId!),
+        onDropped: (item, reason) => dropped.push(`${item.msgId}:${reason}`),
+      });
+      await nats.stop();
+      await expect.poll(() => bus.isConnected(), { timeout: 10_000 }).toBe(false);
+      for (let i = 0; i < 15; i++)
+        queue.push({
+          subject: "md.raw.binance.trade.QUEUEUSDT",
+          data: new Uint8Array(size),
+          msgId: `q:${i}`,
+        });
+      expect(queue.bytes).toBe(10 * each);
+      expect(dropped).toEqual([0, 1, 2, 3, 4].map((i) => `q:${i}:overflow`));
+      await nats.restart();
+      await expect.poll(() => stored.length, { timeout: 20_000 }).toBe(10);
+      expect([...stored].sort()).toEqual([5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map((i) => `q:${i}`).sort());
+      expect(queue.bytes).toBe(0);
+      await queue.close();
     } finally {
       await bus.close();
       await nats.close();

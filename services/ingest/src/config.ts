@@ -37,7 +37,10 @@ const schema = z.object({
   SILENCE_TIMEOUT_MS: env.positiveInt(30_000),
   /** Ask Binance for microsecond timestamps (`timeUnit=MICROSECOND`). */
   MICROSECOND_TIMESTAMPS: env.bool(false),
-  /** Bytes of frames kept while NATS is unreachable; beyond it the oldest are dropped and reported as a gap. */
+  /**
+   * Memory for frames kept while NATS is unreachable (each counted as its bytes plus ~320 of
+   * bookkeeping); beyond it the oldest are dropped and reported as a gap.
+   */
   OUTAGE_BUFFER_BYTES: env.positiveInt(64 * 1024 * 1024),
   /** Publishes awaiting JetStream's ack at once. */
   PUBLISH_MAX_IN_FLIGHT: env.positiveInt(16_384),
