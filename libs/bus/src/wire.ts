@@ -216,8 +216,7 @@ function asciiHeaders(b: Uint8Array, o: number, f: HeaderFields): number {
     for (const k in record) {
       for (let i = 0; i < k.length; i++) {
         const c = k.charCodeAt(i);
-        if (c === 13 || c === 10 || c === 58 || c === 32)
-          throw new RangeError(`invalid NATS header ${JSON.stringify(k)}`);
+        if (breaksKey(c)) throw headerError(k);
         if (c > 127) return -1;
         b[p++] = c;
       }
@@ -237,7 +236,7 @@ function asciiHeaders(b: Uint8Array, o: number, f: HeaderFields): number {
 function asciiValue(b: Uint8Array, o: number, key: string, value: string): number {
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i);
-    if (c === 13 || c === 10) throw new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
+    if (breaksValue(c)) throw headerError(key);
     if (c > 127) return -1;
     b[o++] = c;
   }
@@ -249,7 +248,7 @@ function asciiToken(b: Buffer, o: number, s: string, what: string): number {
   if (s.length === 0) throw new WireError(`empty ${what}`);
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c <= 32 || c === 127) throw new WireError(`invalid ${what} ${JSON.stringify(s)}`);
+    if (breaksSubject(c)) throw new WireError(`invalid ${what} ${JSON.stringify(s)}`);
     if (c > 127) return -1;
     b[o++] = c;
   }
@@ -283,21 +282,33 @@ function headerText(f: HeaderFields): string {
   return `${text}\r\n`;
 }
 
-/** A RangeError for a key that would break the block: CR, LF, colon or space. */
-function checkKey(key: string): void {
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    if (c === 13 || c === 10 || c === 58 || c === 32)
-      throw new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
-  }
+/** A character that would break a header key: CR, LF, colon or space. */
+function breaksKey(c: number): boolean {
+  return c === 13 || c === 10 || c === 58 || c === 32;
 }
 
-/** A RangeError for a value that would break the block: CR or LF. */
+/** A character that would break a header value: CR or LF. */
+function breaksValue(c: number): boolean {
+  return c === 13 || c === 10;
+}
+
+/** A character a subject cannot hold: space, a control character or DEL (the server would drop the connection). */
+function breaksSubject(c: number): boolean {
+  return c <= 32 || c === 127;
+}
+
+function headerError(key: string): RangeError {
+  return new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
+}
+
+/** A RangeError for a key that would break the block. */
+function checkKey(key: string): void {
+  for (let i = 0; i < key.length; i++) if (breaksKey(key.charCodeAt(i))) throw headerError(key);
+}
+
+/** A RangeError for a value that would break the block. */
 function checkValue(key: string, value: string): void {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c === 13 || c === 10) throw new RangeError(`invalid NATS header ${JSON.stringify(key)}`);
-  }
+  for (let i = 0; i < value.length; i++) if (breaksValue(value.charCodeAt(i))) throw headerError(key);
 }
 
 function writeAscii(b: Uint8Array, o: number, text: string): number {
@@ -308,10 +319,8 @@ function writeAscii(b: Uint8Array, o: number, text: string): number {
 /** A subject: not empty, no space or control character (the server would drop the connection). */
 function writeToken(b: Buffer, o: number, s: string, what: string): number {
   if (s.length === 0) throw new WireError(`empty ${what}`);
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c <= 32 || c === 127) throw new WireError(`invalid ${what} ${JSON.stringify(s)}`);
-  }
+  for (let i = 0; i < s.length; i++)
+    if (breaksSubject(s.charCodeAt(i))) throw new WireError(`invalid ${what} ${JSON.stringify(s)}`);
   return o + b.write(s, o, "utf8");
 }
 
