@@ -13,6 +13,7 @@ import {
   startOpsServer,
   Counter,
   Tally,
+  talliesBy,
 } from "@l2flow/runtime";
 
 function capture(): { stream: Writable; text: () => string } {
@@ -152,5 +153,30 @@ describe("Tally", () => {
     expect(await value("t_frames_total", "trade")).toBe(1_005);
     expect(await value("t_plain_total")).toBe(1);
     expect((await c.get()).values.find((v) => v.labels.kind === "depth")?.value).toBe(5);
+  });
+
+  it("talliesBy gives one tally per label value, with the fixed labels beside it", async () => {
+    const registry = createMetricsRegistry({ service: "tally-by-test", defaultMetrics: false });
+    const c = new Counter({
+      name: "t_stored_total",
+      help: "stored",
+      labelNames: ["kind", "duplicate"],
+      registers: [registry],
+    });
+    const fresh = talliesBy(c, "kind", { duplicate: "false" });
+    const dup = talliesBy(c, "kind", { duplicate: "true" });
+    expect(fresh("trade")).toBe(fresh("trade"));
+    fresh("trade").inc(2);
+    fresh("depth").inc();
+    dup("trade").inc(7);
+    const values = (await c.get()).values.map((v) => [v.labels.kind, v.labels.duplicate, v.value]);
+    expect(values).toEqual(
+      expect.arrayContaining([
+        ["trade", "false", 2],
+        ["depth", "false", 1],
+        ["trade", "true", 7],
+      ]),
+    );
+    expect(values).toHaveLength(3);
   });
 });

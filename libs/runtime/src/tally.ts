@@ -46,3 +46,20 @@ export class Tally {
     this.#counter.inc(this.#labels, n);
   }
 }
+
+/**
+ * The tallies of `counter` by the value of one label (beside the `fixed` labels, default none), each
+ * made on its value's first use: `talliesBy(frames, "kind")("trade").inc()`.
+ */
+export function talliesBy(
+  counter: Counter<string>,
+  label: string,
+  fixed: LabelValues<string> = {},
+): (value: string) => Tally {
+  const byValue = new Map<string, Tally>();
+  return (value) => {
+    let t = byValue.get(value);
+    if (t === undefined) byValue.set(value, (t = new Tally(counter, { ...fixed, [label]: value })));
+    return t;
+  };
+}

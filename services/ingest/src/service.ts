@@ -20,7 +20,8 @@ import {
   natsOptions,
   ResourceStack,
   startOpsServer,
-  Tally,
+  talliesBy,
+  type Tally,
   type Logger,
   type Registry,
 } from "@l2flow/runtime";
@@ -82,21 +83,15 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     const lostSymbols = new Set<string>();
     // Per-frame counts are tallies (plain additions, handed to prom-client at each scrape), one per label
     // set, found by subject so that no subject is parsed per ack.
-    const storedByKind = new Map<string, [Tally, Tally]>();
+    const storedFresh = talliesBy(m.stored, "kind", { duplicate: "false" });
+    const storedDuplicate = talliesBy(m.stored, "kind", { duplicate: "true" });
     const storedBySubject = new Map<string, [Tally, Tally]>();
     const storedCounter = (subject: string, duplicate: boolean) => {
       let pair = storedBySubject.get(subject);
       if (pair === undefined) {
         if (storedBySubject.size > 100_000) storedBySubject.clear();
         const kind = rawSubjectParts(subject)?.kind ?? "?";
-        pair = storedByKind.get(kind);
-        if (pair === undefined) {
-          pair = [
-            new Tally(m.stored, { kind, duplicate: "false" }),
-            new Tally(m.stored, { kind, duplicate: "true" }),
-          ];
-          storedByKind.set(kind, pair);
-        }
+        pair = [storedFresh(kind), storedDuplicate(kind)];
         storedBySubject.set(subject, pair);
       }
       return pair[duplicate ? 1 : 0];
@@ -237,12 +232,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     });
     resources.defer(() => backfill.close());
 
-    const framesByKind = new Map<string, Tally>();
-    const framesCounter = (kind: string) => {
-      let c = framesByKind.get(kind);
-      if (c === undefined) framesByKind.set(kind, (c = new Tally(m.frames, { kind })));
-      return c;
-    };
+    const framesCounter = talliesBy(m.frames, "kind");
     // Per kind and symbol, the strings every frame of it needs, made once: building them per frame
     // (template literals) left several strings per message alive until its ack, for the GC to copy.
     const lanes = new Map<string, Map<string, Lane>>();
@@ -256,12 +246,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       lane = {
         symbol,
         subject: subjects.raw(kind, symbol),
-        msgIdPrefix:
-          kind === "depth"
-            ? msgIds.depth(symbol, "")
-            : kind === "trade"
-              ? msgIds.trade(symbol, "")
-              : msgIds.aggTrade(symbol, ""),
+        msgIdPrefix: kind === "depth" ? msgIds.depth(symbol, "") : tradeMsgId(kind, symbol, ""),
       };
       bySymbol.set(symbol, lane);
       return lane;
@@ -517,7 +502,7 @@ interface Lane {
   readonly msgIdPrefix: string;
 }
 
-function tradeMsgId(kind: TradeKind, symbol: string, id: number): string {
+function tradeMsgId(kind: TradeKind, symbol: string, id: number | string): string {
   return kind === "trade" ? msgIds.trade(symbol, id) : msgIds.aggTrade(symbol, id);
 }
 

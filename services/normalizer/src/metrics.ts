@@ -1,4 +1,4 @@
-import { Counter, Gauge, Tally, type Registry } from "@l2flow/runtime";
+import { Counter, Gauge, Tally, talliesBy, type Registry } from "@l2flow/runtime";
 
 /** The normalizer's Prometheus metrics (README, "Metrics"). */
 export function normalizerMetrics(registry: Registry) {
@@ -107,15 +107,10 @@ export function normalizerMetrics(registry: Registry) {
     }),
   };
   // Counted per message: tallies, handed to prom-client at each scrape (see Tally).
-  const rawByKind = new Map<string, Tally>();
   return {
     ...m,
     /** `raw` for one kind, counted per message. */
-    rawOf(kind: string): Tally {
-      let t = rawByKind.get(kind);
-      if (t === undefined) rawByKind.set(kind, (t = new Tally(m.raw, { kind })));
-      return t;
-    },
+    rawOf: talliesBy(m.raw, "kind"),
     bookUpdateTally: new Tally(m.bookUpdates),
     bookTally: new Tally(m.books),
   };
