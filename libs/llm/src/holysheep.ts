@@ -1,5 +1,6 @@
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai";
 import { LlmError } from "./errors.js";
+import { keepAliveFetch } from "./http-fetch.js";
 import type { ChatMessage } from "./prompt.js";
 import { parseAnswer, type SignalAnswer } from "./schema.js";
 
@@ -17,6 +18,8 @@ export interface HolySheepOptions {
   readonly model?: string;
   /** Per-attempt timeout. Default 10 000 ms. */
   readonly timeoutMs?: number;
+  /** The HTTP client. Default: `keepAliveFetch()`'s, over keep-alive connections. */
+  readonly fetch?: typeof fetch;
 }
 
 /** How a caller checks the model's text: `JSON.parse` plus a schema, never evaluated. */
@@ -50,6 +53,7 @@ export class HolySheepClient {
       baseURL: options.baseURL ?? HOLYSHEEP_BASE_URL,
       maxRetries: 0,
       timeout: this.#timeoutMs,
+      fetch: options.fetch ?? keepAliveFetch().fetch,
     });
   }
 

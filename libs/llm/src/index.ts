@@ -9,4 +9,5 @@ export * from "./prompt.js";
 export * from "./pricing.js";
 export * from "./rules.js";
 export * from "./holysheep.js";
+export * from "./http-fetch.js";
 export * from "./analyzer.js";
