@@ -178,6 +178,24 @@ export class AckPipeline {
     }
   }
 
+  /**
+   * `send` as a promise, for a caller that waits on each message: resolves with the ack, rejects with
+   * the `BusError` (`retryable` as `send` reports it). Unlike `js.publish`, no request, inbox or
+   * timer per message, and messages sent in the same turn of the event loop share one socket write.
+   */
+  publish(
+    subject: string,
+    data: Uint8Array | string,
+    headers?: MsgHdrs | EncodedHeaders | HeaderFields,
+  ): Promise<StoredAck> {
+    return new Promise<StoredAck>((resolve, reject) => {
+      this.send(subject, data, headers, (err, ack) => {
+        if (err !== undefined) reject(err);
+        else resolve(ack!);
+      });
+    });
+  }
+
   /** Resolves when nothing is in flight, or after `timeoutMs`. */
   async idle(timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;

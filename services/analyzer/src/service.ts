@@ -1,7 +1,7 @@
 import {
   connectBus,
   provisionTopology,
-  publish,
+  AckPipeline,
   startConsumer,
   type Bus,
   type JsMsg,
@@ -95,6 +95,14 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
     resources.defer(() => bus.drain());
     await provisionTopology(bus);
 
+    // Signals are published on an ack pipeline rather than with js.publish (a request, an inbox, a
+    // timer and an Error for its stack, per signal). Closed after the consumer (ResourceStack closes
+    // in reverse), so the handlers still running get their acks.
+    const signals = new AckPipeline(bus, { maxInFlight: 16_384, ackTimeoutMs: 10_000 });
+    resources.defer(async () => {
+      await signals.idle(5_000);
+      signals.close();
+    });
     const intervals = new Set(config.ANALYZER_INTERVALS);
     const symbols = new Set(config.ANALYZER_SYMBOLS);
     const history = new Map<string, Window[]>();
@@ -131,7 +139,7 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
         if (past.length > config.ANALYZER_HISTORY) past.shift();
         history.set(key, past);
       }
-      await publish(bus, subjects.signal(window.interval, window.symbol), Signal.encode(signal).finish(), {
+      await signals.publish(subjects.signal(window.interval, window.symbol), Signal.encode(signal).finish(), {
         msgId: msgIds.signal(window.interval, window.symbol, window.startTimeMs),
       });
       metrics.windows.inc({ outcome: "analyzed" });

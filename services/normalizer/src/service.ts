@@ -107,10 +107,9 @@ export async function startNormalizer(
       await kvPipe.idle(2_000);
       kvPipe.close();
     });
-    const putState = (key: string, json: string): Promise<void> =>
-      new Promise((resolve, reject) => {
-        kvPipe.send(kvSubject(BUCKETS.state, key), json, undefined, (err) => (err ? reject(err) : resolve()));
-      });
+    const putState = async (key: string, json: string): Promise<void> => {
+      await kvPipe.publish(kvSubject(BUCKETS.state, key), json);
+    };
     const putBook = (symbol: string, bytes: Uint8Array, failed: () => void): boolean => {
       if (!kvPipe.ready) return false;
       kvPipe.send(kvSubject(BUCKETS.book, bookKey(symbol)), bytes, undefined, (err) => {
