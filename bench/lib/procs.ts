@@ -24,6 +24,28 @@ export function ensureBuilt(): void {
   built = true;
 }
 
+/**
+ * The analyzer's environment in the benchmarks: the HolySheep provider against a fake LLM at
+ * `llmUrl`, 1 s windows, and budgets no benchmark reaches (they would degrade signals to the rules).
+ */
+export function benchAnalyzerEnv(
+  natsUrl: string,
+  llmUrl: string,
+  extra: Readonly<Record<string, string>> = {},
+): Record<string, string> {
+  return {
+    NATS_URL: natsUrl,
+    HOLYSHEEP_API_KEY: "sk-bench-0123456789abcdef",
+    HOLYSHEEP_BASE_URL: llmUrl,
+    ANALYZER_INTERVALS: "1s",
+    LLM_CONCURRENCY: "64",
+    LLM_BUDGET_REQUESTS_PER_MIN: "1000000",
+    LLM_BUDGET_TOKENS_PER_MIN: "1000000000",
+    LLM_BUDGET_USD_PER_DAY: "1000000",
+    ...extra,
+  };
+}
+
 /** Every child started here, killed if this process ends first (a benchmark interrupted or timed out). */
 const live = new Set<ChildProcess>();
 let exitHooked = false;

@@ -13,7 +13,14 @@ import { connectBus } from "@l2flow/bus";
 import { BookSnapshot, Signal, Window } from "@l2flow/contracts";
 import { startFakeLlm, startTestNats } from "@l2flow/testkit";
 import { LatencyHistogram, latencyMetrics, type LatencySummary } from "../lib/histogram.js";
-import { cpuSeconds, rssMb, spawnService, startSimulatorProcess, stopAll } from "../lib/procs.js";
+import {
+  benchAnalyzerEnv,
+  cpuSeconds,
+  rssMb,
+  spawnService,
+  startSimulatorProcess,
+  stopAll,
+} from "../lib/procs.js";
 import type { Check, Row, SuiteContext, SuiteResult } from "../lib/types.js";
 
 /** Suite id for `--only`. */
@@ -71,16 +78,7 @@ async function runRate(rate: number, seconds: number, ctx: SuiteContext): Promis
       WS_REDUNDANCY: "1",
     }),
     normalizer: spawnService("normalizer", { ...common, WINDOW_INTERVALS: "1s" }),
-    analyzer: spawnService("analyzer", {
-      ...common,
-      HOLYSHEEP_API_KEY: "sk-bench-0123456789abcdef",
-      HOLYSHEEP_BASE_URL: llm.url,
-      ANALYZER_INTERVALS: "1s",
-      LLM_CONCURRENCY: "64",
-      LLM_BUDGET_REQUESTS_PER_MIN: "1000000",
-      LLM_BUDGET_TOKENS_PER_MIN: "1000000000",
-      LLM_BUDGET_USD_PER_DAY: "1000000",
-    }),
+    analyzer: spawnService("analyzer", benchAnalyzerEnv(nats.url, llm.url)),
   };
   const bus = await connectBus({ servers: nats.url, name: "bench-e2e" });
   const book = new LatencyHistogram();
