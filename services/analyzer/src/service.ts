@@ -1,7 +1,7 @@
 import {
+  AckPipeline,
   connectBus,
   provisionTopology,
-  AckPipeline,
   startConsumer,
   type Bus,
   type JsMsg,
