@@ -30,7 +30,7 @@ afterEach(async () => {
 async function serve(
   answer: (req: Seen, res: ServerResponse) => void,
   tls?: { cert: Buffer; key: Buffer },
-): Promise<{ url: string; seen: Seen[]; connections: () => number }> {
+): Promise<{ url: string; seen: Seen[]; connections: () => number; server: Server }> {
   const seen: Seen[] = [];
   const sockets = new Set<Socket>();
   let connections = 0;
@@ -67,6 +67,7 @@ async function serve(
     url: `${tls !== undefined ? "https" : "http"}://127.0.0.1:${port}`,
     seen,
     connections: () => connections,
+    server,
   };
 }
 
@@ -112,6 +113,17 @@ describe("keepAliveFetch", () => {
     );
     expect(texts).toEqual(["c0", "c1", "c2", "c3"]);
     expect(srv.connections()).toBeGreaterThan(1);
+  });
+
+  it("opens a new connection when the server has closed an idle one", async () => {
+    const srv = await serve((req, res) => res.end(req.body));
+    const { fetch: f } = client();
+    expect(await (await f(`${srv.url}/a`, { method: "POST", body: "one" })).text()).toBe("one");
+    srv.server.keepAliveTimeout = 100;
+    expect(await (await f(`${srv.url}/a`, { method: "POST", body: "two" })).text()).toBe("two");
+    await new Promise((r) => setTimeout(r, 400)); // the server closes the idle connection meanwhile
+    expect(await (await f(`${srv.url}/a`, { method: "POST", body: "three" })).text()).toBe("three");
+    expect(srv.connections()).toBe(2);
   });
 
   it("gives a 204 no body, and decompresses a gzip answer", async () => {
