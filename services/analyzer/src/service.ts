@@ -42,6 +42,9 @@ export interface AnalyzerDeps {
   readonly now?: () => number;
 }
 
+/** How long a signal's publish is retried through a NATS outage before its window is nak'ed. */
+const SIGNAL_PUBLISH_PATIENCE_MS = 15_000;
+
 class PoisonWindow extends L2flowError {
   constructor(message: string, cause: unknown) {
     super("WINDOW_UNDECODABLE", message, { retryable: false, cause });
@@ -103,6 +106,23 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
       await signals.idle(5_000);
       signals.close();
     });
+    /**
+     * Publishes a signal, sending it again while the failure is retryable (NATS away, no ack yet) for
+     * up to `SIGNAL_PUBLISH_PATIENCE_MS`: a signal is an LLM call already paid for, and giving up
+     * would nak its window and pay for the call again. Its message id keeps a resend stored once.
+     */
+    const publishSignal = async (subject: string, data: Uint8Array, msgId: string): Promise<void> => {
+      const deadline = Date.now() + SIGNAL_PUBLISH_PATIENCE_MS;
+      for (;;) {
+        try {
+          await signals.publish(subject, data, { msgId });
+          return;
+        } catch (err) {
+          if ((err as { retryable?: unknown }).retryable !== true || Date.now() >= deadline) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    };
     const intervals = new Set(config.ANALYZER_INTERVALS);
     const symbols = new Set(config.ANALYZER_SYMBOLS);
     const history = new Map<string, Window[]>();
@@ -139,9 +159,11 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
         if (past.length > config.ANALYZER_HISTORY) past.shift();
         history.set(key, past);
       }
-      await signals.publish(subjects.signal(window.interval, window.symbol), Signal.encode(signal).finish(), {
-        msgId: msgIds.signal(window.interval, window.symbol, window.startTimeMs),
-      });
+      await publishSignal(
+        subjects.signal(window.interval, window.symbol),
+        Signal.encode(signal).finish(),
+        msgIds.signal(window.interval, window.symbol, window.startTimeMs),
+      );
       metrics.windows.inc({ outcome: "analyzed" });
       metrics.signals.inc({
         provider: signal.provider,
@@ -158,11 +180,13 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
       filterSubject: only !== undefined ? `md.window.${EXCHANGE}.${only}.>` : `md.window.${EXCHANGE}.>`,
       // Enough windows in hand to fill every batch of every concurrent call.
       concurrency: config.LLM_CONCURRENCY * config.ANALYZER_BATCH_SIZE,
-      // Long enough for a timed-out call plus its retries and the fallback.
+      // Long enough for a timed-out call plus its retries and the fallback, then a publish waiting
+      // out a NATS outage.
       ackWaitMs:
         config.ANALYZER_ACK_WAIT_MS > 0
           ? config.ANALYZER_ACK_WAIT_MS
-          : Math.max(30_000, config.LLM_TIMEOUT_MS * (config.LLM_MAX_RETRIES + 2)),
+          : Math.max(30_000, config.LLM_TIMEOUT_MS * (config.LLM_MAX_RETRIES + 2)) +
+            SIGNAL_PUBLISH_PATIENCE_MS,
       maxAckPending: config.LLM_CONCURRENCY * config.ANALYZER_BATCH_SIZE * 16,
       handler,
       logger,

@@ -222,6 +222,30 @@ describe("analyzer service", () => {
     expect(byB).toBeGreaterThan(0);
   });
 
+  it("a signal whose publish meets a NATS outage is sent when NATS is back: no second LLM call", async () => {
+    const a = await start();
+    // The answers come back while NATS is down, so each signal's first publish fails.
+    llm.setDefault({ kind: "slow", delayMs: 1_500, then: { kind: "json", body: good } });
+    await publishWindows(
+      bus,
+      Array.from({ length: 4 }, (_, i) => window(`O${i}USDT`, 30_000)),
+    );
+    await waitFor("4 LLM calls in flight", async () => (llm.inFlight >= 4 ? true : undefined));
+    await nats.stop();
+    await new Promise((r) => setTimeout(r, 2_500));
+    await nats.restart();
+    // This test's own client reconnects too: its first requests may fail while JetStream recovers.
+    await waitFor("4 signals stored", async () =>
+      (await signalCount(bus).catch(() => 0)) >= 4 ? true : undefined,
+    );
+    const signals = await stored(bus, 4);
+    expect(signals).toHaveLength(4);
+    expect(new Set(signals.map((s) => s.symbol)).size).toBe(4);
+    // Giving up would have nak'ed each window and paid for its LLM call a second time.
+    expect(llm.requests).toHaveLength(4);
+    expect(await metric(a.opsUrl, "l2flow_analyzer_windows_total", 'outcome="analyzed"')).toBe(4);
+  });
+
   it("a replica killed mid-stream: its unacked windows go to the other, still one signal each", async () => {
     // The first replica's LLM calls hang, so its windows stay unacked when it is killed.
     llm.setDefault({ kind: "hang" });
