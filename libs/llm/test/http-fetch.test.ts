@@ -159,6 +159,16 @@ describe("keepAliveFetch", () => {
     expect(Date.now() - t0).toBeLessThan(2_000);
   });
 
+  it("rejects an answer cut off by a closed connection, instead of returning it truncated", async () => {
+    const srv = await serve((_req, res) => {
+      res.writeHead(200, { "content-length": "100", "content-type": "application/json" });
+      res.write('{"partial":');
+      setTimeout(() => res.socket?.destroy(), 20);
+    });
+    const { fetch: f } = client();
+    await expect(f(`${srv.url}/cut`, { method: "POST", body: "{}" })).rejects.toThrow();
+  });
+
   it("rejects when nothing listens; the client reports CONNECTION, never the key", async () => {
     const srv = await serve(() => undefined);
     const closedUrl = srv.url;
