@@ -6,7 +6,9 @@
  * - frame → book: from ingest's receive stamp (`L2-Receive-Ns`, carried as the book's
  *   `receive_time_us`) until the book snapshot arrives on MD_NORM;
  * - window → signal: from a window's arrival on MD_WINDOW until its signal arrives on SIGNALS.
- * "Growing lag" compares the median frame → book latency of the last quarter with the first.
+ * "Growing lag" compares the median frame → book latency of the last quarter with the first. Each rate
+ * runs a minute (8 s with --quick), and one more rate halfway between the highest held and the lowest
+ * not held narrows down the highest rate held for a minute.
  */
 import { epochNowNs } from "@l2flow/binance";
 import { connectBus } from "@l2flow/bus";
@@ -199,12 +201,23 @@ async function runRate(rate: number, seconds: number, ctx: SuiteContext): Promis
 
 export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   const rates = ctx.quick ? [2_000, 10_000] : [2_000, 5_000, 10_000, 20_000];
-  const seconds = ctx.quick ? 8 : 30;
+  // A rate counts as held when it ran a minute without growing lag (issue 8 item 4).
+  const seconds = ctx.quick ? 8 : 60;
   const results: RateResult[] = [];
   for (const rate of rates) {
     if (ctx.signal.aborted) break;
     results.push(await runRate(rate, seconds, ctx));
   }
+  // Between the highest rate held and the lowest not held, one more minute halfway, so the highest
+  // rate held is known to within a quarter of the gap rather than the gap.
+  const held = results.filter((r) => !r.growing).map((r) => r.rate);
+  const top = held.length > 0 ? Math.max(...held) : undefined;
+  const above = results.filter((r) => r.growing && (top === undefined || r.rate > top)).map((r) => r.rate);
+  if (!ctx.quick && !ctx.signal.aborted && top !== undefined && above.length > 0) {
+    const mid = Math.round((top + Math.min(...above)) / 2 / 500) * 500;
+    if (mid > top && mid < Math.min(...above)) results.push(await runRate(mid, seconds, ctx));
+  }
+  results.sort((a, b) => a.rate - b.rate);
   const rows: Row[] = results.map((r) => ({
     label: `${r.rate / 1000}k frames/s`,
     metrics: [
@@ -260,7 +273,10 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
                 .join(", ")}`,
           )
           .join("; ")}. ` +
-        `Highest rate held without growing lag here: ${sustained.length > 0 ? `${Math.max(...sustained)} frames/s` : "none of those tried"}.`,
+        `Highest rate held for ${seconds} s without growing lag here: ${sustained.length > 0 ? `${Math.max(...sustained)} frames/s` : "none of those tried"}` +
+        (ctx.quick
+          ? " (quick: not a minute)."
+          : "; after the fixed rates, one more run halfway between the highest held and the lowest not held."),
     ],
     data: { results },
   };
