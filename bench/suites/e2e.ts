@@ -8,9 +8,8 @@
  * - window → signal: from a window's arrival on MD_WINDOW until its signal arrives on SIGNALS.
  * "Growing lag" compares the median frame → book latency of the last quarter with the first; a rate is
  * "held" when the lag did not grow, no standing backlog remains (last quarter's median under 100 ms)
- * and the simulator kept its pace. Each rate
- * runs a minute (8 s with --quick), and one more rate halfway between the highest held and the lowest
- * not held narrows down the highest rate held for a minute.
+ * and the simulator kept its pace. Each rate runs a minute (8 s with --quick), and one more rate
+ * halfway between the highest held and the lowest not held narrows down the highest rate held.
  */
 import { epochNowNs } from "@l2flow/binance";
 import { connectBus } from "@l2flow/bus";
