@@ -93,14 +93,21 @@ async function runOnce(partitions: number, copies: number, ctx: SuiteContext) {
     const urls = ports.map((port) => `http://127.0.0.1:${port}`);
     try {
       const deadline = Date.now() + 300_000;
+      const since = () => Number(process.hrtime.bigint() - start) / 1e9;
       let handled = 0;
+      /** When the first raw message was handled, and when a tenth of them were (seconds from spawn). */
+      let firstAt = NaN;
+      let warmAt = NaN;
+      let warmHandled = 0;
       while (Date.now() < deadline && !ctx.signal.aborted) {
         if (children.some((c) => c.exitCode !== null)) throw new Error("a normalizer process exited");
         handled = (await Promise.all(urls.map(rawHandled))).reduce((a, b) => a + b, 0);
+        if (handled > 0 && Number.isNaN(firstAt)) firstAt = since();
+        if (handled >= total / 10 && Number.isNaN(warmAt)) [warmAt, warmHandled] = [since(), handled];
         if (handled >= total) break;
         await new Promise((r) => setTimeout(r, 20));
       }
-      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      const seconds = since();
       const cpu = children.reduce((sum, c) => sum + cpuSeconds(c.pid), 0);
       const serverCpu = cpuSeconds(nats.pid) - serverCpu0;
       // Outputs still in flight finish before the count below.
@@ -114,6 +121,9 @@ async function runOnce(partitions: number, copies: number, ctx: SuiteContext) {
         cpu,
         serverCpu,
         perSecond: handled / seconds,
+        startupMs: firstAt * 1000,
+        // Once started and warmed up (JIT, first snapshots): the pace a running normalizer keeps.
+        steadyPerSecond: (handled - warmHandled) / (seconds - warmAt),
         outputs: norm + windows,
         readRate,
       };
@@ -137,7 +147,8 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
     for (const partitions of layouts) {
       const res = await runOnce(partitions, copies, ctx);
       ctx.log(
-        `  ${partitions} instance(s), run ${r + 1}/${repeats}: ${Math.round(res.perSecond)} raw msgs/s`,
+        `  ${partitions} instance(s), run ${r + 1}/${repeats}: ${Math.round(res.steadyPerSecond)} raw msgs/s once running ` +
+          `(${Math.round(res.perSecond)} from process start; first message handled after ${Math.round(res.startupMs)} ms)`,
       );
       runs.get(partitions)!.push(res);
     }
@@ -146,20 +157,28 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   for (const partitions of layouts) {
     const list = runs.get(partitions)!;
     if (list.length === 0) continue;
-    const rate = stats(list.map((x) => x.perSecond));
-    // The figures beside the rate are the median run's.
-    const r = [...list].sort((a, b) => a.perSecond - b.perSecond)[Math.floor((list.length - 1) / 2)]!;
+    const rate = stats(list.map((x) => x.steadyPerSecond));
+    const fromStart = stats(list.map((x) => x.perSecond));
+    // The figures beside the rates are the median run's.
+    const r = [...list].sort((a, b) => a.steadyPerSecond - b.steadyPerSecond)[
+      Math.floor((list.length - 1) / 2)
+    ]!;
     rows.push({
       label: partitions === 1 ? "one process" : `${partitions} partitions, a process each`,
       metrics: [
-        { name: "raw msgs", value: rate.median, unit: "/s", spread: rate.spread },
+        { name: "raw msgs, running", value: rate.median, unit: "/s", spread: rate.spread },
+        { name: "raw msgs, from start", value: fromStart.median, unit: "/s", spread: fromStart.spread },
+        { name: "first handled", value: r.startupMs, unit: "ms" },
         { name: "handled", value: r.handled, unit: "" },
         { name: "outputs", value: r.outputs, unit: "" },
         { name: "time", value: r.seconds * 1000, unit: "ms" },
         { name: "normalizer CPU", value: r.cpu / r.seconds, unit: "cores" },
         { name: "nats-server CPU", value: r.serverCpu / r.seconds, unit: "cores" },
       ],
-      notes: `median of ${list.length} run(s) (${list.map((x) => `${(x.perSecond / 1000).toFixed(1)}k`).join(", ")}), from process start to the last raw message handled; outputs stored with per-message acks`,
+      notes:
+        `median of ${list.length} run(s) (${list.map((x) => `${(x.steadyPerSecond / 1000).toFixed(1)}k`).join(", ")} running); ` +
+        "running = from the tenth of MD_RAW handled to the last message, from start = from spawning the process (start-up, " +
+        "reading checkpoints and MD_RAW's subjects, JIT warm-up included); outputs stored with per-message acks",
     });
     checks.push({
       name: `${partitions} instance(s) handled every raw message`,
@@ -169,7 +188,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
     checks.push({
       name: `${partitions === 1 ? "one process keeps" : `${partitions} partitions keep`} pace with ingest's target of ${INGEST_TARGET / 1000}k frames/s`,
       pass: rate.median >= INGEST_TARGET,
-      message: `${Math.round(rate.median)} raw msgs/s`,
+      message: `${Math.round(rate.median)} raw msgs/s once running`,
     });
   }
   const reads = [...runs.values()].flat().map((x) => x.readRate);
@@ -177,7 +196,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
     const read = stats(reads);
     rows.push({
       label: "MD_RAW read alone, as the normalizer's consumer reads it",
-      metrics: [{ name: "raw msgs", value: read.median, unit: "/s", spread: read.spread }],
+      metrics: [{ name: "raw msgs, running", value: read.median, unit: "/s", spread: read.spread }],
       notes: `median of ${reads.length} read(s) in this process before each run: one ordered consumer, the normalizer's pull window, no acks, no work per message`,
     });
     checks.push({
@@ -195,6 +214,9 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
         "instance reads all of MD_RAW (no acks on the read side; each partition reads everything and keeps its own symbols), books " +
         "after every diff, 1 s and 1 m windows. Ingest's target on this machine is 50k frames/s. nats-server shares the 2 cores, " +
         "storing every output; a partition per core scales past one process where there are cores to give. " +
+        "Keeping pace is judged on the running rate, from the tenth of MD_RAW handled on: the rate from process start also " +
+        "counts the start (loading the code, each symbol's checkpoint and first position, JIT warm-up), which a running " +
+        "normalizer pays once. " +
         `Each layout ran ${repeats} time(s), the layouts taking turns; the rate is the median (± half the range), the other ` +
         "figures are the median run's.",
     ],
