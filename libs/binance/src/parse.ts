@@ -2,6 +2,8 @@
  * Strict parsing of Binance frames and REST bodies into typed events. Bad input becomes a
  * `FrameError` with a stable code, never a crash. Prices and quantities stay the exchange's strings
  * (checked to be non-negative decimals); ids and times are numbers (they fit in a double exactly).
+ * Event and trade times are milliseconds since the epoch whatever unit the frame has: a connection
+ * opened with `timeUnit=MICROSECOND` gets microseconds, which are divided by 1000 (the fraction kept).
  */
 
 /** Why a frame was rejected. */
@@ -104,6 +106,18 @@ function int(o: Record<string, unknown>, key: string): number {
   return v;
 }
 
+/**
+ * Times this large are microseconds: with `timeUnit=MICROSECOND` Binance sends every time of a frame in
+ * them. 10^14 ms is the year 5138; 10^14 us was 1973.
+ */
+const MICROSECONDS_FROM = 1e14;
+
+/** A time field in milliseconds since the epoch; a microsecond one is converted, its fraction kept. */
+function time(o: Record<string, unknown>, key: string): number {
+  const v = int(o, key);
+  return v >= MICROSECONDS_FROM ? v / 1000 : v;
+}
+
 function str(o: Record<string, unknown>, key: string): string {
   const v = o[key];
   if (v === undefined) throw new FrameError("FRAME_MISSING_FIELD", `field ${key} is missing`);
@@ -163,7 +177,7 @@ export function parseDepthUpdate(text: string | Uint8Array): DepthUpdate {
   const o = parseJson(text);
   expectEvent(o, "depthUpdate");
   const d = {
-    eventTime: int(o, "E"),
+    eventTime: time(o, "E"),
     symbol: str(o, "s"),
     firstUpdateId: int(o, "U"),
     finalUpdateId: int(o, "u"),
@@ -179,12 +193,12 @@ export function parseTrade(text: string | Uint8Array): TradeEvent {
   const o = parseJson(text);
   expectEvent(o, "trade");
   return {
-    eventTime: int(o, "E"),
+    eventTime: time(o, "E"),
     symbol: str(o, "s"),
     tradeId: int(o, "t"),
     price: decimal(o, "p"),
     quantity: decimal(o, "q"),
-    tradeTime: int(o, "T"),
+    tradeTime: time(o, "T"),
     buyerIsMaker: bool(o, "m"),
   };
 }
@@ -194,14 +208,14 @@ export function parseAggTrade(text: string | Uint8Array): AggTradeEvent {
   const o = parseJson(text);
   expectEvent(o, "aggTrade");
   return {
-    eventTime: int(o, "E"),
+    eventTime: time(o, "E"),
     symbol: str(o, "s"),
     aggTradeId: int(o, "a"),
     price: decimal(o, "p"),
     quantity: decimal(o, "q"),
     firstTradeId: int(o, "f"),
     lastTradeId: int(o, "l"),
-    tradeTime: int(o, "T"),
+    tradeTime: time(o, "T"),
     buyerIsMaker: bool(o, "m"),
   };
 }

@@ -4,7 +4,9 @@ import {
   FrameError,
   parseBookTicker,
   parseDepthSnapshot,
+  parseAggTrade,
   parseDepthUpdate,
+  parseTrade,
   routeFrame,
   type BookSyncState,
   type DepthSnapshot,
@@ -496,6 +498,26 @@ describe("frame parsing", () => {
     } catch (err) {
       expect((err as FrameError).code).toBe(code);
     }
+  });
+
+  it("gives event and trade times in milliseconds whether the frame has them in ms or in us (timeUnit=MICROSECOND)", () => {
+    const trade = (E: number, T: number) =>
+      `{"e":"trade","E":${E},"s":"X","t":1,"p":"1","q":"1","T":${T},"m":true}`;
+    expect(parseTrade(trade(1_700_000_000_123, 1_700_000_000_122))).toMatchObject({
+      eventTime: 1_700_000_000_123,
+      tradeTime: 1_700_000_000_122,
+    });
+    const micro = parseTrade(trade(1_700_000_000_123_456, 1_700_000_000_122_999));
+    expect(micro.eventTime).toBeCloseTo(1_700_000_000_123.456, 6);
+    expect(Math.round(micro.tradeTime * 1000)).toBe(1_700_000_000_122_999);
+    const agg = parseAggTrade(
+      '{"e":"aggTrade","E":1700000000123456,"s":"X","a":1,"p":"1","q":"1","f":1,"l":1,"T":1700000000123000,"m":false}',
+    );
+    expect([agg.eventTime, agg.tradeTime]).toEqual([1_700_000_000_123.456, 1_700_000_000_123]);
+    const diff = parseDepthUpdate(
+      '{"e":"depthUpdate","E":1700000000100001,"s":"X","U":1,"u":2,"b":[],"a":[]}',
+    );
+    expect(Math.round(diff.eventTime * 1000)).toBe(1_700_000_000_100_001);
   });
 
   it("rejects negative sizes and NaN prices in diffs", () => {

@@ -84,6 +84,12 @@ export function normalizerMetrics(registry: Registry) {
       help: "Oldest diffs dropped from a full buffer while waiting for a snapshot (one older than the buffer is then refused and another requested)",
       registers,
     }),
+    tradesOutOfOrder: new Counter({
+      name: "l2flow_normalizer_trades_out_of_order_total",
+      help: "Trades out of id order on MD_RAW, by outcome (late: a missing id, e.g. backfilled by ingest, published; repeat: an id already had, dropped)",
+      labelNames: ["outcome"],
+      registers,
+    }),
     checkpoints: new Counter({
       name: "l2flow_normalizer_checkpoints_total",
       help: "Checkpoints written to KV md_state",

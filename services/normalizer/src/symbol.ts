@@ -22,6 +22,7 @@ import {
 } from "@l2flow/contracts";
 import { L2flowError } from "@l2flow/runtime";
 import { WindowAggregator, type WindowAggregatorState } from "@l2flow/windows";
+import { TradeIds } from "./trade-ids.js";
 
 /** One message the processor produced, bound for MD_NORM or MD_WINDOW. */
 export interface Output {
@@ -60,6 +61,11 @@ export interface ProcessorEvents {
   refresh?(): void;
   /** The diff buffer (waiting for a snapshot) was full: its oldest diff went. */
   bufferDrop?(): void;
+  /**
+   * A trade out of id order: `late` fills a missing id (published; its windows may have closed), a
+   * `repeat` has an id already had (dropped).
+   */
+  tradeOutOfOrder?(outcome: "late" | "repeat"): void;
   window?(w: Window): void;
 }
 
@@ -80,9 +86,18 @@ export interface ProcessorState {
   readonly diffsSinceBook: number;
   readonly lastTradeId: number;
   readonly lastAggId: number;
+  /** Trade ids below `lastTradeId` not had yet (`[from, to]` ranges); absent in older checkpoints. */
+  readonly missingTradeIds?: readonly (readonly [number, number])[];
+  readonly missingAggIds?: readonly (readonly [number, number])[];
 }
 
 type Kind = "depth" | "snapshot" | "trade" | "aggtrade" | "status";
+
+/**
+ * Microseconds of a time in milliseconds. Parsed times have a fraction when Binance sent microseconds
+ * (`timeUnit=MICROSECOND`): rounding gives its microseconds back exactly.
+ */
+const us = (ms: number): number => Math.round(ms * 1000);
 
 /**
  * One symbol's normalization, as a pure function of its raw messages in stream order: the exact book
@@ -96,8 +111,8 @@ export class SymbolProcessor {
   #sync: BookSync;
   readonly #windows: WindowAggregator[];
   #diffsSinceBook = 0;
-  #lastTradeId = 0;
-  #lastAggId = 0;
+  #tradeIds = new TradeIds();
+  #aggIds = new TradeIds();
 
   constructor(symbol: string, options: ProcessorOptions, events: ProcessorEvents = {}) {
     this.symbol = symbol;
@@ -163,8 +178,10 @@ export class SymbolProcessor {
       sync: this.#sync.serialize({ bufferAsRange: true }),
       windows: this.#windows.map((w) => w.serialize()),
       diffsSinceBook: this.#diffsSinceBook,
-      lastTradeId: this.#lastTradeId,
-      lastAggId: this.#lastAggId,
+      lastTradeId: this.#tradeIds.last,
+      lastAggId: this.#aggIds.last,
+      missingTradeIds: this.#tradeIds.serialize().missing,
+      missingAggIds: this.#aggIds.serialize().missing,
     };
   }
 
@@ -174,8 +191,8 @@ export class SymbolProcessor {
     this.#sync = BookSync.restore(state.sync, SymbolProcessor.#syncOptions(this.#o));
     this.#windows.forEach((w, i) => w.restore(state.windows[i]!, this.#sync.book));
     this.#diffsSinceBook = state.diffsSinceBook;
-    this.#lastTradeId = state.lastTradeId;
-    this.#lastAggId = state.lastAggId;
+    this.#tradeIds = TradeIds.restore({ last: state.lastTradeId, missing: state.missingTradeIds ?? [] });
+    this.#aggIds = TradeIds.restore({ last: state.lastAggId, missing: state.missingAggIds ?? [] });
     return true;
   }
 
@@ -228,15 +245,13 @@ export class SymbolProcessor {
       }
       case "trade": {
         const t = parseTrade(data);
-        if (t.tradeId <= this.#lastTradeId) return;
-        this.#lastTradeId = t.tradeId;
+        if (!this.#newId(this.#tradeIds, t.tradeId)) return;
         this.#trade(out, TradeKind.TRADE_KIND_TRADE, t.tradeId, t, receiveTimeUs, 0, 0, true);
         return;
       }
       case "aggtrade": {
         const a = parseAggTrade(data);
-        if (a.aggTradeId <= this.#lastAggId) return;
-        this.#lastAggId = a.aggTradeId;
+        if (!this.#newId(this.#aggIds, a.aggTradeId)) return;
         // A symbol collected with both streams would count its trades twice; windows use @trade when present.
         this.#trade(
           out,
@@ -246,7 +261,7 @@ export class SymbolProcessor {
           receiveTimeUs,
           a.firstTradeId,
           a.lastTradeId,
-          this.#lastTradeId === 0,
+          this.#tradeIds.last === 0,
         );
         return;
       }
@@ -256,6 +271,13 @@ export class SymbolProcessor {
       default:
         throw new CorruptRaw("UNKNOWN_RAW_KIND", `unknown raw kind ${JSON.stringify(kind)}`);
     }
+  }
+
+  /** Whether a trade id is new (counting one out of id order). */
+  #newId(ids: TradeIds, id: number): boolean {
+    const outcome = ids.take(id);
+    if (outcome !== "next") this.#events.tradeOutOfOrder?.(outcome);
+    return outcome !== "repeat";
   }
 
   /** Closes every open window (the stream went quiet); appends them to `out`. */
@@ -281,7 +303,7 @@ export class SymbolProcessor {
       symbol: this.symbol,
       lastUpdateId: book.lastUpdateId,
       epoch: this.#sync.epoch,
-      eventTimeUs: this.#sync.lastEventTime * 1000,
+      eventTimeUs: us(this.#sync.lastEventTime),
       receiveTimeUs,
       bids: book.topBids(this.#o.bookDepth),
       asks: book.topAsks(this.#o.bookDepth),
@@ -339,8 +361,8 @@ export class SymbolProcessor {
           nextFirstUpdateId: r.nextFirstUpdateId,
           firstMissingTradeId: 0,
           lastMissingTradeId: 0,
-          startTimeUs: eventTimeMs * 1000,
-          endTimeUs: r.eventTime * 1000,
+          startTimeUs: us(eventTimeMs),
+          endTimeUs: us(r.eventTime),
           detail: `${r.kind}: last applied u=${r.lastUpdateId}, next U=${r.nextFirstUpdateId}; resynchronising ${this.symbol} from a new snapshot`,
         });
         for (const w of this.#windows) w.markIncomplete(r.eventTime);
@@ -383,8 +405,8 @@ export class SymbolProcessor {
       price: t.price,
       quantity: t.quantity,
       takerSide: t.buyerIsMaker ? Side.SIDE_SELL : Side.SIDE_BUY,
-      tradeTimeUs: t.tradeTime * 1000,
-      eventTimeUs: t.eventTime * 1000,
+      tradeTimeUs: us(t.tradeTime),
+      eventTimeUs: us(t.eventTime),
       receiveTimeUs,
       firstTradeId,
       lastTradeId,
@@ -434,7 +456,7 @@ export class SymbolProcessor {
       nextFirstUpdateId: 0,
       firstMissingTradeId: trades ? int(st.fromId) : 0,
       lastMissingTradeId: trades ? int(st.toId) : 0,
-      startTimeUs: at * 1000,
+      startTimeUs: us(at),
       endTimeUs: int(st.timeUs),
       detail: `ingest reported ${String(st.type)}${trades ? ` of ${typeof st.kind === "string" ? st.kind : "trade"} ids` : ""}${typeof st.reason === "string" ? ` (${st.reason.slice(0, 200)})` : ""}`,
     });

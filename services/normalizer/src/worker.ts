@@ -127,6 +127,7 @@ export class SymbolWorker {
       },
       refresh: () => m.refreshes.inc(),
       bufferDrop: () => m.bufferDrops.inc(),
+      tradeOutOfOrder: (outcome) => m.tradesOutOfOrder.inc({ outcome }),
       window: (w) => {
         m.windows.inc({ interval: w.interval, reason: String(w.closeReason) });
         if (w.lateEventCount > 0) m.late.inc(w.lateEventCount);

@@ -3,28 +3,18 @@
 // MD_RAW (or crashes on the draining connection) once the normalizer has closed. A consumer the
 // normalizer read from before its current one (left by a NATS restart) is deleted, others' are not.
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectBus, openKv, provisionTopology, type Bus } from "@l2flow/bus";
+import { describe, expect, it } from "vitest";
+import { openKv } from "@l2flow/bus";
 import { BUCKETS, STREAMS, subjects } from "@l2flow/contracts";
-import { startTestNats, type TestNats } from "@l2flow/testkit";
 import { loadConfig, startNormalizer } from "@l2flow/normalizer";
-import { captureLogs, publishTrade, waitUntil } from "./support.js";
+import { captureLogs, provisionedNats, publishTrade, waitUntil } from "./support.js";
 
 describe("normalizer lifecycle", () => {
-  let nats: TestNats;
-  let bus: Bus;
-  beforeAll(async () => {
-    nats = await startTestNats();
-    bus = await connectBus({ servers: nats.url });
-    await provisionTopology(bus);
-  });
-  afterAll(async () => {
-    await bus?.close();
-    await nats?.close();
-  });
+  const env = provisionedNats();
 
   const addSymbols = async (names: readonly string[]) => {
-    for (const [i, symbol] of names.entries()) await publishTrade(bus, symbol, i + 1, 1_700_000_000_000 + i);
+    for (const [i, symbol] of names.entries())
+      await publishTrade(env.bus, symbol, i + 1, 1_700_000_000_000 + i);
   };
 
   it("stops reading and leaves no consumer on MD_RAW when closed while new symbols arrive", async () => {
@@ -32,7 +22,7 @@ describe("normalizer lifecycle", () => {
       const { logger } = captureLogs();
       const normalizer = await startNormalizer(
         loadConfig({
-          NATS_URL: nats.url,
+          NATS_URL: env.nats.url,
           METRICS_PORT: "0",
           NORMALIZER_NAME: `n${round}`,
         }),
@@ -44,25 +34,25 @@ describe("normalizer lifecycle", () => {
       await normalizer.close();
       // The ordered consumer is deleted on close: none is left on MD_RAW.
       await waitUntil(
-        async () => (await bus.jsm.streams.info(STREAMS.raw)).state.consumer_count === 0,
+        async () => (await env.bus.jsm.streams.info(STREAMS.raw)).state.consumer_count === 0,
         10_000,
         "no consumer left on MD_RAW after close",
       );
-      expect((await bus.jsm.streams.info(STREAMS.raw)).state.consumer_count).toBe(0);
+      expect((await env.bus.jsm.streams.info(STREAMS.raw)).state.consumer_count).toBe(0);
     }
   }, 120_000);
 
   it("deletes a consumer of MD_RAW left from its earlier reading (as a NATS restart leaves one), not other instances'", async () => {
     const { logger, lines } = captureLogs();
     const normalizer = await startNormalizer(
-      loadConfig({ NATS_URL: nats.url, METRICS_PORT: "0", NORMALIZER_NAME: "orphans" }),
+      loadConfig({ NATS_URL: env.nats.url, METRICS_PORT: "0", NORMALIZER_NAME: "orphans" }),
       { logger },
     );
     try {
       // The normalizer's ordered consumer is `<prefix>_<serial>`; a replacement gets the next serial.
       const names = async () => {
         const list: string[] = [];
-        for await (const c of bus.jsm.consumers.list(STREAMS.raw)) list.push(c.name);
+        for await (const c of env.bus.jsm.consumers.list(STREAMS.raw)) list.push(c.name);
         return list.sort();
       };
       let own = "";
@@ -81,11 +71,11 @@ describe("normalizer lifecycle", () => {
         deliver_policy: DeliverPolicy.New,
         inactive_threshold: 300_000_000_000,
       });
-      await bus.jsm.consumers.add(STREAMS.raw, consumer(`${prefix}_99`)); // an orphan of this instance
-      await bus.jsm.consumers.add(STREAMS.raw, consumer("otherinstance_1")); // someone else's
+      await env.bus.jsm.consumers.add(STREAMS.raw, consumer(`${prefix}_99`)); // an orphan of this instance
+      await env.bus.jsm.consumers.add(STREAMS.raw, consumer("otherinstance_1")); // someone else's
       // Its consumer gone, the normalizer reads on with a new one, which deletes the orphan once it
       // delivers.
-      await bus.jsm.consumers.delete(STREAMS.raw, own);
+      await env.bus.jsm.consumers.delete(STREAMS.raw, own);
       await addSymbols(["ORPHAN1USDT"]);
       // Waits for the whole end state: the ordered consumer may be between two of its own
       // replacements at any one listing (seen once in CI: only the other instance's was listed).
@@ -102,7 +92,7 @@ describe("normalizer lifecycle", () => {
       expect(left).toContain("otherinstance_1");
       expect(left).toHaveLength(2);
       expect(lines.some((l) => l.includes("deleted a consumer of MD_RAW"))).toBe(true);
-      await bus.jsm.consumers.delete(STREAMS.raw, "otherinstance_1");
+      await env.bus.jsm.consumers.delete(STREAMS.raw, "otherinstance_1");
     } finally {
       await normalizer.close();
     }
@@ -113,11 +103,12 @@ describe("normalizer lifecycle", () => {
     const windowSubject = subjects.window("1s", symbol);
     const windows = async () =>
       Object.values(
-        (await bus.jsm.streams.info(STREAMS.window, { subjects_filter: windowSubject })).state.subjects ?? {},
+        (await env.bus.jsm.streams.info(STREAMS.window, { subjects_filter: windowSubject })).state.subjects ??
+          {},
       ).reduce((a, b) => a + b, 0);
     await addSymbols([symbol, symbol, symbol]); // three trades in one 1 s window, nothing later
     const common = {
-      NATS_URL: nats.url,
+      NATS_URL: env.nats.url,
       METRICS_PORT: "0",
       NORMALIZER_NAME: "idle",
     };
@@ -127,7 +118,7 @@ describe("normalizer lifecycle", () => {
       loadConfig({ ...common, CHECKPOINT_INTERVAL_MS: "50", WINDOW_IDLE_TIMEOUT_MS: "600000" }),
       { logger },
     );
-    const kv = await openKv(bus, BUCKETS.state);
+    const kv = await openKv(env.bus, BUCKETS.state);
     await waitUntil(async () => (await kv.get(`idle.binance.${symbol}`)) !== null, 10_000, "a checkpoint");
     await first.close();
     expect(await windows()).toBe(0);

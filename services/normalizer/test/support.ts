@@ -1,7 +1,8 @@
 // Shared pieces of the normalizer's tests: MD_RAW filled from a recording as ingest would, streams
 // read back, and the bookTicker oracle.
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { connectBus, PublishQueue, type Bus } from "@l2flow/bus";
+import { afterAll, beforeAll } from "vitest";
+import { connectBus, provisionTopology, PublishQueue, type Bus } from "@l2flow/bus";
 import { BookSnapshot, HEADERS, msgIds, subjects, type RawKind } from "@l2flow/contracts";
 import type { Recording } from "@l2flow/recording";
 import { createLogger } from "@l2flow/runtime";
@@ -22,6 +23,24 @@ export interface PublishRecordingOptions {
   readonly dropDiff?: { readonly symbol: string; readonly index: number };
   /** Extra raw messages to publish right after the n-th event. */
   readonly inject?: ReadonlyMap<number, readonly { subject: string; data: Uint8Array }[]>;
+}
+
+/**
+ * A nats-server of the calling describe block's own, with l2flow's streams and buckets: `nats` and
+ * `bus` are set before its tests run, and closed after them.
+ */
+export function provisionedNats(): { readonly nats: TestNats; readonly bus: Bus } {
+  const env = {} as { nats: TestNats; bus: Bus };
+  beforeAll(async () => {
+    env.nats = await startTestNats();
+    env.bus = await connectBus({ servers: env.nats.url });
+    await provisionTopology(env.bus);
+  });
+  afterAll(async () => {
+    await env.bus?.close();
+    await env.nats?.close();
+  });
+  return env;
 }
 
 /** Stores one Binance `trade` event in MD_RAW as ingest would (its message id included), stored when it returns. */
