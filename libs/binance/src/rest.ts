@@ -93,6 +93,12 @@ export interface RestCallOptions {
   readonly signal?: AbortSignal;
   /** Default "normal". */
   readonly priority?: RestPriority;
+  /**
+   * Told `true` each time the request goes out to Binance, and `false` when a 429 puts it back in the
+   * queue: until it is sent, whatever it answers is still to be taken (ingest lets later asks for the
+   * same snapshot share it then).
+   */
+  readonly onSent?: (sent: boolean) => void;
 }
 
 /** What every successful call returns: the body verbatim plus response facts. */
@@ -202,6 +208,7 @@ interface Job {
   readonly weight: number;
   readonly priority: RestPriority;
   readonly signal: AbortSignal | undefined;
+  readonly onSent: ((sent: boolean) => void) | undefined;
   readonly resolve: (r: RestResponse<string>) => void;
   readonly reject: (err: Error) => void;
   onAbort: (() => void) | undefined;
@@ -352,6 +359,7 @@ export class BinanceRestClient {
         weight,
         priority: options.priority ?? "normal",
         signal: options.signal,
+        onSent: options.onSent,
         resolve,
         reject,
         onAbort: undefined,
@@ -468,6 +476,7 @@ export class BinanceRestClient {
     let retryAfterHeader: string | null = null;
     let failure: BinanceRestError | undefined;
     try {
+      job.onSent?.(true);
       const res = await this.#fetch(job.url, { signal: controller.signal, headers: this.#headers });
       status = res.status;
       usedWeight = parseWeight(res.headers.get("x-mbx-used-weight-1m"));
@@ -521,6 +530,11 @@ export class BinanceRestClient {
             job.retries++;
             // Back to the head of its lane: it goes first once the pause ends.
             (job.priority === "high" ? this.#high : this.#normal).unshift(job);
+            try {
+              job.onSent?.(false);
+            } catch {
+              // As above.
+            }
             this.#pump();
             return;
           }

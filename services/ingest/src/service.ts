@@ -172,10 +172,36 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     resources.defer(() => rest.close());
 
     const wantsDepth = config.STREAM_KINDS.includes("depth");
-    const fetchSnapshot = async (symbol: string, trigger: string): Promise<number> => {
-      const res = await withRateLimitRetry(() =>
-        rest.getDepth(symbol, config.SNAPSHOT_LIMIT, { priority: trigger === "resync" ? "high" : "normal" }),
-      );
+    /**
+     * Snapshot fetches not sent to Binance yet, by symbol. A request for a symbol whose fetch still
+     * waits in the REST queue shares it: during a 429 or 418 pause, a normalizer asking again every
+     * RESYNC_REQUEST_TIMEOUT_MS (or several asking at once) would otherwise queue a weight-50 request
+     * each time, all sent when the pause ends. Once sent, a new request fetches anew: a snapshot taken
+     * before the ask may be older than the diffs the asker buffered.
+     */
+    const waiting = new Map<string, { readonly fetch: Promise<number>; sent: boolean }>();
+    const fetchSnapshot = (symbol: string, trigger: string): Promise<number> => {
+      const pending = waiting.get(symbol);
+      if (pending !== undefined && !pending.sent) return pending.fetch;
+      const entry: { fetch: Promise<number>; sent: boolean } = { fetch: Promise.resolve(0), sent: false };
+      entry.fetch = fetchSnapshotNow(symbol, trigger, (sent) => (entry.sent = sent)).finally(() => {
+        if (waiting.get(symbol) === entry) waiting.delete(symbol);
+      });
+      waiting.set(symbol, entry);
+      return entry.fetch;
+    };
+    const fetchSnapshotNow = async (
+      symbol: string,
+      trigger: string,
+      onSent: (sent: boolean) => void,
+    ): Promise<number> => {
+      const res = await withRateLimitRetry(() => {
+        onSent(false); // a new attempt waits in the queue again
+        return rest.getDepth(symbol, config.SNAPSHOT_LIMIT, {
+          priority: trigger === "resync" ? "high" : "normal",
+          onSent,
+        });
+      });
       await new Promise<void>((resolve, reject) =>
         queue.push({
           subject: subjects.raw("snapshot", symbol),

@@ -106,7 +106,7 @@ describe("ingest resilience", () => {
     ).toBeGreaterThan(0);
   });
 
-  it("a 418 stops snapshot requests until Retry-After has passed", async () => {
+  it("a 418 stops snapshot requests until Retry-After has passed; resync requests meanwhile share one snapshot", async () => {
     h = await startHarness(
       // The client's own budget stays out of the way: the ban is what is under test.
       { SNAPSHOT_LIMIT: "100", REST_WEIGHT_PER_MIN: "6000" },
@@ -129,12 +129,19 @@ describe("ingest resilience", () => {
     const bannedAt = Date.now();
     // Ingest's requests are the ones after ours (by time alone, our last 418 can share bannedAt's millisecond).
     const ours = sim.stats().rest.requests.length;
-    // The normalizer asks for a resync during the ban: ingest answers only after the ban is over.
-    const reply = await bus.nc.request(subjects.resyncRequest("BTCUSDT"), enc.encode("{}"), {
-      timeout: 30_000,
-    });
-    const answer = JSON.parse(dec.decode(reply.data)) as { ok: boolean };
-    expect(answer.ok).toBe(true);
+    // The normalizer asks for a resync during the ban, and asks again while waiting (as normalizers
+    // do every RESYNC_REQUEST_TIMEOUT_MS, or as two partitions' would): ingest answers only after the
+    // ban is over, every request with the same single snapshot.
+    const ask = () =>
+      bus.nc.request(subjects.resyncRequest("BTCUSDT"), enc.encode("{}"), { timeout: 30_000 });
+    const first = ask();
+    await new Promise((r) => setTimeout(r, 300));
+    const replies = await Promise.all([first, ask(), ask(), ask()]);
+    const answers = replies.map(
+      (r) => JSON.parse(dec.decode(r.data)) as { ok: boolean; lastUpdateId: number },
+    );
+    expect(answers.map((a) => a.ok)).toEqual([true, true, true, true]);
+    expect(new Set(answers.map((a) => a.lastUpdateId)).size).toBe(1);
     const after = sim.stats().rest.requests.slice(ours);
     const refused = after.filter((r) => r.status === 418);
     const served = after.filter((r) => r.status === 200);
