@@ -21,11 +21,12 @@ function capture() {
   };
 }
 
-const metric = async (url: string, name: string): Promise<number> => {
+/** The sum of a metric's series; with `label` (`code="X"`), of the series that have it. */
+const metric = async (url: string, name: string, label = ""): Promise<number> => {
   const text = await (await fetch(`${url}/metrics`)).text();
   return text
     .split("\n")
-    .filter((l) => l.startsWith(name))
+    .filter((l) => l.startsWith(name) && l.includes(label))
     .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
 };
 
@@ -95,11 +96,24 @@ describe("ingest under bad input", () => {
     await vi.waitFor(() => expect(sim.progress().replayed).toBeGreaterThan(500), { timeout: 20_000 });
     const connections = sim.injectMalformed(5);
     expect(connections).toBe(2);
+    // Well-formed trades whose symbol cannot be a subject token: a dot or a wildcard would name other
+    // subjects, lower case is not Binance's.
+    for (const s of ["BTC.USDT", "btcusdt", "*"])
+      sim.injectMalformed(JSON.stringify({ e: "trade", E: 1, s, t: 1, p: "1.0", q: "1.0", T: 1, m: true }));
     sim.pause();
     await vi.waitFor(
-      async () => expect(await metric(ingest.opsUrl, "l2flow_ingest_bad_frames_total")).toBe(5 * connections),
+      async () => expect(await metric(ingest.opsUrl, "l2flow_ingest_bad_frames_total")).toBe(8 * connections),
       { timeout: 10_000 },
     );
+    expect(await metric(ingest.opsUrl, "l2flow_ingest_bad_frames_total", 'code="FRAME_BAD_SYMBOL"')).toBe(
+      3 * connections,
+    );
+    const stored = await bus.jsm.streams.info(STREAMS.raw, { subjects_filter: "md.raw.binance.>" });
+    // Only the configured symbols have subjects (BTC.USDT would have made `…trade.BTC.USDT`).
+    const symbolsStored = new Set(
+      Object.keys(stored.state.subjects ?? {}).map((s) => s.split(".").slice(4).join(".")),
+    );
+    expect([...symbolsStored].sort()).toEqual(["BTCUSDT", "NOPEUSDT"]);
     expect(ingest.connectionsUp()).toBe(2);
     expect(sim.stats().connections.filter((c) => c.closedAt === undefined)).toHaveLength(2);
     // Everything the simulator sent before the pause is stored: each trade id once.

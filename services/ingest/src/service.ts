@@ -262,11 +262,14 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     // Per kind and symbol, the strings every frame of it needs, made once: building them per frame
     // (template literals) left several strings per message alive until its ack, for the GC to copy.
     const lanes = new Map<string, Map<string, Lane>>();
-    const laneOf = (kind: "trade" | "aggtrade" | "depth", symbol: string): Lane => {
+    /** The lane of a frame's symbol; undefined when the symbol cannot be a subject token (not stored). */
+    const laneOf = (kind: "trade" | "aggtrade" | "depth", symbol: string): Lane | undefined => {
       let bySymbol = lanes.get(kind);
       if (bySymbol === undefined) lanes.set(kind, (bySymbol = new Map<string, Lane>()));
       let lane = bySymbol.get(symbol);
       if (lane !== undefined) return lane;
+      // Binance's symbols are upper case; anything else (a dot, a wildcard) would name other subjects.
+      if (symbol !== symbol.toUpperCase() || !isSymbol(symbol)) return undefined;
       // Bounded whatever symbols frames name: past the bound the cache starts again.
       if (bySymbol.size >= MAX_LANES_PER_KIND) bySymbol.clear();
       lane = {
@@ -305,6 +308,15 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
         m.lag.observe(Math.max(0, Date.now() - eventMs) / 1000);
       }
       const lane = laneOf(route.kind, route.symbol);
+      if (lane === undefined) {
+        m.bad.inc({ code: "FRAME_BAD_SYMBOL" });
+        if (limiter.take("FRAME_BAD_SYMBOL") >= 0)
+          logger.warn(
+            { code: "FRAME_BAD_SYMBOL", connection: connId, symbol: route.symbol.slice(0, 40) },
+            "rejected a frame whose symbol cannot be a subject token; the connection stays up",
+          );
+        return;
+      }
       if (dedupe.seen(route.kind, lane.symbol, route.id)) {
         m.deduped.inc();
         return;
