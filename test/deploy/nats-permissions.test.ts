@@ -157,5 +157,16 @@ describe("NATS users and permissions (deploy/nats/auth.conf)", () => {
       });
       expect(entry?.data.length).toBeGreaterThan(0);
     }, 60_000);
+
+    it("ingest reads MD_RAW's last trade of a symbol (its trade ids continue across restarts), and no other stream", async () => {
+      const bus = await as("ingest");
+      const last = await bus.jsm.streams.getMessage("MD_RAW", {
+        last_by_subj: "md.raw.binance.trade.BTCUSDT",
+      });
+      expect(JSON.parse(new TextDecoder().decode(last!.data))).toMatchObject({ e: "trade", s: "BTCUSDT" });
+      await expect(
+        bus.jsm.streams.getMessage("SIGNALS", { last_by_subj: "signal.binance.1s.BTCUSDT" }),
+      ).rejects.toThrow(/[Pp]ermission/);
+    });
   });
 });

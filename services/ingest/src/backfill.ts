@@ -78,6 +78,16 @@ export class TradeBackfill {
     return this.#holes.length;
   }
 
+  /**
+   * The highest id already stored for a symbol (read from MD_RAW at start): the first live trade above
+   * it + 1 then opens a hole, so trades made while no ingest was running are fetched back too.
+   */
+  seed(kind: TradeKind, symbol: string, id: number): void {
+    const bySymbol = this.#highest[kind];
+    const highest = bySymbol.get(symbol);
+    if (highest === undefined || id > highest) bySymbol.set(symbol, id);
+  }
+
   /** Every live trade id that passed the dedupe filter, in arrival order. */
   observe(kind: TradeKind, symbol: string, id: number): void {
     const bySymbol = this.#highest[kind];

@@ -5,6 +5,8 @@ import {
   BinanceStreams,
   DedupeFilter,
   FrameError,
+  parseAggTrade,
+  parseTrade,
   routeFrame,
   scanFrame,
   SlidingWindowLimiter,
@@ -13,7 +15,15 @@ import {
   type ScannedFrame,
   type StreamKind,
 } from "@l2flow/binance";
-import { HEADERS, isSymbol, msgIds, normalizeSymbol, rawSubjectParts, subjects } from "@l2flow/contracts";
+import {
+  HEADERS,
+  isSymbol,
+  msgIds,
+  normalizeSymbol,
+  rawSubjectParts,
+  STREAMS,
+  subjects,
+} from "@l2flow/contracts";
 import {
   createMetricsRegistry,
   LogLimiter,
@@ -256,6 +266,53 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
         if (limiter.take("backfill") >= 0) logger.warn({ err, kind, symbol }, "trade backfill failed");
       },
     });
+
+    const tradeKinds = (["trade", "aggtrade"] as const).filter((k) =>
+      config.STREAM_KINDS.includes(k === "trade" ? "trade" : "aggTrade"),
+    );
+    /**
+     * Trade continuity across restarts: each symbol's last trade id in MD_RAW seeds the backfill, so
+     * the trades made while no ingest collected the symbol (a restart of a single replica, a rollout,
+     * a symbol removed and added again) are fetched back over REST or reported, not silently missing.
+     * A last stored trade that was itself recovered over REST need not be the highest stored (the
+     * backfill stores after later live trades): such a symbol is not seeded, since a lower seed would
+     * fetch and store again ids MD_RAW already holds.
+     */
+    const seedTradeIds = async (list: readonly string[]): Promise<void> => {
+      const jobs = list.flatMap((symbol) => tradeKinds.map((kind) => ({ symbol, kind })));
+      let seeded = 0;
+      let failed: unknown;
+      for (let i = 0; i < jobs.length; i += 64)
+        await Promise.all(
+          jobs.slice(i, i + 64).map(async ({ symbol, kind }) => {
+            let last;
+            try {
+              // null when nothing is stored for it yet: continuity starts at its first live trade.
+              last = await bus.jsm.streams.getMessage(STREAMS.raw, {
+                last_by_subj: subjects.raw(kind, symbol),
+              });
+            } catch (err) {
+              failed = err; // NATS unreachable, or a user without $JS.API.STREAM.MSG.GET.MD_RAW
+              return;
+            }
+            if (last === null || last.header?.get(HEADERS.source) === "rest-backfill") return;
+            try {
+              const id =
+                kind === "trade" ? parseTrade(last.data).tradeId : parseAggTrade(last.data).aggTradeId;
+              backfill.seed(kind, symbol, id);
+              seeded++;
+            } catch {
+              // Not a trade frame we can read: nothing to continue from.
+            }
+          }),
+        );
+      if (seeded > 0) logger.info({ seeded }, "trade ids continue from MD_RAW's last stored trades");
+      if (failed !== undefined)
+        logger.warn(
+          { err: failed },
+          "could not read MD_RAW's last stored trades: trades made while no ingest ran are not fetched back (the NATS user needs $JS.API.STREAM.MSG.GET.MD_RAW)",
+        );
+    };
     resources.defer(() => backfill.close());
 
     const framesCounter = talliesBy(m.frames, "kind");
@@ -398,6 +455,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       sets.push(set);
     }
     const connectionsUp = () => sets.reduce((n, s) => n + s.stats.connectionsOpen, 0);
+    await seedTradeIds([...symbols]);
     for (const set of sets) set.start();
     resources.defer(() => Promise.all(sets.map((s) => s.close())).then(() => undefined));
 
@@ -427,6 +485,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       const removing = remove.filter((s) => symbols.has(s));
       for (const s of adding) symbols.add(s);
       for (const s of removing) symbols.delete(s);
+      await seedTradeIds(adding);
       await Promise.all(
         sets.flatMap((set) => [
           ...(adding.length > 0 ? [set.addSymbols(adding)] : []),

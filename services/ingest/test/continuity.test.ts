@@ -69,6 +69,20 @@ describe("ingest continuity over the whole BTCUSDT recording", () => {
     expectPaced(sim);
   });
 
+  it("after a restart, fetches back over REST the trades made while no ingest was running", async () => {
+    h = await startHarness({ WS_REDUNDANCY: "1", BACKFILL_DELAY_MS: "200" });
+    h.sim.start();
+    await sleep(2_000);
+    // Down for a while: the trades replayed meanwhile reach no connection and are stored nowhere.
+    const again = await h.restartIngest(1_500);
+    await h.sim.done;
+    await expectRecordingStoredOnce(h, { diffs: false });
+    // The new process knew where MD_RAW's trades stopped, and fetched the rest by id.
+    expect(await metric(again.opsUrl, "l2flow_ingest_trades_backfilled_total")).toBeGreaterThan(0);
+    expect(await metric(again.opsUrl, "l2flow_ingest_trades_unrecoverable_total")).toBe(0);
+    expect(h.logs.join("")).toMatch(/trade ids continue from MD_RAW's last stored trades/);
+  });
+
   it("rotates before the lifetime ends and at once on serverShutdown, with no missing or duplicated frame", async () => {
     // One connection set, no backfill delay tolerance needed: rotation alone must be gapless.
     h = await startHarness({

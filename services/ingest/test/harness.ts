@@ -23,9 +23,12 @@ export function btcRecording(): Recording {
 export interface Harness {
   readonly nats: TestNats;
   readonly sim: Simulator;
+  /** The ingest running now (another after `restartIngest`). */
   readonly ingest: IngestService;
   readonly bus: Bus;
   readonly logs: string[];
+  /** Closes ingest, waits `downMs`, and starts a new one with the same settings. */
+  restartIngest(downMs: number): Promise<IngestService>;
   close(): Promise<void>;
 }
 
@@ -42,26 +45,36 @@ export async function startHarness(
     ...options.sim,
   });
   const { lines, logger } = captureLogs();
-  const ingest = await startIngest(
-    loadConfig({
-      NATS_URL: nats.url,
-      METRICS_PORT: "0",
-      BINANCE_WS_URL: sim.wsUrl,
-      BINANCE_REST_URL: sim.restUrl,
-      SYMBOLS: "BTCUSDT",
-      ...env,
-    }),
-    { logger },
-  );
+  const start = () =>
+    startIngest(
+      loadConfig({
+        NATS_URL: nats.url,
+        METRICS_PORT: "0",
+        BINANCE_WS_URL: sim.wsUrl,
+        BINANCE_REST_URL: sim.restUrl,
+        SYMBOLS: "BTCUSDT",
+        ...env,
+      }),
+      { logger },
+    );
+  let ingest = await start();
   const bus = await connectBus({ servers: nats.url, name: "ingest-test", reconnectTimeWaitMs: 100 });
   const want = options.connections ?? Number(env.WS_REDUNDANCY ?? 2);
   await waitUntil(() => ingest.connectionsUp() === want, 10_000, `${want} connections up`);
   return {
     nats,
     sim,
-    ingest,
+    get ingest() {
+      return ingest;
+    },
     bus,
     logs: lines,
+    restartIngest: async (downMs) => {
+      await ingest.close();
+      await new Promise((r) => setTimeout(r, downMs));
+      ingest = await start();
+      return ingest;
+    },
     close: async () => {
       await ingest.close();
       await bus.close();
