@@ -282,7 +282,8 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       const jobs = list.flatMap((symbol) => tradeKinds.map((kind) => ({ symbol, kind })));
       let seeded = 0;
       let failed: unknown;
-      for (let i = 0; i < jobs.length; i += 64)
+      // Stops at the first failure: with NATS gone each read would wait out its timeout.
+      for (let i = 0; i < jobs.length && failed === undefined; i += 64)
         await Promise.all(
           jobs.slice(i, i + 64).map(async ({ symbol, kind }) => {
             let last;
