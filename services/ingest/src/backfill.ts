@@ -30,6 +30,12 @@ export interface TradeBackfillOptions {
     toId: number,
     reason: string,
   ) => void;
+  /**
+   * Holes waiting at most (default 10 000); a hole beyond is reported as unrecoverable at once. Holes
+   * are fetched one at a time through the REST queue, which a 418 can pause for minutes or days while
+   * reconnects keep opening holes for every symbol.
+   */
+  readonly maxHoles?: number;
   readonly onRecovered?: (kind: TradeKind, symbol: string, count: number) => void;
   readonly onError?: (err: unknown, kind: TradeKind, symbol: string) => void;
 }
@@ -45,6 +51,7 @@ interface Hole {
 }
 
 const PAGE = 1000;
+const DEFAULT_MAX_HOLES = 10_000;
 const ATTEMPTS = 3;
 
 /**
@@ -140,7 +147,12 @@ export class TradeBackfill {
         `hole of ${hi - lo + 1} ids exceeds the backfill limit`,
       );
     }
-    this.#holes.push({ kind, symbol, lo: from, hi, filled: new Set(), dueAt: Date.now() + this.#o.delayMs });
+    const hole: Hole = { kind, symbol, lo: from, hi, filled: new Set(), dueAt: Date.now() + this.#o.delayMs };
+    if (this.#holes.length >= (this.#o.maxHoles ?? DEFAULT_MAX_HOLES)) {
+      this.#reportMissing(hole, from, hi, "too many holes already wait for the backfill (REST paused?)");
+      return;
+    }
+    this.#holes.push(hole);
     this.#schedule();
   }
 
