@@ -43,6 +43,10 @@ describe("configuration and start-up errors", () => {
       expect(msg).toMatch(/BINANCE_WS_URL="http:\/\/x": expected a URL starting with wss:\/\/ or ws:\/\//);
       expect(msg).toMatch(/SNAPSHOT_LIMIT="9000": expected 1-5000/);
     }
+    expect(() => ingestConfig({ WS_CONNECT_ATTEMPTS_PER_5MIN: "400" })).toThrow(
+      /WS_CONNECT_ATTEMPTS_PER_5MIN="400": expected at most 300/,
+    );
+    expect(ingestConfig({ WS_CONNECT_ATTEMPTS_PER_5MIN: "140" }).WS_CONNECT_ATTEMPTS_PER_5MIN).toBe(140);
     expect(() => analyzerConfig({ HOLYSHEEP_API_KEY: "short", ANALYZER_INTERVALS: "1 minute" })).toThrow(
       /ANALYZER_INTERVALS="1 minute"/,
     );

@@ -33,6 +33,13 @@ const schema = z.object({
   ROTATE_BEFORE_MS: env.positiveInt(10 * 60_000),
   /** A connection's lifetime (Binance: 24 h); lower it to test rotation. */
   CONNECTION_LIFETIME_MS: env.positiveInt(24 * 3_600_000),
+  /**
+   * WebSocket connection attempts this process makes in any 5 minutes. Binance allows 300 per IP:
+   * replicas behind one IP must share them (the deploy files run two ingest replicas at 140 each).
+   */
+  WS_CONNECT_ATTEMPTS_PER_5MIN: env
+    .positiveInt(250)
+    .refine((v) => v <= 300, { error: "expected at most 300 (Binance's limit per IP per 5 minutes)" }),
   /** Reconnect when nothing (no frame, no ping) arrives for this long. */
   SILENCE_TIMEOUT_MS: env.positiveInt(30_000),
   /** Ask Binance for microsecond timestamps (`timeUnit=MICROSECOND`). */

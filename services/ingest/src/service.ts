@@ -414,8 +414,12 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       }
     };
 
-    // One limiter for every connection of the process: Binance counts attempts per IP.
-    const attempts = new SlidingWindowLimiter({ limit: 250, windowMs: FIVE_MINUTES_MS });
+    // One limiter for every connection of the process: Binance counts attempts per IP (replicas
+    // sharing one IP split the 300 with WS_CONNECT_ATTEMPTS_PER_5MIN).
+    const attempts = new SlidingWindowLimiter({
+      limit: config.WS_CONNECT_ATTEMPTS_PER_5MIN,
+      windowMs: FIVE_MINUTES_MS,
+    });
     const sets: BinanceStreams[] = [];
     for (let i = 0; i < config.WS_REDUNDANCY; i++) {
       const set: BinanceStreams = new BinanceStreams({
