@@ -202,6 +202,72 @@ describe("BookSync against real recordings (bookTicker oracle)", () => {
     expect(restored.counters.gaps + plain.counters.gaps).toBe(0);
   });
 
+  describe("holding diffs that skip ahead (reorderDiffs)", () => {
+    // BTCUSDT's snapshot and diffs, the diffs from the 100th on reordered as two redundant connections
+    // can store them: a later diff first, then the ones before it.
+    const rec = readRecording(fixtures.btcusdt);
+    const snapAt = rec.events.findIndex((e) => e.type === "snapshot");
+    const snapshot = parseDepthSnapshot((rec.events[snapAt] as { body: string }).body);
+    const diffs = rec.events
+      .filter((e) => e.type === "frame" && e.kind.startsWith("depth"))
+      .map((e) => parseDepthUpdate((e as { data: string }).data));
+    const inOrder = (s: BookSync, list: readonly DepthUpdate[]) => {
+      s.onSnapshot(snapshot);
+      return list.map((d, i) => s.onDiff(d, i + 1));
+    };
+    /** `list` with diffs `at`..`at + n - 1` moved after diff `at + n`, the same several times over. */
+    const reordered = (n: number) => {
+      const out = [...diffs];
+      for (const at of [100, 300, 500, 1_000, 2_000])
+        out.splice(at, n + 1, out[at + n]!, ...out.slice(at, at + n));
+      return out;
+    };
+
+    it("applies them once the diffs before them come: the same book as in order, and no gap", () => {
+      const plain = new BookSync();
+      inOrder(plain, diffs);
+      const held = new BookSync({ reorderDiffs: 3 });
+      const results = inOrder(held, reordered(3));
+      expect(held.counters.gaps).toBe(0);
+      expect(held.counters.held).toBe(5);
+      expect(results.filter((r) => r.type === "held")).toHaveLength(5);
+      expect(held.book.toSnapshot()).toEqual(plain.book.toSnapshot());
+      // Without holding, each reorder is a gap.
+      const strict = new BookSync();
+      inOrder(strict, reordered(3));
+      expect(strict.counters.gaps).toBeGreaterThan(0);
+    });
+
+    it("makes a gap of a diff really lost once more diffs than it holds skip ahead", () => {
+      const lost = [...diffs];
+      lost.splice(200, 1);
+      const held = new BookSync({ reorderDiffs: 3 });
+      const results = inOrder(held, lost);
+      const gap = results.findIndex((r) => r.type === "gap");
+      // The three diffs after the lost one are held; the fourth makes the gap.
+      expect(gap).toBe(203);
+      expect(results.slice(200, 203).map((r) => r.type)).toEqual(["held", "held", "held"]);
+      expect(results[gap]).toMatchObject({ kind: "sequence", nextFirstUpdateId: lost[200]!.firstUpdateId });
+      expect(held.synced).toBe(false);
+    });
+
+    it("continues exactly from a state serialized while it holds diffs", () => {
+      const list = reordered(3);
+      const whole = new BookSync({ reorderDiffs: 3 });
+      inOrder(whole, list);
+      const first = new BookSync({ reorderDiffs: 3 });
+      first.onSnapshot(snapshot);
+      // Stop in the middle of the first reorder: the later diff held, the first before it applied.
+      list.slice(0, 102).forEach((d, i) => first.onDiff(d, i + 1));
+      const state = JSON.parse(JSON.stringify(first.serialize())) as BookSyncState;
+      expect(state.ahead).toHaveLength(1);
+      const second = BookSync.restore(state, { reorderDiffs: 3 });
+      list.slice(102).forEach((d, i) => second.onDiff(d, i + 103));
+      expect(second.counters.gaps).toBe(0);
+      expect(second.book.toSnapshot()).toEqual(whole.book.toSnapshot());
+    });
+  });
+
   it("checkpoints the book packed, and still restores a state that holds it as strings", () => {
     const rec = readRecording(fixtures.btcusdt);
     const events = rec.events.filter((e) => e.type === "snapshot" || e.kind.startsWith("depth"));

@@ -23,6 +23,11 @@ export type SyncResult =
   | { readonly type: "buffered"; readonly dropped?: boolean }
   /** An old or repeated diff (u <= the last applied u): ignored. */
   | { readonly type: "duplicate" }
+  /**
+   * In sync, a diff that skips ahead (`U` > last `u` + 1) is held (`reorderDiffs`) until the diffs
+   * before it arrive; more than that many held is a gap.
+   */
+  | { readonly type: "held" }
   /** Continuity broke: the book is cleared, the symbol needs a new snapshot (`needSnapshot`). */
   | {
       readonly type: "gap";
@@ -58,6 +63,13 @@ export interface BookSyncOptions {
   readonly historyDiffs?: number;
   /** Levels kept per side; the ones furthest from the top go beyond it. Default: no limit. */
   readonly maxLevelsPerSide?: number;
+  /**
+   * Diffs that skip ahead held, in sync, until the ones before them arrive (0, the default: a skip is
+   * a gap at once). Two redundant connections can store a diff after a later one (the lagging copy
+   * of one a reconnected connection never had); holding a few absorbs that, and a diff really lost is
+   * found that many diffs later.
+   */
+  readonly reorderDiffs?: number;
 }
 
 /** The JSON-able state of a `BookSync`, for checkpoints. */
@@ -71,6 +83,10 @@ export interface BookSyncState {
   readonly lastEventTime: number;
   /** Recent applied diffs (absent in states written before refreshing existed). */
   readonly history?: DepthUpdate[];
+  /** Diffs held ahead of the book (`reorderDiffs`), by `U` (absent in states written before). */
+  readonly ahead?: DepthUpdate[];
+  /** The callers' tags of `ahead`. */
+  readonly aheadTags?: number[];
   /** A snapshot ahead of the book, waiting for the diffs to reach it. */
   readonly refresh?: DepthSnapshot | null;
   /**
@@ -118,6 +134,7 @@ function unpack(b: BufferedDiff): DepthUpdate {
 const BUFFERED: SyncResult = { type: "buffered" };
 const BUFFERED_DROPPED: SyncResult = { type: "buffered", dropped: true };
 const DUPLICATE: SyncResult = { type: "duplicate" };
+const HELD: SyncResult = { type: "held" };
 const APPLIED: SyncResult = { type: "applied", bridged: false };
 const BRIDGED: SyncResult = { type: "applied", bridged: true };
 const PENDING: SyncResult = { type: "snapshot-pending" };
@@ -142,6 +159,9 @@ export class BookSync {
   readonly #maxBuffered: number;
   readonly #historyMax: number;
   readonly #maxLevels: number;
+  readonly #reorderMax: number;
+  /** Diffs ahead of the book, held until the ones before them come (`reorderDiffs`), ascending `U`. */
+  #ahead: { readonly d: DepthUpdate; readonly tag: number }[] = [];
   /** The last `#historyMax` applied diffs, oldest first, contiguous (each `U` = previous `u` + 1). */
   #history: DepthUpdate[] = [];
   /** A snapshot ahead of the book, merged when a diff spans its update id. */
@@ -163,12 +183,14 @@ export class BookSync {
     ignoredSnapshots: 0,
     refreshes: 0,
     trimmedLevels: 0,
+    held: 0,
   };
 
   constructor(options: BookSyncOptions = {}) {
     this.#maxBuffered = options.maxBufferedDiffs ?? 10_000;
     this.#historyMax = options.historyDiffs ?? 0;
     this.#maxLevels = options.maxLevelsPerSide ?? Infinity;
+    this.#reorderMax = options.reorderDiffs ?? 0;
   }
 
   /** True while the book is exact. */
@@ -204,19 +226,10 @@ export class BookSync {
         this.counters.duplicates++;
         return DUPLICATE;
       }
-      if (d.firstUpdateId !== last + 1) return this.#gap("sequence", d, [pack(d, tag)]);
-      const r = this.#refresh;
-      const merge =
-        r !== undefined && d.firstUpdateId <= r.lastUpdateId + 1 && r.lastUpdateId < d.finalUpdateId;
-      if (merge) {
-        // The diff spans the snapshot's update id: the snapshot, then this diff, is the book at `u`.
-        this.#refresh = undefined;
-        this.book.applyRefresh(r.bids, r.asks, r.lastUpdateId);
-        this.counters.refreshes++;
-      }
-      this.#apply(d);
-      if (this.book.isCrossed()) return this.#gap("crossed", d, []);
-      return merge ? APPLIED_REFRESHED : APPLIED;
+      if (d.firstUpdateId !== last + 1) return this.#skip(d, tag);
+      const applied = this.#continue(d);
+      if (applied.type !== "applied" || this.#ahead.length === 0) return applied;
+      return this.#drainAhead(applied);
     }
     const tail = this.#buffer[this.#buffer.length - 1];
     if (tail !== undefined && d.finalUpdateId <= tail.finalUpdateId) {
@@ -231,6 +244,67 @@ export class BookSync {
     this.#buffer.push(pack(d, tag));
     if (this.#pending !== undefined) return this.#bridge();
     return full ? BUFFERED_DROPPED : BUFFERED;
+  }
+
+  /** Applies a diff with `U` = last `u` + 1 (merging a pending refresh snapshot it spans). */
+  #continue(d: DepthUpdate): SyncResult {
+    const r = this.#refresh;
+    const merge =
+      r !== undefined && d.firstUpdateId <= r.lastUpdateId + 1 && r.lastUpdateId < d.finalUpdateId;
+    if (merge) {
+      // The diff spans the snapshot's update id: the snapshot, then this diff, is the book at `u`.
+      this.#refresh = undefined;
+      this.book.applyRefresh(r.bids, r.asks, r.lastUpdateId);
+      this.counters.refreshes++;
+    }
+    this.#apply(d);
+    if (this.book.isCrossed()) return this.#gap("crossed", d, []);
+    return merge ? APPLIED_REFRESHED : APPLIED;
+  }
+
+  /** In sync, a diff past the next one: held while `reorderDiffs` allows, else a gap. */
+  #skip(d: DepthUpdate, tag: number): SyncResult {
+    const ahead = this.#ahead;
+    if (ahead.length >= this.#reorderMax) {
+      // What is held goes to the buffer with this diff, in update id order, for the next snapshot.
+      const keep = [...ahead, { d, tag }].sort((a, b) => a.d.firstUpdateId - b.d.firstUpdateId);
+      this.#ahead = [];
+      return this.#gap(
+        "sequence",
+        keep[0]!.d,
+        keep.map((k) => pack(k.d, k.tag)),
+      );
+    }
+    let i = ahead.length;
+    while (i > 0 && ahead[i - 1]!.d.firstUpdateId > d.firstUpdateId) i--;
+    if (i > 0 && ahead[i - 1]!.d.firstUpdateId === d.firstUpdateId) {
+      this.counters.duplicates++;
+      return DUPLICATE;
+    }
+    ahead.splice(i, 0, { d, tag });
+    this.counters.held++;
+    return HELD;
+  }
+
+  /** After a diff was applied: the held diffs it lets through, in order, while they continue the book. */
+  #drainAhead(result: SyncResult): SyncResult {
+    let refreshed = result.type === "applied" && result.refreshed === true;
+    const ahead = this.#ahead;
+    while (ahead.length > 0) {
+      const next = ahead[0]!.d;
+      const last = this.book.lastUpdateId;
+      if (next.finalUpdateId <= last) {
+        ahead.shift();
+        this.counters.duplicates++;
+        continue;
+      }
+      if (next.firstUpdateId !== last + 1) break;
+      ahead.shift();
+      const r = this.#continue(next);
+      if (r.type !== "applied") return r; // crossed: a gap
+      refreshed ||= r.refreshed === true;
+    }
+    return refreshed ? APPLIED_REFRESHED : APPLIED;
   }
 
   /** Set while a `BookSync` restored from a state without its buffered diffs waits for them (`refill`). */
@@ -359,6 +433,7 @@ export class BookSync {
     this.#pending = undefined;
     this.#history = [];
     this.#refresh = undefined;
+    this.#ahead = [];
     this.counters.gaps++;
     return {
       type: "gap",
@@ -389,6 +464,8 @@ export class BookSync {
       lastEventTime: this.#lastEventTime,
       history: [...this.#history],
       refresh: this.#refresh ?? null,
+      ahead: this.#ahead.map((a) => a.d),
+      aheadTags: this.#ahead.map((a) => a.tag),
     };
   }
 
@@ -407,6 +484,7 @@ export class BookSync {
     s.#lastEventTime = state.lastEventTime;
     s.#history = [...(state.history ?? [])].slice(-s.#historyMax || Infinity);
     s.#refresh = state.refresh ?? undefined;
+    s.#ahead = (state.ahead ?? []).map((d, i) => ({ d, tag: state.aheadTags?.[i] ?? 0 }));
     return s;
   }
 }

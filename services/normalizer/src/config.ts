@@ -53,6 +53,13 @@ const schema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]+$/, { error: "expected letters, digits, - or _" })
     .default("normalizer"),
+  /**
+   * Diffs that skip ahead of a book in sync held until the ones before them come (0: a skip is a gap
+   * at once). With two redundant connection sets a lagging set can store a diff after a later one the
+   * other set's new connection stored first; holding a few absorbs that instead of resynchronising,
+   * and a diff really lost is found this many diffs later (100 ms each).
+   */
+  DIFF_REORDER_WINDOW: env.nonNegativeInt(10),
   /** Time allowed for ingest to answer a resync request (and the wait before asking again). */
   RESYNC_REQUEST_TIMEOUT_MS: env.positiveInt(10_000),
 });

@@ -146,6 +146,7 @@ export async function startNormalizer(
         maxBufferedDiffs: config.MAX_BUFFERED_DIFFS,
         maxLevelsPerSide: config.BOOK_MAX_LEVELS,
         refreshHistory: config.BOOK_REFRESH_INTERVAL_MS > 0 ? REFRESH_HISTORY_DIFFS : 0,
+        reorderDiffs: config.DIFF_REORDER_WINDOW,
       },
       refreshIntervalMs: config.BOOK_REFRESH_INTERVAL_MS,
       name: config.NORMALIZER_NAME,

@@ -50,6 +50,12 @@ export interface ProcessorOptions {
   readonly maxLevelsPerSide: number;
   /** Applied diffs kept for refresh snapshots (0 = snapshots never correct an in-sync book). */
   readonly refreshHistory: number;
+  /**
+   * Diffs that skip ahead held until the ones before them come (`BookSync`'s `reorderDiffs`; 0 or
+   * absent: a skip is a gap at once). Not part of the fingerprint: a state holds none or some, and
+   * either restores under any value.
+   */
+  readonly reorderDiffs?: number;
 }
 
 /** Counts a caller may turn into metrics. */
@@ -151,6 +157,7 @@ export class SymbolProcessor {
       maxBufferedDiffs: o.maxBufferedDiffs,
       maxLevelsPerSide: o.maxLevelsPerSide,
       historyDiffs: o.refreshHistory,
+      reorderDiffs: o.reorderDiffs ?? 0,
     };
   }
 
@@ -380,6 +387,7 @@ export class SymbolProcessor {
         if (r.dropped === true) this.#events.bufferDrop?.();
         return;
       case "refresh-pending":
+      case "held":
       case "duplicate":
       case "snapshot-pending":
       case "snapshot-ignored":
