@@ -251,6 +251,19 @@ describe("BookSync against real recordings (bookTicker oracle)", () => {
       expect(held.synced).toBe(false);
     });
 
+    it("still makes a gap at once of a diff that overlaps the book (U <= last u < u)", () => {
+      const held = new BookSync({ reorderDiffs: 3 });
+      inOrder(held, diffs.slice(0, 50));
+      const last = held.book.lastUpdateId;
+      const next = diffs[50]!;
+      const r = held.onDiff({
+        ...next,
+        firstUpdateId: last,
+        finalUpdateId: Math.max(next.finalUpdateId, last + 1),
+      });
+      expect(r).toMatchObject({ type: "gap", kind: "sequence", nextFirstUpdateId: last });
+    });
+
     it("continues exactly from a state serialized while it holds diffs", () => {
       const list = reordered(3);
       const whole = new BookSync({ reorderDiffs: 3 });

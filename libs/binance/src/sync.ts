@@ -226,7 +226,9 @@ export class BookSync {
         this.counters.duplicates++;
         return DUPLICATE;
       }
-      if (d.firstUpdateId !== last + 1) return this.#skip(d, tag);
+      if (d.firstUpdateId > last + 1) return this.#skip(d, tag);
+      // Overlapping the book (U <= last u < u): a break in the sequence, as DESIGN has it.
+      if (d.firstUpdateId !== last + 1) return this.#sequenceGap(d, tag);
       const applied = this.#continue(d);
       if (applied.type !== "applied" || this.#ahead.length === 0) return applied;
       return this.#drainAhead(applied);
@@ -265,16 +267,7 @@ export class BookSync {
   /** In sync, a diff past the next one: held while `reorderDiffs` allows, else a gap. */
   #skip(d: DepthUpdate, tag: number): SyncResult {
     const ahead = this.#ahead;
-    if (ahead.length >= this.#reorderMax) {
-      // What is held goes to the buffer with this diff, in update id order, for the next snapshot.
-      const keep = [...ahead, { d, tag }].sort((a, b) => a.d.firstUpdateId - b.d.firstUpdateId);
-      this.#ahead = [];
-      return this.#gap(
-        "sequence",
-        keep[0]!.d,
-        keep.map((k) => pack(k.d, k.tag)),
-      );
-    }
+    if (ahead.length >= this.#reorderMax) return this.#sequenceGap(d, tag);
     let i = ahead.length;
     while (i > 0 && ahead[i - 1]!.d.firstUpdateId > d.firstUpdateId) i--;
     if (i > 0 && ahead[i - 1]!.d.firstUpdateId === d.firstUpdateId) {
@@ -284,6 +277,16 @@ export class BookSync {
     ahead.splice(i, 0, { d, tag });
     this.counters.held++;
     return HELD;
+  }
+
+  /** A break in the sequence at `d`: it and the diffs held go to the buffer, in update id order. */
+  #sequenceGap(d: DepthUpdate, tag: number): SyncResult {
+    const keep = [...this.#ahead, { d, tag }].sort((a, b) => a.d.firstUpdateId - b.d.firstUpdateId);
+    return this.#gap(
+      "sequence",
+      keep[0]!.d,
+      keep.map((k) => pack(k.d, k.tag)),
+    );
   }
 
   /** After a diff was applied: the held diffs it lets through, in order, while they continue the book. */
