@@ -5,7 +5,14 @@ import { connectBus, type Bus } from "@l2flow/bus";
 import { STREAMS } from "@l2flow/contracts";
 import { readRecording } from "@l2flow/recording";
 import { ConfigError, createLogger } from "@l2flow/runtime";
-import { fixtures, startSimulator, startTestNats, type Simulator, type TestNats } from "@l2flow/testkit";
+import {
+  fixtures,
+  scrapeMetric as metric,
+  startSimulator,
+  startTestNats,
+  type Simulator,
+  type TestNats,
+} from "@l2flow/testkit";
 import { loadConfig as ingestConfig, startIngest, type IngestService } from "@l2flow/ingest";
 import { loadConfig as analyzerConfig, startAnalyzer } from "@l2flow/analyzer";
 
@@ -20,15 +27,6 @@ function capture() {
     }),
   };
 }
-
-/** The sum of a metric's series; with `label` (`code="X"`), of the series that have it. */
-const metric = async (url: string, name: string, label = ""): Promise<number> => {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  return text
-    .split("\n")
-    .filter((l) => l.startsWith(name) && l.includes(label))
-    .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
-};
 
 describe("configuration and start-up errors", () => {
   it("names the bad variable and what it accepts", () => {

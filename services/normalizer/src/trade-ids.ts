@@ -31,13 +31,6 @@ export class TradeIds {
     return this.#last;
   }
 
-  /** Ids below `last` not had yet (as far as the kept ranges tell). */
-  get missingCount(): number {
-    let n = 0;
-    for (const [from, to] of this.#missing) n += to - from + 1;
-    return n;
-  }
-
   /** Classifies `id` and records it when new. Ids below the first one taken are repeats. */
   take(id: number): TradeIdOutcome {
     if (id > this.#last) {
