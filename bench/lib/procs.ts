@@ -176,6 +176,12 @@ export interface SimChildOptions {
   readonly dropKinds?: readonly string[];
   /** Divide the recording's timeline by this. */
   readonly compress?: number;
+  /**
+   * Seconds of the recording between copies' starts (`scaleRecording`'s `stagger`), at most: less
+   * when the run's `rate` × `seconds` would otherwise outlast the shortest copy (0 when even aligned
+   * copies barely last). The stagger used is in `SimulatorProcess.stagger`.
+   */
+  readonly stagger?: number;
   /** Total frames per second to replay at (sets the speed); real time when absent. */
   readonly rate?: number;
   /** Seconds over which `rate` must hold on average (the part of the recording a run replays). */
@@ -221,6 +227,8 @@ export interface SimulatorProcess {
   readonly restUrl: string;
   readonly symbols: readonly string[];
   readonly speed: number;
+  /** Seconds of the recording between copies' starts (0: every copy replays the same moment). */
+  readonly stagger: number;
   readonly pid: number | undefined;
   start(): Promise<void>;
   pause(): Promise<void>;
@@ -255,7 +263,7 @@ export async function startSimulatorProcess(options: SimChildOptions): Promise<S
       },
     ),
   );
-  type Info = { wsUrl: string; restUrl: string; symbols: string[]; speed: number };
+  type Info = { wsUrl: string; restUrl: string; symbols: string[]; speed: number; stagger: number };
   const pending = new Map<number, { resolve: (result: unknown) => void; reject: (err: Error) => void }>();
   let nextId = 1;
   let exited: Error | undefined;

@@ -10,10 +10,12 @@ import type { SimChildOptions, SimProgress, SimReply, SimRequest } from "./procs
 
 const options = JSON.parse(process.env.L2FLOW_SIM_OPTIONS ?? "{}") as SimChildOptions;
 const base = readRecording(fixtures[options.recording]);
+const stagger = fittingStagger();
 const recording = scaleRecording(base, {
   copies: options.copies,
   dropKinds: options.dropKinds ?? [],
   compress: options.compress ?? 1,
+  stagger,
 });
 const speed = options.rate === undefined ? 1 : speedFor(options.rate, options.seconds ?? 0);
 const sim = await startSimulator({
@@ -25,7 +27,10 @@ const sim = await startSimulator({
     : { weightLimitPerMinute: options.weightLimitPerMinute }),
 });
 const send = (reply: SimReply) => process.send!(reply);
-send({ id: 0, result: { wsUrl: sim.wsUrl, restUrl: sim.restUrl, symbols: recording.symbols, speed } });
+send({
+  id: 0,
+  result: { wsUrl: sim.wsUrl, restUrl: sim.restUrl, symbols: recording.symbols, speed, stagger },
+});
 
 // Wall time of the replay: from start until it finished or was paused (performance.now() ms).
 let startedAt: number | undefined;
@@ -82,6 +87,26 @@ function openIds(): number[] {
     .stats()
     .connections.filter((c) => c.closedAt === undefined)
     .map((c) => c.id);
+}
+
+/**
+ * `options.stagger`, or less so that the last copy (the shortest: it starts furthest into the
+ * recording) still lasts the run: at `rate`, the copies together replay about `rate × seconds` frames,
+ * `rate × seconds / copies` each, which at the recording's own frame rate (with a tenth to spare)
+ * takes a span of the recording that must fit after the last copy's start. A multiple of 0.1 s, so
+ * every copy's depth updates keep the recording's 100 ms phase.
+ */
+function fittingStagger(): number {
+  const wanted = options.stagger ?? 0;
+  if (wanted <= 0 || options.copies < 2 || options.rate === undefined) return Math.max(0, wanted);
+  const drop = new Set(options.dropKinds ?? []);
+  const frames = base.events.filter((e) => e.type === "frame" && !drop.has(e.kind));
+  if (frames.length < 2) return 0;
+  // In the recording's own seconds (before `compress`), as `stagger` is.
+  const spanS = (frames.at(-1)!.receiveTimeUs - frames[0]!.receiveTimeUs) / 1e6;
+  const needS = ((options.rate * (options.seconds ?? 0)) / options.copies / (frames.length / spanS)) * 1.1;
+  const fits = Math.floor(((spanS - needS) / (options.copies - 1)) * 10) / 10;
+  return Math.max(0, Math.min(wanted, fits));
 }
 
 /**

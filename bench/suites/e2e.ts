@@ -36,6 +36,15 @@ export const order = 50;
 
 const COPIES = 100;
 /**
+ * Seconds of the recording between one copy's start and the next's. Copies replaying the same moment
+ * would trade in lockstep: the recording's bursts (up to 161 frames in one millisecond) would arrive as
+ * 100 such bursts at once, which 100 real symbols never send; staggered, each symbol trades on its own
+ * while every symbol's depth updates stay on Binance's common 100 ms tick (a multiple of 0.1 s keeps
+ * the phase). 1.5 s lets 100 copies still cover a minute at 10k frames/s of the 346 s recording; where
+ * a rate needs more of it, the simulator uses the largest stagger that fits (0 at 20k).
+ */
+const STAGGER_S = 1.5;
+/**
  * Replayed before measuring: until a book of every symbol has arrived (connections, snapshots and the
  * normalizer's consumers settled), then this many seconds more.
  */
@@ -48,6 +57,8 @@ const HELD_MAX_P50_MS = 100;
 
 interface RateResult {
   readonly rate: number;
+  /** Seconds of the recording between copies' starts (`STAGGER_S` or less). */
+  readonly stagger: number;
   readonly achieved: number;
   readonly book: LatencySummary;
   readonly signal: LatencySummary;
@@ -84,6 +95,7 @@ async function runRate(rate: number, seconds: number, ctx: SuiteContext): Promis
     dropKinds: ["bookTicker"],
     rate,
     seconds: seconds + 15, // the warm-up, then the measured seconds
+    stagger: STAGGER_S,
   });
   const common = { NATS_URL: nats.url };
   const children = {
@@ -158,7 +170,9 @@ async function runRate(rate: number, seconds: number, ctx: SuiteContext): Promis
       if (Date.now() > deadline) throw new Error("ingest did not connect to the simulator within 30 s");
       await new Promise((r) => setTimeout(r, 100));
     }
-    ctx.log(`e2e: ${rate} frames/s over ${COPIES} symbols (simulator speed ${sim.speed.toFixed(2)})`);
+    ctx.log(
+      `e2e: ${rate} frames/s over ${COPIES} symbols (simulator speed ${sim.speed.toFixed(2)}, copies ${sim.stagger} s apart)`,
+    );
     await sim.start();
     const warmupEnd = Date.now() + WARMUP_MAX_S * 1000;
     while (booked.size < sim.symbols.length && Date.now() < warmupEnd)
@@ -216,6 +230,7 @@ async function runRate(rate: number, seconds: number, ctx: SuiteContext): Promis
     );
     return {
       rate,
+      stagger: sim.stagger,
       achieved,
       book: book.summary(),
       signal: signal.summary(),
@@ -262,6 +277,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   const rows: Row[] = results.map((r) => ({
     label: `${r.rate / 1000}k frames/s`,
     metrics: [
+      { name: "copies apart", value: `${r.stagger} s` },
       { name: "achieved", value: r.achieved, unit: "/s" },
       ...latencyMetrics(r.book, "book "),
       { name: "signal p50", value: r.signal.p50Ms, unit: "ms" },
@@ -304,7 +320,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
     rows,
     checks,
     notes: [
-      `BTCUSDT recording (diffs every 100 ms and trades) as ${COPIES} renamed symbols, ${seconds} s per rate, measured once every symbol has a book, ${WARMUP_S} s more have passed and the start's backlog has drained (a second's median frame → book under ${HELD_MAX_P50_MS} ms or no longer falling, at most ${SETTLE_MAX_S} s). ` +
+      `BTCUSDT recording (diffs every 100 ms and trades) as ${COPIES} renamed symbols, each copy starting further into the recording than the one before ("copies apart": ${STAGGER_S} s, less where a rate needs more of the recording), so the symbols do not trade in lockstep while their depth updates share Binance's 100 ms tick; ${seconds} s per rate, measured once every symbol has a book, ${WARMUP_S} s more have passed and the start's backlog has drained (a second's median frame → book under ${HELD_MAX_P50_MS} ms or no longer falling, at most ${SETTLE_MAX_S} s). ` +
         "Each service runs as in production, a process of its own from its build (ingest with one connection set, the normalizer " +
         "publishing a book after every diff, the analyzer), beside the simulator's process, nats-server, and this process " +
         "(fake LLM and the subscriber that measures): all on this 2-core machine, so every stage shares the same two cores. " +
