@@ -244,6 +244,32 @@ export interface SimulatorProcess {
   close(): Promise<void>;
 }
 
+/** The fake OpenAI-compatible server in a child process (bench/lib/fake-llm-child.ts). */
+export interface FakeLlmProcess {
+  readonly url: string;
+  readonly pid: number | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the fake LLM in a process of its own, so that answering calls takes no CPU from the process
+ * measuring beside it (a burst of calls would delay what that process timestamps).
+ */
+export async function startFakeLlmProcess(): Promise<FakeLlmProcess> {
+  const child = track(
+    spawn(
+      process.execPath,
+      ["--conditions=l2flow-source", "--import", "tsx", join(repoRoot, "bench", "lib", "fake-llm-child.ts")],
+      { cwd: repoRoot, stdio: ["ignore", "pipe", "inherit"] },
+    ),
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    child.once("exit", (code) => reject(new Error(`the fake LLM process exited (${code})`)));
+    child.stdout!.once("data", (d: Buffer) => resolve(String(d).trim()));
+  });
+  return { url, pid: child.pid, close: () => stopAll([child]) };
+}
+
 /** Starts the simulator child and waits until it listens. */
 export async function startSimulatorProcess(options: SimChildOptions): Promise<SimulatorProcess> {
   const child = track(

@@ -7,14 +7,19 @@
  *   with `keepAliveFetch` (node:http keep-alive, what the analyzer uses), the same calls, alternating;
  * - the service: the built analyzer, as deployed, fed windows on MD_WINDOW at a fixed rate.
  */
-import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { connectBus, provisionTopology, PublishQueue } from "@l2flow/bus";
 import { msgIds, subjects, Window } from "@l2flow/contracts";
 import { buildPrompt, HolySheepClient, keepAliveFetch } from "@l2flow/llm";
 import { startTestNats } from "@l2flow/testkit";
 import { stats } from "../lib/measure.js";
-import { benchAnalyzerEnv, cpuSeconds, rssMb, spawnService, stopAll } from "../lib/procs.js";
+import {
+  benchAnalyzerEnv,
+  cpuSeconds,
+  rssMb,
+  spawnService,
+  startFakeLlmProcess,
+  stopAll,
+} from "../lib/procs.js";
 import type { Check, Row, SuiteContext, SuiteResult } from "../lib/types.js";
 
 /** Suite id for `--only`. */
@@ -58,19 +63,6 @@ function window(symbol: string, startTimeMs: number): Window {
     closeReason: 1,
     epoch: 1,
   });
-}
-
-async function startLlmProcess(repoRoot: string) {
-  const child = spawn(
-    process.execPath,
-    ["--conditions=l2flow-source", "--import", "tsx", join(repoRoot, "bench", "lib", "fake-llm-child.ts")],
-    { cwd: repoRoot, stdio: ["ignore", "pipe", "inherit"] },
-  );
-  const url = await new Promise<string>((resolve, reject) => {
-    child.once("exit", (code) => reject(new Error(`the fake LLM process exited (${code})`)));
-    child.stdout.once("data", (d: Buffer) => resolve(String(d).trim()));
-  });
-  return { url, close: () => stopAll([child]) };
 }
 
 interface ClientRun {
@@ -166,7 +158,7 @@ async function runService(llmUrl: string, seconds: number): Promise<ServiceRun> 
 export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   const calls = ctx.quick ? 1_000 : 4_000;
   const repeats = ctx.quick ? 2 : 3;
-  const llm = await startLlmProcess(ctx.repoRoot);
+  const llm = await startFakeLlmProcess();
   const kept = keepAliveFetch();
   try {
     const clients = {

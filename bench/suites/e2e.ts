@@ -2,7 +2,7 @@
  * End to end (issue 8 item 4): the simulator replays the BTCUSDT recording as 100 renamed symbols at
  * a fixed total frame rate; ingest, the normalizer and the analyzer (HolySheep provider against the
  * fake OpenAI server, answering at once) run as in production: each service a process of its own from
- * its build, the simulator in another, nats-server in another. Measured by a subscriber here:
+ * its build, the simulator, the fake LLM and nats-server each in another. Measured by a subscriber here:
  * - frame → book: from ingest's receive stamp (`L2-Receive-Ns`, carried as the book's
  *   `receive_time_us`) until the book snapshot arrives on MD_NORM;
  * - window → signal: from a window's arrival on MD_WINDOW until its signal arrives on SIGNALS.
@@ -15,13 +15,14 @@
 import { epochNowNs } from "@l2flow/binance";
 import { connectBus } from "@l2flow/bus";
 import { BookSnapshot, Signal, Window } from "@l2flow/contracts";
-import { startFakeLlm, startTestNats } from "@l2flow/testkit";
+import { startTestNats } from "@l2flow/testkit";
 import { LatencyHistogram, latencyMetrics, type LatencySummary } from "../lib/histogram.js";
 import {
   benchAnalyzerEnv,
   cpuSeconds,
   rssMb,
   spawnService,
+  startFakeLlmProcess,
   startSimulatorProcess,
   stopAll,
 } from "../lib/procs.js";
@@ -88,7 +89,7 @@ function median(values: readonly number[]): number {
 
 async function runRate(rate: number, seconds: number, ctx: SuiteContext): Promise<RateResult> {
   const nats = await startTestNats();
-  const llm = await startFakeLlm();
+  const llm = await startFakeLlmProcess();
   const sim = await startSimulatorProcess({
     recording: "btcusdt",
     copies: COPIES,
@@ -163,6 +164,7 @@ async function runRate(rate: number, seconds: number, ctx: SuiteContext): Promis
     simulator: sim.pid,
     ...Object.fromEntries(Object.entries(children).map(([k, c]) => [k, c.pid])),
     "nats-server": nats.pid,
+    "fake LLM": llm.pid,
   };
   try {
     const deadline = Date.now() + 30_000;
@@ -322,8 +324,8 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
     notes: [
       `BTCUSDT recording (diffs every 100 ms and trades) as ${COPIES} renamed symbols, each copy starting further into the recording than the one before ("copies apart": ${STAGGER_S} s, less where a rate needs more of the recording), so the symbols do not trade in lockstep while their depth updates share Binance's 100 ms tick; ${seconds} s per rate, measured once every symbol has a book, ${WARMUP_S} s more have passed and the start's backlog has drained (a second's median frame → book under ${HELD_MAX_P50_MS} ms or no longer falling, at most ${SETTLE_MAX_S} s). ` +
         "Each service runs as in production, a process of its own from its build (ingest with one connection set, the normalizer " +
-        "publishing a book after every diff, the analyzer), beside the simulator's process, nats-server, and this process " +
-        "(fake LLM and the subscriber that measures): all on this 2-core machine, so every stage shares the same two cores. " +
+        "publishing a book after every diff, the analyzer), beside the simulator's process, nats-server, the fake LLM's process " +
+        "and this process (the subscriber that measures): all on this 2-core machine, so every stage shares the same two cores. " +
         `CPU per process at each rate (cores): ${results
           .map(
             (r) =>
