@@ -177,6 +177,54 @@ describe("BookSync against real recordings (bookTicker oracle)", () => {
     expect(again.book.lastUpdateId).toBe(59);
   });
 
+  it("reports the first overflow of each wait for a snapshot, once, across serialize/restore", () => {
+    const diff = (i: number): DepthUpdate => ({
+      eventTime: 1000 + i,
+      symbol: "X",
+      firstUpdateId: i * 10,
+      finalUpdateId: i * 10 + 9,
+      bids: [],
+      asks: [],
+    });
+    const s = new BookSync({ maxBufferedDiffs: 3 });
+    expect([1, 2, 3].map((i) => s.onDiff(diff(i)))).toEqual(Array(3).fill({ type: "buffered" }));
+    expect(s.onDiff(diff(4))).toEqual({
+      type: "buffered",
+      dropped: true,
+      overflow: {
+        epoch: 0,
+        droppedFirstUpdateId: 10,
+        droppedFinalUpdateId: 19,
+        nextFirstUpdateId: 20,
+        droppedEventTime: 1001,
+        eventTime: 1004,
+      },
+    });
+    expect(s.onDiff(diff(5))).toEqual({ type: "buffered", dropped: true });
+    // A state written after the report does not report again.
+    const restored = BookSync.restore(
+      JSON.parse(JSON.stringify(s.serialize())) as ReturnType<BookSync["serialize"]>,
+      { maxBufferedDiffs: 3 },
+    );
+    expect(restored.onDiff(diff(6))).toEqual({ type: "buffered", dropped: true });
+    // Synced, then broken: the next wait's first overflow is reported again, under the new epoch.
+    expect(restored.onSnapshot({ lastUpdateId: 45, bids: [["1", "1"]], asks: [["2", "1"]] })).toMatchObject({
+      type: "applied",
+    });
+    expect(restored.onDiff(diff(8))).toMatchObject({ type: "gap", kind: "sequence", epoch: 1 });
+    expect([9, 10].map((i) => restored.onDiff(diff(i)))).toEqual(Array(2).fill({ type: "buffered" }));
+    expect(restored.onDiff(diff(11))).toMatchObject({
+      dropped: true,
+      overflow: { epoch: 1, droppedFirstUpdateId: 80, nextFirstUpdateId: 90 },
+    });
+    // States written before the flag existed read as "not reported".
+    const { overflowed: _o, ...old } = JSON.parse(JSON.stringify(s.serialize())) as BookSyncState;
+    expect(_o).toBe(true);
+    expect(BookSync.restore(old, { maxBufferedDiffs: 3 }).onDiff(diff(7))).toMatchObject({
+      overflow: { droppedFirstUpdateId: 30 },
+    });
+  });
+
   it("keeps buffered diffs exactly: serialized while waiting for the snapshot, restored, it bridges to the same book", () => {
     // The BTCUSDT recording's snapshot arrives after its first diffs, which wait in the buffer (packed).
     const rec = readRecording(fixtures.btcusdt);
@@ -327,9 +375,9 @@ describe("BookSync against real recordings (bookTicker oracle)", () => {
         if (!small.synced || r.type !== "applied") results.push(JSON.stringify(r));
       }
     }
-    expect(results.slice(0, 4)).toEqual([
+    expect(results.slice(0, 4).map((r) => r.replace(/,"overflow":\{[^}]*\}/, ',"overflow":…'))).toEqual([
       `{"type":"buffered"}`,
-      `{"type":"buffered","dropped":true}`,
+      `{"type":"buffered","dropped":true,"overflow":…}`,
       `{"type":"buffered","dropped":true}`,
       "applied",
     ]);

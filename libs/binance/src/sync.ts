@@ -18,9 +18,22 @@ export type SyncResult =
   /**
    * Waiting for a snapshot; the diff was buffered. `dropped`: the buffer was full and its oldest diff
    * went (a snapshot older than the buffer then cannot bridge it: `snapshot-stale`, and a newer one is
-   * needed).
+   * needed). `overflow`: set on the first drop of a wait (the next is reported after the book has
+   * synced or broken again), with the dropped diff's ids and the update id the buffer now starts at.
    */
-  | { readonly type: "buffered"; readonly dropped?: boolean }
+  | {
+      readonly type: "buffered";
+      readonly dropped?: boolean;
+      readonly overflow?: {
+        readonly epoch: number;
+        readonly droppedFirstUpdateId: number;
+        readonly droppedFinalUpdateId: number;
+        readonly nextFirstUpdateId: number;
+        /** Event times of the dropped diff and of the diff that made it drop. */
+        readonly droppedEventTime: number;
+        readonly eventTime: number;
+      };
+    }
   /** An old or repeated diff (u <= the last applied u): ignored. */
   | { readonly type: "duplicate" }
   /**
@@ -89,6 +102,8 @@ export interface BookSyncState {
   readonly aheadTags?: number[];
   /** A snapshot ahead of the book, waiting for the diffs to reach it. */
   readonly refresh?: DepthSnapshot | null;
+  /** The buffer has overflowed since the book last synced or broke (absent in states written before). */
+  readonly overflowed?: boolean;
   /**
    * Set (with `buffer` empty) when the buffered diffs were left out of the state (`serialize({
    * bufferAsRange: true })`): the first buffered diff's tag and how many there were. The caller hands
@@ -170,6 +185,8 @@ export class BookSync {
   #epoch = 0;
   #buffer: BufferedDiff[] = [];
   #pending: DepthSnapshot | undefined;
+  /** The buffer dropped a diff since the book last synced or broke (reported once per wait). */
+  #overflowed = false;
   #lastEventTime = 0;
   /** Restored without its buffered diffs: the range `refill` takes them back from. */
   #refill: BufferRange | undefined;
@@ -239,13 +256,25 @@ export class BookSync {
       return DUPLICATE;
     }
     const full = this.#buffer.length >= this.#maxBuffered;
-    if (full) {
-      this.#buffer.shift();
-      this.counters.overflowed++;
-    }
+    const dropped = full ? this.#buffer.shift() : undefined;
+    if (full) this.counters.overflowed++;
     this.#buffer.push(pack(d, tag));
     if (this.#pending !== undefined) return this.#bridge();
-    return full ? BUFFERED_DROPPED : BUFFERED;
+    if (dropped === undefined) return BUFFERED;
+    if (this.#overflowed) return BUFFERED_DROPPED;
+    this.#overflowed = true;
+    return {
+      type: "buffered",
+      dropped: true,
+      overflow: {
+        epoch: this.#epoch,
+        droppedFirstUpdateId: dropped.firstUpdateId,
+        droppedFinalUpdateId: dropped.finalUpdateId,
+        nextFirstUpdateId: this.#buffer[0]!.firstUpdateId,
+        droppedEventTime: dropped.eventTime,
+        eventTime: d.eventTime,
+      },
+    };
   }
 
   /** Applies a diff with `U` = last `u` + 1 (merging a pending refresh snapshot it spans). */
@@ -418,6 +447,7 @@ export class BookSync {
     const buffered = this.#buffer;
     this.#buffer = [];
     this.#synced = true;
+    this.#overflowed = false;
     for (let i = 0; i < buffered.length; i++) {
       const d = buffered[i]!;
       if (i > 0 && d.firstUpdateId !== this.book.lastUpdateId + 1)
@@ -437,6 +467,7 @@ export class BookSync {
     this.#history = [];
     this.#refresh = undefined;
     this.#ahead = [];
+    this.#overflowed = false;
     this.counters.gaps++;
     return {
       type: "gap",
@@ -469,6 +500,7 @@ export class BookSync {
       refresh: this.#refresh ?? null,
       ahead: this.#ahead.map((a) => a.d),
       aheadTags: this.#ahead.map((a) => a.tag),
+      ...(this.#overflowed ? { overflowed: true } : {}),
     };
   }
 
@@ -488,6 +520,7 @@ export class BookSync {
     s.#history = [...(state.history ?? [])].slice(-s.#historyMax || Infinity);
     s.#refresh = state.refresh ?? undefined;
     s.#ahead = (state.ahead ?? []).map((d, i) => ({ d, tag: state.aheadTags?.[i] ?? 0 }));
+    s.#overflowed = state.overflowed === true;
     return s;
   }
 }

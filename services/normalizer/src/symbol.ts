@@ -385,6 +385,22 @@ export class SymbolProcessor {
         return;
       case "buffered":
         if (r.dropped === true) this.#events.bufferDrop?.();
+        if (r.overflow !== undefined) {
+          const o = r.overflow;
+          this.#gapOut(out, {
+            exchange: EXCHANGE,
+            symbol: this.symbol,
+            reason: GapReason.GAP_REASON_BUFFER_OVERFLOW,
+            epoch: o.epoch,
+            lastUpdateId: o.droppedFirstUpdateId - 1,
+            nextFirstUpdateId: o.nextFirstUpdateId,
+            firstMissingTradeId: 0,
+            lastMissingTradeId: 0,
+            startTimeUs: us(o.droppedEventTime),
+            endTimeUs: us(o.eventTime),
+            detail: `overflow: ${this.symbol}'s buffer of diffs waiting for a snapshot is full; dropping from U=${o.droppedFirstUpdateId} (u=${o.droppedFinalUpdateId}) on, so only a snapshot with lastUpdateId >= ${o.nextFirstUpdateId - 1} can bridge the rest`,
+          });
+        }
         return;
       case "refresh-pending":
       case "held":
