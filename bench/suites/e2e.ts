@@ -17,6 +17,7 @@ import { connectBus } from "@l2flow/bus";
 import { BookSnapshot, Signal, Window } from "@l2flow/contracts";
 import { startTestNats } from "@l2flow/testkit";
 import { LatencyHistogram, latencyMetrics, type LatencySummary } from "../lib/histogram.js";
+import { stats } from "../lib/measure.js";
 import {
   benchAnalyzerEnv,
   cpuSeconds,
@@ -82,9 +83,9 @@ interface RateResult {
   readonly onSchedule: number;
 }
 
+/** The median of `values`; 0 for none (a second in which no book arrived). */
 function median(values: readonly number[]): number {
-  const v = [...values].sort((a, b) => a - b);
-  return v.length === 0 ? 0 : v[Math.floor(v.length / 2)]!;
+  return values.length === 0 ? 0 : stats(values).median;
 }
 
 async function runRate(rate: number, seconds: number, ctx: SuiteContext): Promise<RateResult> {

@@ -149,17 +149,24 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     }, 1_000);
     resources.defer(() => clearInterval(gauges));
 
+    /**
+     * Stores a status event. `key` is its message id when the event has an identity of its own (trade
+     * ids missing: the same hole seen by two replicas, or again after a restart, is stored once);
+     * otherwise it is an observation of this process (a connection of its own up or down, frames it
+     * dropped), told apart by the time it was made.
+     */
     const status = (
       symbol: string,
       type: string,
       connection: string,
       extra: Record<string, unknown> = {},
+      key?: string,
     ) => {
       const timeUs = Date.now() * 1000;
       queue.push({
         subject: subjects.raw("status", symbol),
         data: encoder.encode(JSON.stringify({ type, connection, symbol, timeUs, ...extra })),
-        msgId: `status:${connection}:${symbol}:${type}:${timeUs}`,
+        msgId: key ?? `status:${connection}:${symbol}:${type}:${timeUs}`,
         headers: { [HEADERS.receiveNs]: `${timeUs}000`, [HEADERS.connection]: connection },
       });
     };
@@ -260,7 +267,13 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       onUnrecoverable: (kind, symbol, fromId, toId, reason) => {
         m.unrecoverable.inc({ kind }, toId - fromId + 1);
         logger.warn({ kind, symbol, fromId, toId, reason }, "trades lost for good; reported as a gap");
-        status(symbol, "trades-missing", "rest", { kind, fromId, toId, reason });
+        status(
+          symbol,
+          "trades-missing",
+          "rest",
+          { kind, fromId, toId, reason },
+          `status:${symbol}:trades-missing:${kind}:${fromId}-${toId}`,
+        );
       },
       onError: (err, kind, symbol) => {
         if (limiter.take("backfill") >= 0) logger.warn({ err, kind, symbol }, "trade backfill failed");

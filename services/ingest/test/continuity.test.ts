@@ -69,6 +69,37 @@ describe("ingest continuity over the whole BTCUSDT recording", () => {
     expectPaced(sim);
   });
 
+  it("reports the trades it may not fetch back as trades-missing, stored once per id range", async () => {
+    // Holes of more than one id: all but the last id are beyond the backfill limit.
+    h = await startHarness({ WS_REDUNDANCY: "1", BACKFILL_DELAY_MS: "200", BACKFILL_MAX_IDS: "1" });
+    const { sim, ingest } = h;
+    sim.start();
+    for (let i = 0; i < 2; i++) {
+      await sleep(2_000);
+      sim.dropConnections();
+      await waitUntil(() => ingest.connectionsUp() === 1, 15_000, "the connection to come back");
+    }
+    await sim.done;
+    await waitUntil(
+      async () => (await metric(ingest.opsUrl, "l2flow_ingest_trades_unrecoverable_total")) > 0,
+      10_000,
+      "trades reported missing",
+    );
+    const missing = (await readRaw(h.bus, subjects.raw("status", "BTCUSDT"))).filter(
+      (m) => m.json.type === "trades-missing",
+    );
+    expect(missing.length).toBeGreaterThan(0);
+    let ids = 0;
+    for (const m of missing) {
+      const { kind, fromId, toId } = m.json as { kind: string; fromId: number; toId: number };
+      // Keyed by what is missing, not by when it was seen: another replica reporting the same hole,
+      // or this one again after a restart, is deduplicated by JetStream.
+      expect(m.headers["Nats-Msg-Id"]).toBe(`status:BTCUSDT:trades-missing:${kind}:${fromId}-${toId}`);
+      ids += toId - fromId + 1;
+    }
+    expect(ids).toBe(await metric(ingest.opsUrl, "l2flow_ingest_trades_unrecoverable_total"));
+  });
+
   it("after a restart, fetches back over REST the trades made while no ingest was running", async () => {
     h = await startHarness({ WS_REDUNDANCY: "1", BACKFILL_DELAY_MS: "200" });
     h.sim.start();
