@@ -1,8 +1,11 @@
 import { OrderBook, type PackedBook } from "@l2flow/orderbook";
 import type { DepthSnapshot, DepthUpdate } from "./parse.js";
 
-/** Why a symbol's book lost sync. */
-export type GapKind = "sequence" | "crossed" | "overflow";
+/**
+ * Why a symbol's book lost sync. (A full buffer while waiting for a snapshot is not a loss of sync:
+ * it is reported with the `buffered` result's `overflow`.)
+ */
+export type GapKind = "sequence" | "crossed";
 
 /** What one event did to the book. */
 export type SyncResult =

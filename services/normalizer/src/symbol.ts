@@ -354,11 +354,7 @@ export class SymbolProcessor {
         return;
       case "gap": {
         const reason =
-          r.kind === "crossed"
-            ? GapReason.GAP_REASON_CROSSED_BOOK
-            : r.kind === "overflow"
-              ? GapReason.GAP_REASON_BUFFER_OVERFLOW
-              : GapReason.GAP_REASON_SEQUENCE_BREAK;
+          r.kind === "crossed" ? GapReason.GAP_REASON_CROSSED_BOOK : GapReason.GAP_REASON_SEQUENCE_BREAK;
         this.#gapOut(out, {
           exchange: EXCHANGE,
           symbol: this.symbol,
