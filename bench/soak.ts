@@ -17,8 +17,8 @@
  * base recording, and the streams are checked message by message against a byte per expected id.
  */
 import type { ChildProcess } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -46,6 +46,7 @@ const { values } = parseArgs({
     copies: { type: "string", default: "100" },
     normalizers: { type: "string", default: "1" },
     "snapshot-limit": { type: "string", default: "100" },
+    "log-dir": { type: "string" },
   },
 });
 const minutes = Number(values.minutes);
@@ -71,10 +72,15 @@ if (
   snapshotLimit > 5000
 ) {
   process.stderr.write(
-    "usage: npm run soak -- [--minutes N (> 0)] [--copies N (integer >= 1)] [--normalizers N (integer >= 1)] [--snapshot-limit N (1-5000)]\n",
+    "usage: npm run soak -- [--minutes N (> 0)] [--copies N (integer >= 1)] [--normalizers N (integer >= 1)] [--snapshot-limit N (1-5000)] [--log-dir DIR]\n",
   );
   process.exit(2);
 }
+/** Each service's log (pino's JSON lines at LOG_LEVEL=warn), one file per service, kept after the run. */
+const logDir = resolve(
+  values["log-dir"] ?? join(tmpdir(), `l2flow-soak-${new Date().toISOString().replace(/[:.]/g, "-")}`),
+);
+mkdirSync(logDir, { recursive: true });
 const log = (msg: string) =>
   process.stderr.write(`[soak ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
@@ -109,6 +115,47 @@ async function readAll(
   }
   await bus.jsm.consumers.delete(stream, info.name).catch(() => undefined);
   return total;
+}
+
+/**
+ * What the services logged (warnings and errors, as LOG_LEVEL=warn writes them), counted by service,
+ * level and message: a fault's expected complaints, or the cause of anything lost.
+ */
+function logSummary(services: readonly string[]): string[] {
+  const rows: string[] = [];
+  for (const service of services) {
+    let text = "";
+    try {
+      text = readFileSync(join(logDir, `${service}.log`), "utf8");
+    } catch {
+      continue;
+    }
+    const counts = new Map<string, number>();
+    for (const line of text.split("\n")) {
+      if (line === "") continue;
+      let entry: { level?: unknown; msg?: unknown };
+      try {
+        entry = JSON.parse(line) as { level?: unknown; msg?: unknown };
+      } catch {
+        entry = { msg: `(not JSON) ${line.slice(0, 80)}` };
+      }
+      // The services log level labels ("warn", "error"), not pino's numbers.
+      const level = typeof entry.level === "string" ? entry.level : "?";
+      const key = `${level}\u0000${typeof entry.msg === "string" ? entry.msg : "?"}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    for (const [key, n] of [...counts].sort((a, b) => b[1] - a[1])) {
+      const [level, msg] = key.split("\u0000");
+      rows.push(`| ${service} | ${level} | ${msg!.replaceAll("|", "\\|")} | ${n} |`);
+    }
+  }
+  return [
+    `Service logs (${logDir}): warnings and errors by message.`,
+    "",
+    ...(rows.length === 0
+      ? ["None."]
+      : ["| service | level | message | lines |", "|---|---|---|---:|", ...rows]),
+  ];
 }
 
 const DROP_KINDS = ["bookTicker"];
@@ -363,7 +410,9 @@ const service = async (
 ): Promise<[string, ChildProcess]> => {
   const port = await freePort();
   ports.set(key, port);
-  const launch = () => spawnService(name, { ...env, METRICS_PORT: String(port) });
+  // A restarted service appends to the same file.
+  const launch = () =>
+    spawnService(name, { ...env, METRICS_PORT: String(port) }, { logFile: join(logDir, `${key}.log`) });
   launches.set(key, launch);
   return [key, launch()];
 };
@@ -689,6 +738,7 @@ try {
   await llm.close();
   await nats.close();
 }
+if (report.length > 0) report.push("", ...logSummary(Object.keys(children)));
 const text = report.join("\n") + "\n";
 process.stdout.write(text);
 const dir = join(repoRoot, "bench", "results");

@@ -4,7 +4,7 @@
  * the simulator in a child process of its own. Used by the end-to-end suite and the soak.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
@@ -90,15 +90,21 @@ export const SERVICE_ALLOCATOR: { readonly name: string; readonly env: Readonly<
 
 /**
  * One service (`ingest`, `normalizer`, `analyzer`, `gateway`) from its build; stderr is passed through.
+ * Its stdout (pino's JSON log lines) is discarded, or appended to `options.logFile`.
  * With `BENCH_CPU_PROFILE_DIR` set, each service writes a V8 CPU profile there when it exits
  * (`--cpu-prof`, which NODE_OPTIONS does not accept).
  */
-export function spawnService(name: string, env: Readonly<Record<string, string>>): ChildProcess {
+export function spawnService(
+  name: string,
+  env: Readonly<Record<string, string>>,
+  options: { readonly logFile?: string } = {},
+): ChildProcess {
   ensureBuilt();
+  const out = options.logFile === undefined ? "ignore" : openSync(options.logFile, "a");
   const profileDir = process.env.BENCH_CPU_PROFILE_DIR;
   const profile =
     profileDir !== undefined && profileDir !== "" ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
-  return track(
+  const child = track(
     spawn(process.execPath, [...profile, join(repoRoot, "services", name, "dist", "main.js")], {
       cwd: repoRoot,
       env: {
@@ -109,9 +115,12 @@ export function spawnService(name: string, env: Readonly<Record<string, string>>
         ...SERVICE_ALLOCATOR.env,
         ...env,
       },
-      stdio: ["ignore", "ignore", "inherit"],
+      stdio: ["ignore", out, "inherit"],
     }),
   );
+  // The child has its own copy of the descriptor.
+  if (typeof out === "number") closeSync(out);
+  return child;
 }
 
 /** Stops children: SIGTERM, then SIGKILL for any still running after `graceMs`. */
