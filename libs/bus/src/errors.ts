@@ -2,11 +2,23 @@
 export class BusError extends Error {
   readonly code: BusErrorCode;
   readonly retryable: boolean;
-  constructor(code: BusErrorCode, message: string, options: { retryable?: boolean; cause?: unknown } = {}) {
+  /**
+   * A publish that JetStream received and refused for this message (an error answer other than
+   * 503), as opposed to one that never reached a stream able to take it: NATS down, no stream on the
+   * subject, no answer in time, JetStream temporarily unavailable. Those say nothing about the message
+   * itself and last as long as the outage; a refusal may repeat for the same message forever.
+   */
+  readonly refused: boolean;
+  constructor(
+    code: BusErrorCode,
+    message: string,
+    options: { retryable?: boolean; refused?: boolean; cause?: unknown } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "BusError";
     this.code = code;
     this.retryable = options.retryable ?? false;
+    this.refused = options.refused ?? false;
   }
 }
 

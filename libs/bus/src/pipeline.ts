@@ -1,7 +1,7 @@
 import { createInbox, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
 import type { Bus } from "./connect.js";
 import { BusError } from "./errors.js";
-import { parsePubAck, type StoredAck } from "./pub-ack.js";
+import { readPubAck, type StoredAck } from "./pub-ack.js";
 import { WaitingRing } from "./waiting.js";
 import { encodeHeaderBlock, rawProtocol, WireError, WireWriter, type HeaderFields } from "./wire.js";
 
@@ -228,15 +228,21 @@ export class AckPipeline {
         cb,
         new BusError("PUBLISH_FAILED", `JetStream answered ${status} ${description ?? ""}`.trim(), {
           retryable: true,
+          refused: true,
         }),
         undefined,
       );
     } else {
-      const ack = parsePubAck(data);
-      if (typeof ack === "string")
+      const ack = readPubAck(data);
+      if ("description" in ack)
         settle(
           cb,
-          new BusError("PUBLISH_FAILED", `JetStream refused the message: ${ack}`, { retryable: true }),
+          new BusError("PUBLISH_FAILED", `JetStream refused the message: ${ack.description}`, {
+            retryable: true,
+            // 503 in the body: JetStream is there but cannot store anything now (no leader, stream
+            // recovering); like an outage, not a verdict on the message.
+            refused: ack.code !== 503,
+          }),
           undefined,
         );
       else settle(cb, undefined, ack);

@@ -82,19 +82,38 @@ function fastPubAck(d: Uint8Array): StoredAck | undefined {
   return { stream: streamName(d, streamStart, streamEnd), seq, duplicate };
 }
 
-/** A PubAck `{"stream","seq","duplicate"?}`, or the error's description. */
-export function parsePubAck(data: Uint8Array): StoredAck | string {
+/** JetStream's error answer to a publish: its description and HTTP-like code (503: unavailable). */
+export interface PubAckError {
+  readonly description: string;
+  readonly code: number | undefined;
+}
+
+/**
+ * A PubAck `{"stream","seq","duplicate"?}`, or JetStream's error with its description and code
+ * (`code` undefined when the answer is not a JetStream error at all).
+ */
+export function readPubAck(data: Uint8Array): StoredAck | PubAckError {
   const fast = fastPubAck(data);
   if (fast !== undefined) return fast;
   let o: unknown;
   try {
     o = JSON.parse(decoder.decode(data));
   } catch {
-    return "unreadable ack";
+    return { description: "unreadable ack", code: undefined };
   }
-  if (typeof o !== "object" || o === null) return "unreadable ack";
-  const r = o as { stream?: unknown; seq?: unknown; duplicate?: unknown; error?: { description?: unknown } };
-  if (r.error !== undefined) return typeof r.error.description === "string" ? r.error.description : "error";
-  if (typeof r.stream !== "string" || typeof r.seq !== "number") return "ack without stream or sequence";
+  if (typeof o !== "object" || o === null) return { description: "unreadable ack", code: undefined };
+  const r = o as {
+    stream?: unknown;
+    seq?: unknown;
+    duplicate?: unknown;
+    error?: { description?: unknown; code?: unknown };
+  };
+  if (r.error !== undefined)
+    return {
+      description: typeof r.error.description === "string" ? r.error.description : "error",
+      code: typeof r.error.code === "number" ? r.error.code : undefined,
+    };
+  if (typeof r.stream !== "string" || typeof r.seq !== "number")
+    return { description: "ack without stream or sequence", code: undefined };
   return { stream: r.stream, seq: r.seq, duplicate: r.duplicate === true };
 }

@@ -23,11 +23,18 @@ export interface PublishQueueOptions {
   readonly maxBytes: number;
   /** A message not acked this long is sent again. Default 5 000 ms. */
   readonly ackTimeoutMs?: number;
-  /** Sends of one message before it is given up as lost (reported like a drop). Default 20; `Infinity` never gives up. */
-  readonly maxAttempts?: number;
+  /**
+   * JetStream's refusals of one message (`BusError.refused`: an error answer about it) before it is
+   * given up as lost, reported like a drop. Default 20; `Infinity` never gives up. Sends that fail
+   * because nothing could take the message (NATS down, no stream, no answer in time, JetStream
+   * unavailable) are not counted however often they repeat: the message waits, as in an outage,
+   * bounded by `maxBytes`. Counting those gave up the oldest frames of a long NATS restart, each
+   * failed again at every reconnect and ack timeout, while newer ones were stored.
+   */
+  readonly maxRefusals?: number;
   readonly onStored?: (item: QueuedMessage, duplicate: boolean) => void;
-  /** A message that will never be stored: the buffer overflowed, or it failed `maxAttempts` times. */
-  readonly onDropped?: (item: QueuedMessage, reason: "overflow" | "failed") => void;
+  /** A message that will never be stored: the buffer overflowed, or JetStream refused it `maxRefusals` times. */
+  readonly onDropped?: (item: QueuedMessage, reason: "overflow" | "failed", err?: BusError) => void;
   readonly onPublishError?: (err: BusError) => void;
 }
 
@@ -44,7 +51,7 @@ const SEND_SLICE = 64;
 
 /** One message in the queue; it takes its own ack (no closure per message in flight). */
 class Entry implements AckTarget {
-  attempts = 0;
+  refusals = 0;
   constructor(
     readonly item: QueuedMessage,
     /** Arrival order, so retries go out again in the order they first arrived. */
@@ -71,7 +78,7 @@ function weight(item: QueuedMessage): number {
 export class PublishQueue {
   readonly #o: PublishQueueOptions;
   readonly #pipe: AckPipeline;
-  readonly #maxAttempts: number;
+  readonly #maxRefusals: number;
   #queue: (Entry | undefined)[] = [];
   #head = 0;
   /** Failed sends waiting to go out again, before anything in `#queue`. */
@@ -87,7 +94,7 @@ export class PublishQueue {
   constructor(bus: Bus, options: PublishQueueOptions) {
     this.#bus = bus;
     this.#o = options;
-    this.#maxAttempts = options.maxAttempts ?? 20;
+    this.#maxRefusals = options.maxRefusals ?? 20;
     this.#pipe = new AckPipeline(bus, {
       maxInFlight: options.maxInFlight,
       ackTimeoutMs: options.ackTimeoutMs ?? 5_000,
@@ -181,7 +188,6 @@ export class PublishQueue {
 
   #send(e: Entry): void {
     this.#bytes -= weight(e.item);
-    e.attempts++;
     this.#pipe.send(e.item.subject, e.item.data, e.item, e);
   }
 
@@ -194,8 +200,8 @@ export class PublishQueue {
       return;
     }
     this.#o.onPublishError?.(err);
-    if (this.#closed || !err.retryable || e.attempts >= this.#maxAttempts) {
-      this.#o.onDropped?.(item, "failed");
+    if (this.#closed || !err.retryable || (err.refused && ++e.refusals >= this.#maxRefusals)) {
+      this.#o.onDropped?.(item, "failed", err);
       item.settle?.(err);
       return;
     }

@@ -1,3 +1,4 @@
+import { StorageType } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   BusError,
@@ -74,6 +75,47 @@ describe("bus against a real nats-server", () => {
       subjects_filter: "md.raw.binance.depth.PIPEUSDT",
     });
     expect(info.state.subjects?.["md.raw.binance.depth.PIPEUSDT"]).toBe(2_000);
+  });
+
+  it("gives a message up only after JetStream refused it maxRefusals times, never for a stream that is not there yet", async () => {
+    // A stream that refuses anything over 64 bytes (JetStream answers 400 "message size exceeds
+    // maximum allowed"), and no stream at all on later.> (the server answers 503, no responders).
+    await bus.jsm.streams.add({
+      name: "REFUSE",
+      subjects: ["refuse.>"],
+      max_msg_size: 64,
+      storage: StorageType.Memory,
+    });
+    const stored: string[] = [];
+    const dropped: string[] = [];
+    const errors: BusError[] = [];
+    const queue = new PublishQueue(bus, {
+      maxInFlight: 16,
+      maxBytes: 1 << 20,
+      maxRefusals: 3,
+      onStored: (item) => stored.push(item.msgId!),
+      onDropped: (item, reason, err) => dropped.push(`${item.msgId}:${reason}:${err?.refused}`),
+      onPublishError: (err) => errors.push(err),
+    });
+    const enc = new TextEncoder();
+    queue.push({ subject: "later.x", data: enc.encode("wait for me"), msgId: "later" });
+    queue.push({ subject: "refuse.x", data: new Uint8Array(200), msgId: "big" });
+    queue.push({ subject: "refuse.x", data: new Uint8Array(8), msgId: "small" });
+    await expect.poll(() => dropped, { timeout: 10_000 }).toEqual(["big:failed:true"]);
+    expect(stored).toEqual(["small"]);
+    const refusals = errors.filter((e) => e.refused).map((e) => e.message);
+    expect(refusals).toHaveLength(3);
+    for (const message of refusals) expect(message).toMatch(/exceeds maximum/);
+    // The message with no stream to take it keeps waiting, failed far more often than 3 times.
+    await expect.poll(() => errors.filter((e) => !e.refused).length, { timeout: 10_000 }).toBeGreaterThan(6);
+    expect(
+      errors.filter((e) => !e.refused).every((e) => e.retryable && /no stream stores/.test(e.message)),
+    ).toBe(true);
+    expect(queue.pending).toBe(1);
+    await bus.jsm.streams.add({ name: "LATER", subjects: ["later.>"], storage: StorageType.Memory });
+    await expect.poll(() => stored, { timeout: 10_000 }).toEqual(["small", "later"]);
+    expect(dropped).toEqual(["big:failed:true"]);
+    await queue.close();
   });
 
   it("ends each message in ack, nak-with-delay (retryable) or term (poison)", async () => {

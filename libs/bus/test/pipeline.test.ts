@@ -104,6 +104,7 @@ describe("AckPipeline against a real nats-server", () => {
     expect(r!.err).toBeInstanceOf(BusError);
     expect(r!.err!.retryable).toBe(true);
     expect(r!.err!.message).toMatch(/no stream stores/);
+    expect(r!.err!.refused).toBe(false);
     pipe.close();
   });
 

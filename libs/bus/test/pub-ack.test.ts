@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { connectBus, headers, type Bus } from "@l2flow/bus";
 import { startTestNats, type TestNats } from "@l2flow/testkit";
-import { parsePubAck } from "../src/pub-ack.js";
+import { readPubAck } from "../src/pub-ack.js";
 
 const enc = new TextEncoder();
 
@@ -11,7 +11,7 @@ function reference(text: string) {
   return { stream: o.stream, seq: o.seq, duplicate: o.duplicate === true };
 }
 
-describe("parsePubAck", () => {
+describe("readPubAck", () => {
   let nats: TestNats;
   let bus: Bus;
   beforeAll(async () => {
@@ -33,7 +33,7 @@ describe("parsePubAck", () => {
     }
     const parse = vi.spyOn(JSON, "parse");
     try {
-      const acks = raw.map((d) => parsePubAck(d));
+      const acks = raw.map((d) => readPubAck(d));
       expect(parse).not.toHaveBeenCalled();
       expect(acks).toEqual([
         { stream: "ACKS", seq: 1, duplicate: false },
@@ -60,15 +60,27 @@ describe("parsePubAck", () => {
     '{"stream":"S","seq":12345678901234567}',
     '{"stream":"S","seq":7} ',
   ])("agrees with JSON.parse on %s", (text) => {
-    expect(parsePubAck(enc.encode(text))).toEqual(reference(text));
+    expect(readPubAck(enc.encode(text))).toEqual(reference(text));
   });
 
   it("gives the reason for what is not an ack", () => {
-    expect(parsePubAck(enc.encode('{"error":{"code":503,"description":"stream offline"}}'))).toBe(
-      "stream offline",
-    );
-    expect(parsePubAck(enc.encode('{"stream":"S","seq":7'))).toBe("unreadable ack");
-    expect(parsePubAck(enc.encode('{"stream":"S"}'))).toBe("ack without stream or sequence");
-    expect(parsePubAck(enc.encode('{"stream":"S","seq":7,"duplicate":tru}'))).toBe("unreadable ack");
+    expect(readPubAck(enc.encode('{"error":{"code":503,"description":"stream offline"}}'))).toEqual({
+      description: "stream offline",
+      code: 503,
+    });
+    expect(
+      readPubAck(
+        enc.encode(
+          '{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"}}',
+        ),
+      ),
+    ).toEqual({ description: "message size exceeds maximum allowed", code: 400 });
+    const unreadable = { description: "unreadable ack", code: undefined };
+    expect(readPubAck(enc.encode('{"stream":"S","seq":7'))).toEqual(unreadable);
+    expect(readPubAck(enc.encode('{"stream":"S"}'))).toEqual({
+      description: "ack without stream or sequence",
+      code: undefined,
+    });
+    expect(readPubAck(enc.encode('{"stream":"S","seq":7,"duplicate":tru}'))).toEqual(unreadable);
   });
 });

@@ -29,7 +29,7 @@ export function ingestMetrics(registry: Registry) {
     }),
     dropped: new Counter({
       name: "l2flow_ingest_frames_dropped_total",
-      help: "Frames never stored: the outage buffer overflowed, or every send failed",
+      help: "Frames never stored: the outage buffer overflowed (reason overflow), or JetStream refused them repeatedly (reason failed)",
       labelNames: ["reason"],
       registers,
     }),

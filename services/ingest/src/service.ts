@@ -114,16 +114,16 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
         storedCounter(item.subject, duplicate).inc();
         deps.onStored?.(item.subject, item.msgId, duplicate);
       },
-      onDropped: (item, reason) => {
+      onDropped: (item, reason, err) => {
         m.dropped.inc({ reason });
         const symbol = rawSubjectParts(item.subject)?.symbol;
         if (symbol !== undefined) lostSymbols.add(symbol);
         if (limiter.take(`dropped-${reason}`) >= 0)
           logger.error(
-            { reason, bufferBytes: config.OUTAGE_BUFFER_BYTES },
+            { reason, bufferBytes: config.OUTAGE_BUFFER_BYTES, subject: item.subject, err },
             reason === "overflow"
               ? "outage buffer full: dropping the oldest frames; they will be reported as a gap"
-              : "a frame could not be stored after repeated attempts; it will be reported as a gap",
+              : "JetStream refused a frame every time it was sent; it is dropped and will be reported as a gap",
           );
       },
       onPublishError: (err) => {

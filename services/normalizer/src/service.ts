@@ -123,7 +123,7 @@ export async function startNormalizer(
     const queue = new PublishQueue(bus, {
       maxInFlight: 8_192,
       maxBytes: Number.POSITIVE_INFINITY, // bounded by the workers' backpressure instead of dropping
-      maxAttempts: Number.POSITIVE_INFINITY,
+      maxRefusals: Number.POSITIVE_INFINITY,
       onPublishError: (err) => {
         m.publishErrors.inc({ code: err.code });
         if (limiter.take("publish") >= 0) logger.warn({ err }, "publishing outputs failed; sending again");
