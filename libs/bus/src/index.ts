@@ -13,5 +13,6 @@ export type { KV } from "@nats-io/kv";
 export { headers } from "@nats-io/transport-node";
 export * from "./pipeline.js";
 export * from "./queue.js";
+export { PackedQueue, PACKED_RECORD_HEAD_BYTES } from "./packed.js";
 export { WireError, type HeaderFields } from "./wire.js";
 export { readHeader } from "./read-header.js";

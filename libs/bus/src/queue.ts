@@ -1,15 +1,20 @@
 import type { Bus } from "./connect.js";
-import type { BusError } from "./errors.js";
+import { BusError } from "./errors.js";
+import { PackedQueue } from "./packed.js";
 import { AckPipeline, type AckTarget, type StoredAck } from "./pipeline.js";
 
 /** One message bound for a stream. */
 export interface QueuedMessage {
   readonly subject: string;
   readonly data: Uint8Array;
-  readonly msgId?: string;
-  readonly headers?: Readonly<Record<string, string>>;
+  readonly msgId?: string | undefined;
+  /**
+   * Sent with the message. A message that waited packed (`PackedQueue`) comes back to `onStored` and
+   * `onDropped` without them: its headers are kept encoded.
+   */
+  readonly headers?: Readonly<Record<string, string>> | undefined;
   /** Resolved when stored (or known duplicate), rejected if dropped. */
-  readonly settle?: (err?: Error) => void;
+  readonly settle?: ((err?: Error) => void) | undefined;
 }
 
 /** Options for `PublishQueue`. */
@@ -17,8 +22,10 @@ export interface PublishQueueOptions {
   /** Publishes awaiting JetStream's ack at once. */
   readonly maxInFlight: number;
   /**
-   * Memory the waiting messages may take, counted as each one's payload plus
-   * `QUEUED_MESSAGE_OVERHEAD_BYTES`; beyond it the oldest are dropped (and reported).
+   * Memory the waiting messages may take; beyond it the oldest are dropped (and reported). A message
+   * pushed while NATS is unreachable waits packed and counts its bytes (payload, subject, id,
+   * encoded headers, 13 of framing); one waiting while connected (the stream slower than the
+   * producer) counts its payload plus `QUEUED_MESSAGE_OVERHEAD_BYTES`.
    */
   readonly maxBytes: number;
   /** A message not acked this long is sent again. Default 5 000 ms. */
@@ -39,10 +46,10 @@ export interface PublishQueueOptions {
 }
 
 /**
- * What a waiting message holds besides its payload: the queue's entry, the message object, its
- * headers and id strings, the payload's Buffer object. Measured in ingest: a NATS outage of a few
- * seconds grew its V8 heap by ~300 bytes a frame while its Buffers grew by the payloads. Counting only
- * payloads let a full outage buffer take about twice the memory it was given.
+ * What a message waiting as an object holds besides its payload: the queue's entry, the message
+ * object, its headers and id strings, the payload's Buffer object. Measured in ingest: a NATS outage
+ * of a few seconds grew its V8 heap by ~300 bytes a frame while its Buffers grew by the payloads
+ * (which is why what waits through an outage is packed instead, see `PackedQueue`).
  */
 export const QUEUED_MESSAGE_OVERHEAD_BYTES = 320;
 
@@ -71,8 +78,8 @@ function weight(item: QueuedMessage): number {
  * The bounded, acked path from a producer to JetStream (ingest's frames to `MD_RAW`, the
  * normalizer's outputs). Messages wait in arrival order; up to `maxInFlight` are
  * out on an `AckPipeline` (core publishes, every one acked by the stream). While NATS is down nothing
- * is sent and frames wait; when waiting bytes exceed `maxBytes` the oldest are dropped and reported,
- * never unbounded memory. A message that fails (timeout, reconnect, refused) goes back ahead of newer
+ * is sent and frames wait, packed into large byte segments (`PackedQueue`); when waiting bytes exceed
+ * `maxBytes` the oldest are dropped and reported, never unbounded memory. A message that fails (timeout, reconnect, refused) goes back ahead of newer
  * ones, in its original order; its message id keeps it stored once.
  */
 export class PublishQueue {
@@ -83,6 +90,8 @@ export class PublishQueue {
   #head = 0;
   /** Failed sends waiting to go out again, before anything in `#queue`. */
   #retry: Entry[] = [];
+  /** Pushed while NATS was unreachable, and everything after them until they are sent: after `#queue`. */
+  readonly #packed = new PackedQueue();
   #retrySorted = true;
   #retryTimer: NodeJS.Timeout | undefined;
   #bytes = 0;
@@ -111,7 +120,7 @@ export class PublishQueue {
   }
   /** Items waiting plus in flight. */
   get pending(): number {
-    return this.#queue.length - this.#head + this.#retry.length + this.#pipe.inFlight;
+    return this.#queue.length - this.#head + this.#retry.length + this.#packed.size + this.#pipe.inFlight;
   }
 
   /** Adds a message; drops the oldest waiting ones when over the byte bound. */
@@ -120,8 +129,26 @@ export class PublishQueue {
       item.settle?.(new Error("the publish queue is closed"));
       return;
     }
-    this.#queue.push(new Entry(item, this.#ordinal++, this.#answered));
-    this.#bytes += weight(item);
+    if (this.#packed.size > 0 || !this.#bus.isConnected()) {
+      // Through an outage (and until what waited is sent, to keep the order) messages wait packed.
+      let packed: number;
+      try {
+        packed = this.#packed.push(item);
+      } catch (err) {
+        // Headers that cannot be encoded: sending it would fail the same way.
+        const e = new BusError("PUBLISH_FAILED", `publish to ${item.subject} failed: ${String(err)}`, {
+          cause: err,
+        });
+        this.#o.onPublishError?.(e);
+        this.#o.onDropped?.(item, "failed", e);
+        item.settle?.(e);
+        return;
+      }
+      this.#bytes += packed;
+    } else {
+      this.#queue.push(new Entry(item, this.#ordinal++, this.#answered));
+      this.#bytes += weight(item);
+    }
     while (this.#bytes > this.#o.maxBytes && this.#dropOldest()) {
       /* keep dropping */
     }
@@ -144,19 +171,25 @@ export class PublishQueue {
     });
   }
 
+  /** Drops the oldest waiting message (never the one just pushed); false when there is none to drop. */
   #dropOldest(): boolean {
-    let e: Entry | undefined;
+    let item: QueuedMessage | undefined;
+    let w = 0;
     if (this.#retry.length > 0) {
       this.#sortRetry();
-      e = this.#retry.shift();
-    } else if (this.#head < this.#queue.length - 1) {
-      e = this.#queue[this.#head];
+      item = this.#retry.shift()!.item;
+      w = weight(item);
+    } else if (this.#head < this.#queue.length - (this.#packed.size > 0 ? 0 : 1)) {
+      item = this.#queue[this.#head]!.item;
       this.#queue[this.#head++] = undefined;
+      w = weight(item);
+    } else if (this.#packed.size > 1) {
+      ({ item, weight: w } = this.#packed.shift()!);
     }
-    if (e === undefined) return false;
-    this.#bytes -= weight(e.item);
-    this.#o.onDropped?.(e.item, "overflow");
-    e.item.settle?.(new Error("dropped: outage buffer full"));
+    if (item === undefined) return false;
+    this.#bytes -= w;
+    this.#o.onDropped?.(item, "overflow");
+    item.settle?.(new Error("dropped: outage buffer full"));
     return true;
   }
 
@@ -176,6 +209,11 @@ export class PublishQueue {
       } else if (this.#head < this.#queue.length) {
         e = this.#queue[this.#head];
         this.#queue[this.#head++] = undefined;
+      } else if (this.#packed.size > 0) {
+        const { item, weight: packed } = this.#packed.shift()!;
+        // From here it weighs as any message sent (and, if it fails, waiting again as an entry).
+        this.#bytes += weight(item) - packed;
+        e = new Entry(item, this.#ordinal++, this.#answered);
       }
       if (e === undefined) break;
       this.#send(e);
@@ -230,6 +268,8 @@ export class PublishQueue {
     if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
     this.#pipe.close();
     const left = [...this.#retry, ...this.#queue.slice(this.#head)];
+    for (let p = this.#packed.shift(); p !== undefined; p = this.#packed.shift())
+      left.push(new Entry(p.item, this.#ordinal++, this.#answered));
     this.#retry = [];
     this.#queue = [];
     this.#head = 0;

@@ -7,8 +7,9 @@ import {
   provisionTopology,
   publish,
   Publisher,
+  EncodedHeaders,
+  PACKED_RECORD_HEAD_BYTES,
   PublishQueue,
-  QUEUED_MESSAGE_OVERHEAD_BYTES,
   startConsumer,
   type Bus,
 } from "@l2flow/bus";
@@ -170,13 +171,26 @@ describe("bus against a real nats-server", () => {
   });
 });
 
+/**
+ * Runs `fn` against a nats-server of its own that it may stop and restart (skipped where the server is
+ * not a local binary), with MD_RAW provisioned.
+ */
+async function withRestartableNats(fn: (nats: TestNats, bus: Bus) => Promise<void>): Promise<void> {
+  const nats = await startTestNats();
+  if (nats.kind !== "binary") return nats.close();
+  const bus = await connectBus({ servers: nats.url, reconnectTimeWaitMs: 100 });
+  try {
+    await provisionTopology(bus, { only: [STREAMS.raw], buckets: false });
+    await fn(nats, bus);
+  } finally {
+    await bus.close();
+    await nats.close();
+  }
+}
+
 describe("bus through a NATS restart", () => {
-  it("reconnects and publishes again after the server comes back", async () => {
-    const nats = await startTestNats();
-    if (nats.kind !== "binary") return nats.close();
-    const bus = await connectBus({ servers: nats.url, reconnectTimeWaitMs: 100 });
-    try {
-      await provisionTopology(bus, { only: [STREAMS.raw], buckets: false });
+  it("reconnects and publishes again after the server comes back", () =>
+    withRestartableNats(async (nats, bus) => {
       const states: boolean[] = [];
       bus.onConnectionChange((c) => states.push(c));
       await nats.stop();
@@ -188,20 +202,53 @@ describe("bus through a NATS restart", () => {
       });
       expect(ack.stream).toBe(STREAMS.raw);
       expect(states).toEqual([false, true]);
-    } finally {
-      await bus.close();
-      await nats.close();
-    }
-  });
+    }));
 
-  it("while NATS is away holds messages up to maxBytes (payload plus bookkeeping each), drops the oldest beyond it, and stores the rest once it is back", async () => {
-    const nats = await startTestNats();
-    if (nats.kind !== "binary") return nats.close();
-    const bus = await connectBus({ servers: nats.url, reconnectTimeWaitMs: 100 });
-    try {
-      await provisionTopology(bus, { only: [STREAMS.raw], buckets: false });
+  it("keeps arrival order through an outage: what was in flight when NATS went away, then what waited packed, then what came after", () =>
+    withRestartableNats(async (nats, bus) => {
+      const stored: string[] = [];
+      const queue = new PublishQueue(bus, {
+        maxInFlight: 64,
+        maxBytes: 1 << 20,
+        onStored: (item) => stored.push(item.msgId!),
+      });
+      const push = (i: number) =>
+        queue.push({
+          subject: "md.raw.binance.trade.ORDERUSDT",
+          data: new TextEncoder().encode(String(i)),
+          msgId: `o:${i}`,
+          headers: { "L2-Receive-Ns": String(i) },
+        });
+      for (let i = 0; i < 3; i++) push(i); // sent on the next turn, as the server goes away
+      const stopping = nats.stop();
+      await expect.poll(() => bus.isConnected(), { timeout: 10_000 }).toBe(false);
+      await stopping;
+      for (let i = 3; i < 8; i++) push(i);
+      await nats.restart();
+      await expect.poll(() => bus.isConnected(), { timeout: 10_000 }).toBe(true);
+      for (let i = 8; i < 10; i++) push(i);
+      await expect.poll(() => stored.length, { timeout: 20_000 }).toBeGreaterThanOrEqual(10);
+      // Each id once (the in-flight ones may have been stored before the outage and acked after).
+      expect([...new Set(stored)]).toEqual(Array.from({ length: 10 }, (_, i) => `o:${i}`));
+      const last = await bus.jsm.streams.getMessage(STREAMS.raw, {
+        last_by_subj: "md.raw.binance.trade.ORDERUSDT",
+      });
+      expect(last?.header?.get("L2-Receive-Ns")).toBe("9");
+      expect((await bus.jsm.streams.info(STREAMS.raw)).state.messages).toBe(10);
+      await queue.close();
+    }));
+
+  it("while NATS is away holds messages packed up to maxBytes (each its bytes), drops the oldest beyond it, and stores the rest once it is back", () =>
+    withRestartableNats(async (nats, bus) => {
       const size = 100;
-      const each = size + QUEUED_MESSAGE_OVERHEAD_BYTES;
+      const subject = "md.raw.binance.trade.QUEUEUSDT";
+      const id = (i: number) => `q:${String(i).padStart(2, "0")}`;
+      const each =
+        PACKED_RECORD_HEAD_BYTES +
+        subject.length +
+        id(0).length +
+        new EncodedHeaders({}, id(0)).encode().length +
+        size;
       const stored: string[] = [];
       const dropped: string[] = [];
       const queue = new PublishQueue(bus, {
@@ -212,22 +259,22 @@ describe("bus through a NATS restart", () => {
       });
       await nats.stop();
       await expect.poll(() => bus.isConnected(), { timeout: 10_000 }).toBe(false);
-      for (let i = 0; i < 15; i++)
-        queue.push({
-          subject: "md.raw.binance.trade.QUEUEUSDT",
-          data: new Uint8Array(size),
-          msgId: `q:${i}`,
-        });
+      for (let i = 0; i < 15; i++) queue.push({ subject, data: new Uint8Array(size).fill(i), msgId: id(i) });
       expect(queue.bytes).toBe(10 * each);
-      expect(dropped).toEqual([0, 1, 2, 3, 4].map((i) => `q:${i}:overflow`));
+      expect(queue.pending).toBe(10);
+      expect(dropped).toEqual([0, 1, 2, 3, 4].map((i) => `${id(i)}:overflow`));
       await nats.restart();
       await expect.poll(() => stored.length, { timeout: 20_000 }).toBe(10);
-      expect([...stored].sort()).toEqual([5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map((i) => `q:${i}`).sort());
+      expect(stored).toEqual([5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map(id));
+      // Stored as pushed: the payload, and the id in the header JetStream deduplicates by.
+      for (const i of [5, 14]) {
+        const m = await bus.jsm.streams.getMessage(STREAMS.raw, {
+          seq: (await bus.jsm.streams.info(STREAMS.raw)).state.first_seq + i - 5,
+        });
+        expect(m?.header?.get("Nats-Msg-Id")).toBe(id(i));
+        expect([...m!.data]).toEqual([...new Uint8Array(size).fill(i)]);
+      }
       expect(queue.bytes).toBe(0);
       await queue.close();
-    } finally {
-      await bus.close();
-      await nats.close();
-    }
-  });
+    }));
 });

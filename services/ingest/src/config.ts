@@ -45,8 +45,9 @@ const schema = z.object({
   /** Ask Binance for microsecond timestamps (`timeUnit=MICROSECOND`). */
   MICROSECOND_TIMESTAMPS: env.bool(false),
   /**
-   * Memory for frames kept while NATS is unreachable (each counted as its bytes plus ~320 of
-   * bookkeeping); beyond it the oldest are dropped and reported as a gap.
+   * Memory for frames kept while NATS is unreachable (packed: each counted as its payload, subject,
+   * message id and headers, ~200 bytes besides the payload); beyond it the oldest are dropped and
+   * reported as a gap.
    */
   OUTAGE_BUFFER_BYTES: env.positiveInt(64 * 1024 * 1024),
   /** Publishes awaiting JetStream's ack at once. */

@@ -1,0 +1,158 @@
+import type { QueuedMessage } from "./queue.js";
+import { encodeHeaderBlock } from "./wire.js";
+
+/** Bytes of one segment; a record larger than this gets a segment of its own size. */
+const SEGMENT_BYTES = 1024 * 1024;
+/**
+ * What a packed message takes besides its subject, message id, encoded headers and payload: its
+ * record's head (length u32, flags u8, subject length u16, id length u16, header block length u32).
+ */
+export const PACKED_RECORD_HEAD_BYTES = 13;
+const RECORD_HEAD = PACKED_RECORD_HEAD_BYTES;
+const HAS_ID = 1;
+const HAS_BLOCK = 2;
+const HAS_SETTLE = 4;
+
+/**
+ * A message that waited packed: its headers come back as the encoded block (`encode()`, which
+ * `AckPipeline.send` writes as is), so `headers` is undefined.
+ */
+class PackedMessage implements QueuedMessage {
+  constructor(
+    readonly subject: string,
+    readonly data: Uint8Array,
+    readonly msgId: string | undefined,
+    readonly settle: ((err?: Error) => void) | undefined,
+    readonly block: Uint8Array,
+  ) {}
+  encode(): Uint8Array {
+    return this.block;
+  }
+}
+
+/**
+ * Messages waiting while NATS is unreachable, packed one after another into large byte segments:
+ * subject, message id, encoded header block and payload, nothing else. Kept as objects, each
+ * waiting frame cost about 290 bytes of V8 heap besides its payload (the message, its headers object
+ * and strings, the Buffer object and the queue's entry), all of it promoted to the old generation and
+ * freed only by a full collection after the outage. Packed, a frame costs its bytes and 13 more, and
+ * an outage's memory is a few large arrays that go when they are read.
+ *
+ * First in, first out; `shift` rebuilds a message (its payload a view of the segment, no copy).
+ */
+export class PackedQueue {
+  #segments: Buffer[] = [];
+  /** Where each segment's records end (the last one's grows with each push). */
+  #ends: number[] = [];
+  /** Read position in the first segment. */
+  #read = 0;
+  #size = 0;
+  #bytes = 0;
+  /** Callbacks of the records that have one, in record order. */
+  #settles: (((err?: Error) => void) | undefined)[] = [];
+  #settleHead = 0;
+
+  /** Records waiting. */
+  get size(): number {
+    return this.#size;
+  }
+  /** Bytes of the records waiting (what they weigh against a queue's bound). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /**
+   * Appends a message; returns its weight (its record's bytes). Throws a RangeError for headers
+   * that cannot be encoded (CR or LF in a value), before anything is written.
+   */
+  push(item: QueuedMessage): number {
+    const withBlock = item.msgId !== undefined || item.headers !== undefined;
+    const block = withBlock ? encodeHeaderBlock(item) : undefined;
+    const subjectLen = Buffer.byteLength(item.subject, "utf8");
+    const idLen = item.msgId === undefined ? 0 : Buffer.byteLength(item.msgId, "utf8");
+    if (subjectLen > 0xffff || idLen > 0xffff) throw new RangeError("subject or message id too long");
+    const blockLen = block?.length ?? 0;
+    const length = RECORD_HEAD + subjectLen + idLen + blockLen + item.data.length;
+    const last = this.#segments.length - 1;
+    let seg = this.#segments[last];
+    if (seg === undefined || seg.length - this.#ends[last]! < length) {
+      seg = Buffer.allocUnsafeSlow(Math.max(SEGMENT_BYTES, length));
+      this.#segments.push(seg);
+      this.#ends.push(0);
+    }
+    const start = this.#ends[this.#ends.length - 1]!;
+    let o = start;
+    seg.writeUInt32LE(length, o);
+    seg[o + 4] =
+      (item.msgId !== undefined ? HAS_ID : 0) |
+      (block !== undefined ? HAS_BLOCK : 0) |
+      (item.settle !== undefined ? HAS_SETTLE : 0);
+    seg.writeUInt16LE(subjectLen, o + 5);
+    seg.writeUInt16LE(idLen, o + 7);
+    seg.writeUInt32LE(blockLen, o + 9);
+    o += RECORD_HEAD;
+    o += seg.write(item.subject, o, "utf8");
+    if (item.msgId !== undefined) o += seg.write(item.msgId, o, "utf8");
+    if (block !== undefined) {
+      seg.set(block, o);
+      o += blockLen;
+    }
+    seg.set(item.data, o);
+    this.#ends[this.#ends.length - 1] = start + length;
+    if (item.settle !== undefined) this.#settles.push(item.settle);
+    this.#size++;
+    this.#bytes += length;
+    return length;
+  }
+
+  /** The oldest message and its weight, removed; undefined when empty. */
+  shift(): { readonly item: QueuedMessage; readonly weight: number } | undefined {
+    if (this.#size === 0) return undefined;
+    if (this.#read >= this.#ends[0]!) {
+      // This segment is read: the next record starts the next one.
+      this.#segments.shift();
+      this.#ends.shift();
+      this.#read = 0;
+    }
+    const seg = this.#segments[0]!;
+    let o = this.#read;
+    const length = seg.readUInt32LE(o);
+    const flags = seg[o + 4]!;
+    const subjectLen = seg.readUInt16LE(o + 5);
+    const idLen = seg.readUInt16LE(o + 7);
+    const blockLen = seg.readUInt32LE(o + 9);
+    o += RECORD_HEAD;
+    const subject = seg.toString("utf8", o, o + subjectLen);
+    o += subjectLen;
+    const msgId = (flags & HAS_ID) !== 0 ? seg.toString("utf8", o, o + idLen) : undefined;
+    o += idLen;
+    const block = (flags & HAS_BLOCK) !== 0 ? seg.subarray(o, o + blockLen) : undefined;
+    o += blockLen;
+    const data = seg.subarray(o, this.#read + length);
+    const settle = (flags & HAS_SETTLE) !== 0 ? this.#takeSettle() : undefined;
+    this.#read += length;
+    this.#size--;
+    this.#bytes -= length;
+    if (this.#size === 0) {
+      // Nothing left: drop every segment now rather than keep the last one for the next outage.
+      this.#segments = [];
+      this.#ends = [];
+      this.#read = 0;
+    }
+    const item: QueuedMessage =
+      block !== undefined
+        ? new PackedMessage(subject, data, msgId, settle, block)
+        : { subject, data, ...(settle !== undefined ? { settle } : {}) };
+    return { item, weight: length };
+  }
+
+  #takeSettle(): (err?: Error) => void {
+    const fn = this.#settles[this.#settleHead]!;
+    this.#settles[this.#settleHead++] = undefined;
+    if (this.#settleHead === this.#settles.length) {
+      this.#settles = [];
+      this.#settleHead = 0;
+    }
+    return fn;
+  }
+}
