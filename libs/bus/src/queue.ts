@@ -28,6 +28,13 @@ export interface PublishQueueOptions {
    * producer) counts its payload plus `QUEUED_MESSAGE_OVERHEAD_BYTES`.
    */
   readonly maxBytes: number;
+  /**
+   * In flight at most while sending what waited packed through an outage (default 4 096, at most
+   * `maxInFlight`): the backlog goes out as fast, near enough, with a quarter of the write buffers
+   * and acks at once. Ingest at 7k frames/s after a 5 s outage peaked 10-20 MB lower (184/185 MB
+   * against 196/205 with 16 384), while at saturation 16 384 in flight gave ~8 % more frames/s.
+   */
+  readonly drainInFlight?: number;
   /** A message not acked this long is sent again. Default 5 000 ms. */
   readonly ackTimeoutMs?: number;
   /**
@@ -86,6 +93,7 @@ export class PublishQueue {
   readonly #o: PublishQueueOptions;
   readonly #pipe: AckPipeline;
   readonly #maxRefusals: number;
+  readonly #drainInFlight: number;
   #queue: (Entry | undefined)[] = [];
   #head = 0;
   /** Failed sends waiting to go out again, before anything in `#queue`. */
@@ -104,6 +112,7 @@ export class PublishQueue {
     this.#bus = bus;
     this.#o = options;
     this.#maxRefusals = options.maxRefusals ?? 20;
+    this.#drainInFlight = Math.min(options.maxInFlight, options.drainInFlight ?? 4_096);
     this.#pipe = new AckPipeline(bus, {
       maxInFlight: options.maxInFlight,
       ackTimeoutMs: options.ackTimeoutMs ?? 5_000,
@@ -117,6 +126,10 @@ export class PublishQueue {
   /** Memory of the messages waiting to be sent, as `maxBytes` counts it (in flight not included). */
   get bytes(): number {
     return this.#bytes;
+  }
+  /** Sent and not yet answered. */
+  get inFlight(): number {
+    return this.#pipe.inFlight;
   }
   /** Items waiting plus in flight. */
   get pending(): number {
@@ -210,6 +223,7 @@ export class PublishQueue {
         e = this.#queue[this.#head];
         this.#queue[this.#head++] = undefined;
       } else if (this.#packed.size > 0) {
+        if (this.#pipe.inFlight >= this.#drainInFlight) break; // the next ack pumps again
         const { item, weight: packed } = this.#packed.shift()!;
         // From here it weighs as any message sent (and, if it fails, waiting again as an entry).
         this.#bytes += weight(item) - packed;
@@ -235,6 +249,7 @@ export class PublishQueue {
     if (err === undefined) {
       this.#o.onStored?.(item, ack?.duplicate ?? false);
       item.settle?.();
+      if (this.#packed.size > 0) this.#schedulePump();
       return;
     }
     this.#o.onPublishError?.(err);

@@ -251,10 +251,16 @@ describe("bus through a NATS restart", () => {
         size;
       const stored: string[] = [];
       const dropped: string[] = [];
+      let maxInFlight = 0;
       const queue = new PublishQueue(bus, {
         maxInFlight: 64,
+        drainInFlight: 3,
         maxBytes: 10 * each,
-        onStored: (item) => stored.push(item.msgId!),
+        onStored: (item) => {
+          stored.push(item.msgId!);
+          // Sending what waited packed keeps at most drainInFlight unanswered (this one included).
+          maxInFlight = Math.max(maxInFlight, queue.inFlight + 1);
+        },
         onDropped: (item, reason) => dropped.push(`${item.msgId}:${reason}`),
       });
       await nats.stop();
@@ -266,6 +272,7 @@ describe("bus through a NATS restart", () => {
       await nats.restart();
       await expect.poll(() => stored.length, { timeout: 20_000 }).toBe(10);
       expect(stored).toEqual([5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map(id));
+      expect(maxInFlight).toBe(3);
       // Stored as pushed: the payload, and the id in the header JetStream deduplicates by.
       for (const i of [5, 14]) {
         const m = await bus.jsm.streams.getMessage(STREAMS.raw, {
