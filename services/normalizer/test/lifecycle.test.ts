@@ -91,7 +91,12 @@ describe("normalizer lifecycle", () => {
       );
       expect(left).toContain("otherinstance_1");
       expect(left).toHaveLength(2);
-      expect(lines.some((l) => l.includes("deleted a consumer of MD_RAW"))).toBe(true);
+      // Logged once the delete's answer is back, which can be after the listing shows it gone.
+      await waitUntil(
+        () => lines.some((l) => l.includes("deleted a consumer of MD_RAW")),
+        5_000,
+        "the deletion logged",
+      );
       await env.bus.jsm.consumers.delete(STREAMS.raw, "otherinstance_1");
     } finally {
       await normalizer.close();
