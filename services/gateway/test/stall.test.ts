@@ -1,6 +1,7 @@
 // Unary calls while nats-server is paused (SIGSTOP: connected, but answering nothing): the call's
 // deadline, GATEWAY_NATS_TIMEOUT_MS or a cancel ends it on time, and once NATS answers again the
 // gateway holds nothing for it.
+import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { startTestNats, type TestNats } from "@l2flow/testkit";
@@ -25,11 +26,30 @@ describe("gateway: unary calls while NATS stalls", () => {
   let h: Harness;
   let paused = false;
 
-  const pause = () => {
+  /**
+   * SIGSTOP, then waits until every thread of nats-server is stopped: the signal is asynchronous, and
+   * a call made before the last thread stopped was once answered (seen in CI on a busy machine).
+   */
+  const pause = async () => {
     const pid = nats.pid;
     if (pid === undefined) throw new Error("these tests pause their own nats-server: unset NATS_URL");
     process.kill(pid, "SIGSTOP");
     paused = true;
+    const stopped = () =>
+      readdirSync(`/proc/${pid}/task`).every((tid) => {
+        try {
+          // The state follows the command name in parentheses: T (stopped) or t (traced).
+          const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+          return /^[Tt]$/.test(stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3));
+        } catch {
+          return true; // the thread is gone
+        }
+      });
+    const deadline = Date.now() + 5_000;
+    while (!stopped()) {
+      if (Date.now() > deadline) throw new Error("nats-server did not stop within 5 s of SIGSTOP");
+      await new Promise((r) => setTimeout(r, 5));
+    }
   };
   const resume = () => {
     if (!paused) return;
@@ -38,7 +58,7 @@ describe("gateway: unary calls while NATS stalls", () => {
   };
   /** Runs `body` with nats-server paused, and resumes it however `body` ends. */
   const whileNatsPaused = async (body: () => Promise<void>) => {
-    pause();
+    await pause();
     try {
       await body();
     } finally {
