@@ -8,7 +8,6 @@ const SEGMENT_BYTES = 1024 * 1024;
  * record's head (length u32, flags u8, subject length u16, id length u16, header block length u32).
  */
 export const PACKED_RECORD_HEAD_BYTES = 13;
-const RECORD_HEAD = PACKED_RECORD_HEAD_BYTES;
 const HAS_ID = 1;
 const HAS_BLOCK = 2;
 const HAS_SETTLE = 4;
@@ -72,7 +71,7 @@ export class PackedQueue {
     const idLen = item.msgId === undefined ? 0 : Buffer.byteLength(item.msgId, "utf8");
     if (subjectLen > 0xffff || idLen > 0xffff) throw new RangeError("subject or message id too long");
     const blockLen = block?.length ?? 0;
-    const length = RECORD_HEAD + subjectLen + idLen + blockLen + item.data.length;
+    const length = PACKED_RECORD_HEAD_BYTES + subjectLen + idLen + blockLen + item.data.length;
     const last = this.#segments.length - 1;
     let seg = this.#segments[last];
     if (seg === undefined || seg.length - this.#ends[last]! < length) {
@@ -90,7 +89,7 @@ export class PackedQueue {
     seg.writeUInt16LE(subjectLen, o + 5);
     seg.writeUInt16LE(idLen, o + 7);
     seg.writeUInt32LE(blockLen, o + 9);
-    o += RECORD_HEAD;
+    o += PACKED_RECORD_HEAD_BYTES;
     o += seg.write(item.subject, o, "utf8");
     if (item.msgId !== undefined) o += seg.write(item.msgId, o, "utf8");
     if (block !== undefined) {
@@ -121,7 +120,7 @@ export class PackedQueue {
     const subjectLen = seg.readUInt16LE(o + 5);
     const idLen = seg.readUInt16LE(o + 7);
     const blockLen = seg.readUInt32LE(o + 9);
-    o += RECORD_HEAD;
+    o += PACKED_RECORD_HEAD_BYTES;
     const subject = seg.toString("utf8", o, o + subjectLen);
     o += subjectLen;
     const msgId = (flags & HAS_ID) !== 0 ? seg.toString("utf8", o, o + idLen) : undefined;

@@ -8,6 +8,21 @@ import { metric, readRaw } from "./support.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Replays the recording with its only connection (WS_REDUNDANCY=1) dropped `times` times, 2 s apart,
+ * each time until it is back: trades replayed meanwhile reach no connection. Resolves at the end.
+ */
+async function replayDroppingTheConnection(h: Harness, times: number): Promise<void> {
+  const { sim, ingest } = h;
+  sim.start();
+  for (let i = 0; i < times; i++) {
+    await sleep(2_000);
+    sim.dropConnections();
+    await waitUntil(() => ingest.connectionsUp() === 1, 15_000, "the connection to come back");
+  }
+  await sim.done;
+}
+
 describe("ingest continuity over the whole BTCUSDT recording", () => {
   let h: Harness | undefined;
   afterEach(async () => {
@@ -43,14 +58,7 @@ describe("ingest continuity over the whole BTCUSDT recording", () => {
   it("recovers over REST, by id, the trades every connection missed", async () => {
     h = await startHarness({ WS_REDUNDANCY: "1", BACKFILL_DELAY_MS: "200" });
     const { sim, ingest } = h;
-    sim.start();
-    for (let i = 0; i < 3; i++) {
-      await sleep(2_000);
-      sim.dropConnections();
-      // Reconnects with backoff: trades replayed meanwhile reach no connection.
-      await waitUntil(() => ingest.connectionsUp() === 1, 15_000, "the connection to come back");
-    }
-    await sim.done;
+    await replayDroppingTheConnection(h, 3);
     // Diffs missed while disconnected cannot be had again (the normalizer resyncs); trades can.
     await expectRecordingStoredOnce(h, { diffs: false });
     expect(await metric(ingest.opsUrl, "l2flow_ingest_trades_backfilled_total")).toBeGreaterThan(0);
@@ -72,14 +80,8 @@ describe("ingest continuity over the whole BTCUSDT recording", () => {
   it("reports the trades it may not fetch back as trades-missing, stored once per id range", async () => {
     // Holes of more than one id: all but the last id are beyond the backfill limit.
     h = await startHarness({ WS_REDUNDANCY: "1", BACKFILL_DELAY_MS: "200", BACKFILL_MAX_IDS: "1" });
-    const { sim, ingest } = h;
-    sim.start();
-    for (let i = 0; i < 2; i++) {
-      await sleep(2_000);
-      sim.dropConnections();
-      await waitUntil(() => ingest.connectionsUp() === 1, 15_000, "the connection to come back");
-    }
-    await sim.done;
+    await replayDroppingTheConnection(h, 2);
+    const { ingest } = h;
     await waitUntil(
       async () => (await metric(ingest.opsUrl, "l2flow_ingest_trades_unrecoverable_total")) > 0,
       10_000,
