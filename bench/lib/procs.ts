@@ -88,6 +88,12 @@ export const SERVICE_ALLOCATOR: { readonly name: string; readonly env: Readonly<
         env: { MALLOC_ARENA_MAX: "2" },
       };
 
+/** `--cpu-prof` flags when `BENCH_CPU_PROFILE_DIR` is set (NODE_OPTIONS does not accept them). */
+function cpuProfileArgs(): string[] {
+  const dir = process.env.BENCH_CPU_PROFILE_DIR;
+  return dir !== undefined && dir !== "" ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [];
+}
+
 /**
  * One service (`ingest`, `normalizer`, `analyzer`, `gateway`) from its build; stderr is passed through.
  * Its stdout (pino's JSON log lines) is discarded, or appended to `options.logFile`.
@@ -101,9 +107,7 @@ export function spawnService(
 ): ChildProcess {
   ensureBuilt();
   const out = options.logFile === undefined ? "ignore" : openSync(options.logFile, "a");
-  const profileDir = process.env.BENCH_CPU_PROFILE_DIR;
-  const profile =
-    profileDir !== undefined && profileDir !== "" ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
+  const profile = cpuProfileArgs();
   const child = track(
     spawn(process.execPath, [...profile, join(repoRoot, "services", name, "dist", "main.js")], {
       cwd: repoRoot,
@@ -286,6 +290,7 @@ export async function startSimulatorProcess(options: SimChildOptions): Promise<S
       process.execPath,
       [
         ...(options.maxOldSpaceMb === undefined ? [] : [`--max-old-space-size=${options.maxOldSpaceMb}`]),
+        ...cpuProfileArgs(),
         "--conditions=l2flow-source",
         "--import",
         "tsx",

@@ -68,6 +68,7 @@ function renamed(frame: RecordedFrame, copy: number, receiveTimeUs: number): Rec
     stream: `${symbol.toLowerCase()}@${frame.kind}`,
     receiveTimeUs,
     data: JSON.stringify(data),
+    copyOf: frame.copyOf ?? frame,
   };
 }
 

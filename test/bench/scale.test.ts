@@ -1,7 +1,7 @@
 // The benchmarks' many-symbol recordings (bench/lib/scale.ts): staggered copies must still be valid
 // Binance streams, each continuing exactly from the book it is seeded with.
 import { readRecording, type RecordedFrame, type Recording } from "@l2flow/recording";
-import { fixtures, parseDepthDiff, parseSnapshotBody, TrueBook } from "@l2flow/testkit";
+import { fixtures, parseDepthDiff, parseSnapshotBody, startSimulator, TrueBook } from "@l2flow/testkit";
 import { beforeAll, describe, expect, it } from "vitest";
 import { scaleRecording } from "../../bench/lib/scale.js";
 
@@ -78,5 +78,41 @@ describe("scaleRecording with stagger", () => {
 
   it("refuses a stagger the recording is too short for", () => {
     expect(() => scaleRecording(base, { copies: 100, stagger: 10 })).toThrow(/does not fit/);
+  });
+});
+
+describe("a simulator replaying copies", () => {
+  it("parses each recorded frame once for all its copies and still serves every copy's own book and trades", async () => {
+    const base = readRecording(fixtures.btcusdt);
+    const scaled = scaleRecording(base, { copies: 3, stagger: 60, dropKinds: ["bookTicker"] });
+    // Every copy points at the recorded frame it was made from.
+    const recorded = new Set<unknown>(base.events);
+    const copies = scaled.events.filter((e) => e.type === "frame");
+    expect(copies.filter((e) => !recorded.has(e.copyOf))).toEqual([]);
+    const sim = await startSimulator({ recording: scaled, speed: Infinity, autoStart: false });
+    try {
+      sim.start();
+      await sim.done;
+      const end = replayBooks(base).books.get("BTCUSDT")!.snapshot(1000);
+      const baseTrades = frames(base, "BTCUSDT").filter((f) => f.kind === "trade");
+      for (const symbol of scaled.symbols) {
+        const depth = (await (
+          await fetch(`${sim.restUrl}/api/v3/depth?symbol=${symbol}&limit=1000`)
+        ).json()) as { lastUpdateId: number; bids: string[][]; asks: string[][] };
+        expect(depth).toEqual({ lastUpdateId: end.lastUpdateId, bids: end.bids, asks: end.asks });
+        // The last trades each copy replayed: the recording's own, as every copy ends where it does.
+        const trades = (await (
+          await fetch(`${sim.restUrl}/api/v3/trades?symbol=${symbol}&limit=5`)
+        ).json()) as { id: number; price: string }[];
+        expect(trades.map((t) => [t.id, t.price])).toEqual(
+          baseTrades.slice(-5).map((f) => {
+            const t = JSON.parse(f.data) as { t: number; p: string };
+            return [t.t, t.p];
+          }),
+        );
+      }
+    } finally {
+      await sim.close();
+    }
   });
 });

@@ -20,6 +20,12 @@ export interface RecordedFrame {
   readonly kind: string;
   /** The inner `data` object's JSON text, exactly as recorded. */
   readonly data: string;
+  /**
+   * Set on a copy made under another symbol (the benchmarks' many-symbol replays): the recorded frame
+   * it was made from, whose data differs from this one's only in the symbol, so a replayer can parse
+   * that once for every copy of it.
+   */
+  readonly copyOf?: RecordedFrame;
 }
 
 /** A REST `/api/v3/depth` snapshot body. */

@@ -31,15 +31,14 @@ function isZero(quantity: string): boolean {
   return true;
 }
 
-function parseLevels(value: unknown, what: string): Level[] {
+/** `value` itself once every entry is checked to be `[price, quantity]` strings (no copy: a diff's levels are many). */
+function parseLevels(value: unknown, what: string): readonly Level[] {
   if (!Array.isArray(value)) throw new TypeError(`${what} is not an array`);
-  const out: Level[] = [];
   for (const level of value as unknown[]) {
     if (!Array.isArray(level) || typeof level[0] !== "string" || typeof level[1] !== "string")
       throw new TypeError(`${what} has a level that is not [price, quantity]`);
-    out.push([level[0], level[1]]);
   }
-  return out;
+  return value as Level[];
 }
 
 /** Parses a `/api/v3/depth` body. Throws TypeError on a malformed body. */

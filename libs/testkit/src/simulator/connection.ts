@@ -3,6 +3,7 @@
  * control requests, pings with a payload to echo and a pong deadline, the 5-messages-per-second
  * rule, a maximum lifetime, and the faults the simulator can inject.
  */
+import type { Socket } from "node:net";
 import type { RawData, WebSocket } from "ws";
 import type { CloseReason, ConnectionStats, ResolvedSimulatorOptions } from "./options.js";
 import { SlidingWindowCounter } from "./limits.js";
@@ -27,6 +28,10 @@ export interface ConnectionRequest {
 }
 
 const TEXT = { binary: false } as const;
+/** Frames held by `cork()` go out once they reach this many bytes (and at the end of the batch). */
+const CORK_FLUSH_BYTES = 64 * 1024;
+/** The TCP socket under a WebSocket (ws keeps it in `_socket`; undefined once it is gone). */
+const socketOf = (ws: WebSocket) => (ws as unknown as { _socket?: Socket | null })._socket ?? undefined;
 // setTimeout's longest delay; a longer lifetime is capped to it (~24.8 days).
 const MAX_TIMER_MS = 2_147_483_647;
 // Payloads remembered for echo matching; the pong deadline uses the oldest unanswered ping's time.
@@ -68,6 +73,9 @@ export class SimConnection {
   #closeCode: number | undefined;
   #ended = false;
   #stalledUntil = 0;
+  /** Between `cork()` and `uncork()`: what is sent waits in the socket, not for a slow client. */
+  #corked = false;
+  #corkedBytes = 0;
   #shutdownAnnounced = false;
 
   #pingSeq = 0;
@@ -131,6 +139,27 @@ export class SimConnection {
     return this.#ws.bufferedAmount;
   }
 
+  /**
+   * Holds this connection's writes until `uncork()`, so that a replay batch's frames leave in one
+   * socket write, as a busy exchange's TCP stream coalesces them (one write per frame cost the
+   * simulator more CPU than anything else it does when it replays hundreds of symbols). ws has no
+   * call for it: the socket under it is `_socket`.
+   */
+  cork(): void {
+    if (this.#corked) return;
+    this.#corked = true;
+    socketOf(this.#ws)?.cork();
+  }
+
+  /** Ends `cork()`: what it held goes out, and only then counts as queued for a slow client. */
+  uncork(): void {
+    if (!this.#corked) return;
+    this.#corked = false;
+    this.#corkedBytes = 0;
+    socketOf(this.#ws)?.uncork();
+    this.#checkBuffer();
+  }
+
   /** Sends one market-data frame (text). */
   sendFrame(frame: Buffer): void {
     if (!this.open) return;
@@ -141,7 +170,15 @@ export class SimConnection {
     this.#ws.send(frame, TEXT);
     this.#framesSent++;
     this.#bytesSent += frame.length;
-    this.#checkBuffer();
+    if (this.#corked) {
+      this.#corkedBytes += frame.length;
+      // A batch goes out in writes of this size: a single write of a whole batch can be larger
+      // than the socket takes at once, and would count as queued for a slow client.
+      if (this.#corkedBytes >= CORK_FLUSH_BYTES) {
+        this.uncork();
+        this.cork();
+      }
+    } else this.#checkBuffer();
   }
 
   /** Sends a text frame that is deliberately malformed. */
@@ -216,6 +253,7 @@ export class SimConnection {
   }
 
   #checkBuffer(): void {
+    if (this.#corked) return;
     const buffered = this.#ws.bufferedAmount;
     if (buffered > this.#maxBuffered) this.#maxBuffered = buffered;
     if (buffered > this.#host.options.maxBufferedBytes) this.drop("slow-consumer");

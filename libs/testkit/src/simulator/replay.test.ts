@@ -18,13 +18,23 @@ function sink(ready = () => true) {
   const got: string[] = [];
   let ended = 0;
   let rewound = 0;
+  /** How many events each flush closed (a flush with none delivered since the last is a 0). */
+  const batches: number[] = [];
+  let sinceFlush = 0;
   const s: ReplaySink = {
-    deliver: (e) => void got.push(e.type === "frame" ? e.data : ""),
+    deliver: (e) => {
+      got.push(e.type === "frame" ? e.data : "");
+      sinceFlush++;
+    },
     ready,
     ended: () => void ended++,
     rewound: () => void rewound++,
+    flush: () => {
+      batches.push(sinceFlush);
+      sinceFlush = 0;
+    },
   };
-  return { s, got, ended: () => ended, rewound: () => rewound };
+  return { s, got, batches, ended: () => ended, rewound: () => rewound, unflushed: () => sinceFlush };
 }
 
 describe("ReplayClock", () => {
@@ -40,6 +50,9 @@ describe("ReplayClock", () => {
     await expect.poll(() => k.ended()).toBe(1);
     expect(k.got).toEqual(Array.from({ length: 5000 }, (_, i) => String(i)));
     expect(clock.progress()).toMatchObject({ replayed: 5000, total: 5000, finished: true });
+    // Each batch is flushed as it ends (the simulator's sockets are corked in between): 50 of 100.
+    expect(k.unflushed()).toBe(0);
+    expect(k.batches.filter((n) => n > 0)).toEqual(Array.from({ length: 50 }, () => 100));
   });
 
   it("follows receive times at finite speed, and pause holds the position", async () => {

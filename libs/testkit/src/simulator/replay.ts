@@ -15,6 +15,8 @@ export interface ReplaySink {
   ended(willLoop: boolean): void;
   /** A new pass starts from the first event. */
   rewound(): void;
+  /** The events delivered since the last call are all out of the clock's hands: send them now. */
+  flush(): void;
 }
 
 /** Options of `ReplayClock`. */
@@ -145,6 +147,15 @@ export class ReplayClock {
       this.#schedule(this.#o.backpressurePollMs);
       return;
     }
+    try {
+      this.#deliverDue();
+    } finally {
+      this.#sink.flush();
+    }
+  };
+
+  /** Delivers every event whose time has come (or a batch's worth), then schedules the next tick. */
+  #deliverDue(): void {
     const startMs = performance.now();
     const horizonUs = this.#recordingNow(startMs);
     const events = this.#events;
@@ -183,5 +194,5 @@ export class ReplayClock {
     const next = events[this.#index]!;
     const dueWallMs = this.#anchorWallMs + (next.receiveTimeUs - this.#anchorRecUs) / (1000 * this.#speed);
     this.#schedule(Math.max(1, Math.ceil(dueWallMs - performance.now())));
-  };
+  }
 }

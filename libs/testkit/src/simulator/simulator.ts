@@ -12,7 +12,7 @@
  */
 import { createServer, STATUS_CODES, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
-import { readRecording, type RecordedEvent, type Recording } from "@l2flow/recording";
+import { readRecording, type RecordedEvent, type RecordedFrame, type Recording } from "@l2flow/recording";
 import { WebSocketServer, type WebSocket } from "ws";
 import { parseDepthDiff } from "./book.js";
 import { SimConnection, type ConnectionHost, type ConnectionRequest } from "./connection.js";
@@ -88,6 +88,8 @@ class BinanceSimulator implements Simulator, ConnectionHost, ReplaySink {
   readonly #all: SimConnection[] = [];
   readonly #subscribers = new Map<string, Set<SimConnection>>();
   readonly #routes = new Map<string, readonly string[]>();
+  /** Connections corked by the replay batch under way (`deliver`), uncorked by `flush`. */
+  readonly #corked = new Set<SimConnection>();
   readonly #overSinceMs = new Map<SimConnection, number>();
   readonly #upgradeIds = new WeakMap<IncomingMessage, number>();
   readonly #attempts: SlidingWindowCounter;
@@ -298,12 +300,9 @@ class BinanceSimulator implements Simulator, ConnectionHost, ReplaySink {
     if (!market) return;
     const kind = event.kind;
     if (kind === "depth@100ms" || kind === "depth" || kind === "depth@1000ms") {
-      let applied = false;
-      try {
-        applied = market.book.apply(parseDepthDiff(event.data));
-      } catch {
-        // A malformed recorded diff cannot move the book; it is still served verbatim.
-      }
+      // A malformed recorded diff cannot move the book; it is still served verbatim.
+      const diff = diffs.of(event);
+      const applied = diff !== undefined && market.book.apply(diff);
       if (applied) market.diffsApplied++;
       else market.diffsAlreadyInBook++;
       if (market.skipDiffs > 0) {
@@ -312,10 +311,10 @@ class BinanceSimulator implements Simulator, ConnectionHost, ReplaySink {
         return;
       }
     } else if (kind === "trade") {
-      const trade = safe(() => parseTrade(event.data));
+      const trade = trades.of(event);
       if (trade) market.trades.push(trade);
     } else if (kind === "aggTrade") {
-      const agg = safe(() => parseAggTrade(event.data));
+      const agg = aggTrades.of(event);
       if (agg) market.aggTrades.push(agg);
     }
     let routes = this.#routes.get(event.stream);
@@ -328,6 +327,10 @@ class BinanceSimulator implements Simulator, ConnectionHost, ReplaySink {
       let combined: Buffer | undefined;
       let combinedUs: Buffer | undefined;
       for (const c of subscribers) {
+        if (!this.#corked.has(c)) {
+          c.cork();
+          this.#corked.add(c);
+        }
         let frame: Buffer;
         if (c.combined) {
           frame = c.microseconds
@@ -341,6 +344,11 @@ class BinanceSimulator implements Simulator, ConnectionHost, ReplaySink {
         c.sendFrame(frame);
       }
     }
+  }
+
+  flush(): void {
+    for (const c of this.#corked) c.uncork();
+    this.#corked.clear();
   }
 
   ready(): boolean {
@@ -464,3 +472,26 @@ function safe<T>(parse: () => T): T | undefined {
     return undefined;
   }
 }
+
+/**
+ * A parser of recorded frames' data that parses all the copies of one recorded frame (`copyOf`: their
+ * data differs only in the symbol, which none of these parsers keep) once: a many-symbol replay
+ * otherwise parsed every diff once per copy. Results are shared, so their users never change them.
+ */
+class OncePerOriginal<T> {
+  readonly #parsed = new WeakMap<RecordedFrame, T>();
+  constructor(readonly parse: (data: string) => T) {}
+
+  of(frame: RecordedFrame): T {
+    const original = frame.copyOf;
+    if (original === undefined) return this.parse(frame.data);
+    if (this.#parsed.has(original)) return this.#parsed.get(original)!;
+    const parsed = this.parse(original.data);
+    this.#parsed.set(original, parsed);
+    return parsed;
+  }
+}
+
+const diffs = new OncePerOriginal((data) => safe(() => parseDepthDiff(data)));
+const trades = new OncePerOriginal((data) => safe(() => parseTrade(data)));
+const aggTrades = new OncePerOriginal((data) => safe(() => parseAggTrade(data)));
