@@ -31,11 +31,17 @@ export class TradeIds {
     return this.#last;
   }
 
-  /** Classifies `id` and records it when new. Ids below the first one taken are repeats. */
+  /**
+   * Classifies `id` and records it when new. Every id below the first one taken counts as missing:
+   * the normalizer reads a new symbol from its first message in MD_RAW, so a lower id stored after it
+   * is one it has not had (the other connection of a redundant pair storing an older trade after this
+   * one's newer, or a backfill whose live trade is all retention kept).
+   */
   take(id: number): TradeIdOutcome {
     if (id > this.#last) {
-      if (this.#last > 0 && id > this.#last + 1) {
-        this.#missing.push([this.#last + 1, id - 1]);
+      const from = this.#last > 0 ? this.#last + 1 : 0;
+      if (id > from) {
+        this.#missing.push([from, id - 1]);
         if (this.#missing.length > MAX_MISSING_RANGES) this.#missing.shift();
       }
       this.#last = id;

@@ -3,9 +3,15 @@
 // restart publishes the same one.
 import { describe, expect, it } from "vitest";
 import { Gap, GapReason, STREAMS, subjects } from "@l2flow/contracts";
-import { loadConfig, startNormalizer } from "@l2flow/normalizer";
 import type { RecordedEvent } from "@l2flow/recording";
-import { captureLogs, metric, provisionedNats, publishRecording, readStream, waitUntil } from "./support.js";
+import {
+  metric,
+  provisionedNats,
+  publishRecording,
+  readStream,
+  startSymbolNormalizer,
+  waitUntil,
+} from "./support.js";
 
 const SYMBOL = "OVERUSDT";
 const T0 = 1_700_000_000_000;
@@ -46,18 +52,10 @@ describe("a full diff buffer while waiting for a snapshot", () => {
     // (45) bridges 4 (40-49). 6 continues; 8 skips 7 (a gap); waiting again, 11 drops 8.
     const events = [1, 2, 3, 4, 5].map(diff).concat(snapshot, ...[6, 8, 9, 10, 11].map(diff));
     await publishRecording(env.bus, { format: "l2flow", symbols: [SYMBOL], events });
-    const { logger } = captureLogs();
-    const normalizer = await startNormalizer(
-      loadConfig({
-        NATS_URL: env.nats.url,
-        METRICS_PORT: "0",
-        NORMALIZER_NAME: "overflow",
-        NORMALIZER_SYMBOLS: SYMBOL,
-        MAX_BUFFERED_DIFFS: "3",
-        DIFF_REORDER_WINDOW: "0",
-      }),
-      { logger },
-    );
+    const { normalizer } = await startSymbolNormalizer(env.nats.url, "overflow", SYMBOL, {
+      MAX_BUFFERED_DIFFS: "3",
+      DIFF_REORDER_WINDOW: "0",
+    });
     try {
       const drops = () => metric(normalizer.opsUrl, "l2flow_normalizer_buffered_diffs_dropped_total");
       await waitUntil(async () => (await drops()) >= 3, 10_000, "three diffs dropped");

@@ -209,6 +209,27 @@ export function captureLogs() {
   };
 }
 
+/**
+ * A normalizer of `symbols` alone, named `name`, on the NATS at `natsUrl`, logging into `lines`;
+ * `vars` adds or overrides environment variables.
+ */
+export async function startSymbolNormalizer(
+  natsUrl: string,
+  name: string,
+  symbols: string,
+  vars: Readonly<Record<string, string>> = {},
+): Promise<{ normalizer: NormalizerService; lines: string[] }> {
+  const { lines, logger } = captureLogs();
+  const config = loadConfig({
+    NATS_URL: natsUrl,
+    METRICS_PORT: "0",
+    NORMALIZER_NAME: name,
+    NORMALIZER_SYMBOLS: symbols,
+    ...vars,
+  });
+  return { normalizer: await startNormalizer(config, { logger }), lines };
+}
+
 /** Sum of a metric's samples (optionally only lines containing `labels`). */
 export const metric = scrapeMetric;
 

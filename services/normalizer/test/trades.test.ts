@@ -5,23 +5,48 @@ import { describe, expect, it } from "vitest";
 import { STREAMS, subjects, Trade, Window } from "@l2flow/contracts";
 import { loadConfig, startNormalizer } from "@l2flow/normalizer";
 import { MAX_MISSING_RANGES, TradeIds } from "../src/trade-ids.js";
-import { captureLogs, provisionedNats, metric, publishTrade, readStream, waitUntil } from "./support.js";
+import {
+  captureLogs,
+  provisionedNats,
+  metric,
+  publishTrade,
+  readStream,
+  startSymbolNormalizer,
+  waitUntil,
+} from "./support.js";
 
 describe("TradeIds", () => {
   it("takes ids above the highest as next, fills missing ones as late, and refuses repeats", () => {
     const ids = new TradeIds();
     expect([5, 6, 10].map((id) => ids.take(id))).toEqual(["next", "next", "next"]);
-    expect(ids.serialize().missing).toEqual([[7, 9]]);
-    expect([8, 8, 7, 10, 6, 3].map((id) => ids.take(id))).toEqual([
-      "late",
-      "repeat",
-      "late",
-      "repeat",
-      "repeat",
-      "repeat", // below the first id taken: nothing is known of it
+    // Below the first id taken, every id is still to come (the first is not the symbol's first).
+    expect(ids.serialize().missing).toEqual([
+      [0, 4],
+      [7, 9],
     ]);
-    expect(ids.serialize().missing).toEqual([[9, 9]]);
-    expect([9, 9, 11].map((id) => ids.take(id))).toEqual(["late", "repeat", "next"]);
+    expect([8, 8, 7, 10, 6, 3, 3, 0].map((id) => ids.take(id))).toEqual([
+      "late",
+      "repeat",
+      "late",
+      "repeat",
+      "repeat",
+      "late", // below the first id taken
+      "repeat",
+      "late",
+    ]);
+    expect(ids.serialize().missing).toEqual([
+      [1, 2],
+      [4, 4],
+      [9, 9],
+    ]);
+    expect([9, 9, 11, 1, 2, 4].map((id) => ids.take(id))).toEqual([
+      "late",
+      "repeat",
+      "next",
+      "late",
+      "late",
+      "late",
+    ]);
     expect(ids.serialize().missing).toEqual([]);
   });
 
@@ -41,6 +66,7 @@ describe("TradeIds", () => {
     // Ids 1, 3, 5, …: each step leaves one id missing.
     for (let i = 0; i <= MAX_MISSING_RANGES + 10; i++) ids.take(1 + 2 * i);
     expect(ids.serialize().missing).toHaveLength(MAX_MISSING_RANGES);
+    expect(ids.take(0)).toBe("repeat"); // forgotten
     expect(ids.take(2)).toBe("repeat"); // forgotten
     expect(ids.take(2 * (MAX_MISSING_RANGES + 10))).toBe("late"); // the newest range
   });
@@ -67,16 +93,7 @@ describe("normalizer and trades out of id order", () => {
       (second + 1_500) * 1000,
     ];
     for (const [i, t] of times.entries()) await rawTrade(symbol, i + 1, t, `micro-${i + 1}`);
-    const { logger } = captureLogs();
-    const normalizer = await startNormalizer(
-      loadConfig({
-        NATS_URL: env.nats.url,
-        METRICS_PORT: "0",
-        NORMALIZER_NAME: "micro",
-        NORMALIZER_SYMBOLS: symbol,
-      }),
-      { logger },
-    );
+    const { normalizer } = await startSymbolNormalizer(env.nats.url, "micro", symbol);
     try {
       // The fourth trade's time moves the watermark past the first second: its window closes.
       let windows: Window[] = [];
@@ -96,6 +113,28 @@ describe("normalizer and trades out of id order", () => {
       expect(trades.map((t) => [Number(t.tradeTimeUs), Number(t.eventTimeUs)])).toEqual(
         times.map((t) => [t, t]),
       );
+    } finally {
+      await normalizer.close();
+    }
+  }, 30_000);
+
+  it("publishes a new symbol's older trades stored after its first one (two connections at start), once each", async () => {
+    const symbol = "FIRSTUSDT";
+    const t0 = 1_700_000_000_000;
+    // Connection A stores 100 and 101; B, connected earlier and lagging, stores 99 and 98 after them,
+    // then a copy of 101 under another message id (after ingest's duplicate window).
+    for (const id of [100, 101, 99, 98]) await publishTrade(env.bus, symbol, id, t0 + id);
+    await rawTrade(symbol, 101, t0 + 101, "again-101");
+    const { normalizer } = await startSymbolNormalizer(env.nats.url, "first", symbol);
+    try {
+      const outOfOrder = (outcome: string) =>
+        metric(normalizer.opsUrl, "l2flow_normalizer_trades_out_of_order_total", `outcome="${outcome}"`);
+      await waitUntil(async () => (await outOfOrder("repeat")) === 1, 10_000, "the repeat to be counted");
+      expect(await outOfOrder("late")).toBe(2);
+      const ids = (await readStream(env.bus, STREAMS.norm, subjects.trade(symbol))).map((m) =>
+        Number(Trade.decode(m.data).tradeId),
+      );
+      expect(ids).toEqual([100, 101, 99, 98]);
     } finally {
       await normalizer.close();
     }
