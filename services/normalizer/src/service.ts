@@ -49,6 +49,15 @@ export const RAW_FILTER = STREAM_SUBJECTS[STREAMS.raw][0];
 export const CONSUME_WINDOW = 2_048;
 /** Outputs waiting on JetStream beyond which reading MD_RAW pauses. */
 const MAX_OUTPUTS_IN_FLIGHT = 50_000;
+/**
+ * How long nats-server keeps this normalizer's consumer of MD_RAW once nothing pulls from it: what a
+ * SIGKILLed normalizer leaves behind goes this much later. nats.js gives an ordered consumer 5 min and
+ * its replacements (after a reconnect) 5 min whatever it was asked for, so each replacement is
+ * updated to this too. Reading pulls every few seconds (PULL_EXPIRES_MS); one that stops for longer
+ * (its buffer full while the outputs wait) loses the consumer and nats.js makes another from the
+ * position reached.
+ */
+export const CONSUMER_INACTIVE_MS = 30_000;
 
 /** A running normalizer. */
 export interface NormalizerService {
@@ -217,8 +226,13 @@ export async function startNormalizer(
     const prefixes = new Set<string>();
     const prefixOf = (name: string) => name.replace(/_\d+$/, "");
     const replaced = (name: string) => {
+      const first = consumerName === "";
       consumerName = name;
       prefixes.add(prefixOf(name));
+      if (!first)
+        void bus.jsm.consumers
+          .update(STREAMS.raw, name, { inactive_threshold: CONSUMER_INACTIVE_MS * 1_000_000 })
+          .catch(() => undefined); // replaced again meanwhile, or NATS away: the 5 min stay
       void (async () => {
         for await (const c of bus.jsm.consumers.list(STREAMS.raw)) {
           if (c.name === consumerName || !prefixes.has(prefixOf(c.name))) continue;
@@ -230,6 +244,7 @@ export async function startNormalizer(
     const read = async (from: number): Promise<void> => {
       const consumer = await bus.js.consumers.get(STREAMS.raw, {
         filter_subjects: RAW_FILTER,
+        inactive_threshold: CONSUMER_INACTIVE_MS,
         ...(from === 0
           ? { deliver_policy: DeliverPolicy.All }
           : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from }),

@@ -1,12 +1,14 @@
 // Closing while new symbols keep arriving on MD_RAW: the one consumer stops and is deleted, and every
 // worker — even one created for a symbol that arrived as close() began — is stopped, so nothing reads
 // MD_RAW (or crashes on the draining connection) once the normalizer has closed. A consumer the
-// normalizer read from before its current one (left by a NATS restart) is deleted, others' are not.
+// normalizer read from before its current one (left by a NATS restart) is deleted, others' are not,
+// and each of its consumers is one nats-server drops 30 s after a SIGKILL, not nats.js's 5 min.
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { describe, expect, it } from "vitest";
 import { openKv } from "@l2flow/bus";
 import { BUCKETS, STREAMS, subjects } from "@l2flow/contracts";
 import { loadConfig, startNormalizer } from "@l2flow/normalizer";
+import { CONSUMER_INACTIVE_MS } from "../src/service.js";
 import { captureLogs, provisionedNats, publishTrade, waitUntil } from "./support.js";
 
 describe("normalizer lifecycle", () => {
@@ -65,6 +67,10 @@ describe("normalizer lifecycle", () => {
         "the normalizer's consumer",
       );
       const prefix = own.replace(/_\d+$/, "");
+      // nats-server drops it 30 s after its reader is gone (nats.js would make that 5 min).
+      const inactiveMs = async (name: string) =>
+        (await env.bus.jsm.consumers.info(STREAMS.raw, name)).config.inactive_threshold! / 1e6;
+      expect(await inactiveMs(own)).toBe(CONSUMER_INACTIVE_MS);
       const consumer = (name: string) => ({
         name,
         ack_policy: AckPolicy.None,
@@ -91,6 +97,12 @@ describe("normalizer lifecycle", () => {
       );
       expect(left).toContain("otherinstance_1");
       expect(left).toHaveLength(2);
+      // The replacement nats.js made with 5 min is updated to the same 30 s.
+      await waitUntil(
+        async () => (await inactiveMs(mine()[0]!).catch(() => 0)) === CONSUMER_INACTIVE_MS,
+        5_000,
+        "the replacement's inactive threshold updated",
+      );
       // Logged once the delete's answer is back, which can be after the listing shows it gone.
       await waitUntil(
         () => lines.some((l) => l.includes("deleted a consumer of MD_RAW")),
