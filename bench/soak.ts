@@ -455,6 +455,12 @@ interface HeapSample {
  * 124 → 153 MB for +281k levels; at 379a6ff 129 → 180 MB for +522k): memory that follows the data,
  * which the "flat" check leaves out so that it catches what does not (a leak).
  */
+/**
+ * Below this share of the plan replayed, a pass says it was at a lighter load: the simulator shares the
+ * cores with what it feeds and falls behind when they are busy (53 % in a slow hour before `20e126d`
+ * made it cheaper, a pass at half the load it claims).
+ */
+const FULL_LOAD_SHARE = 0.85;
 const RSS_BYTES_PER_BOOK_LEVEL = 100;
 const heap: Record<string, HeapSample[]> = Object.fromEntries(Object.keys(children).map((k) => [k, []]));
 const heapSample = async (port: number | undefined): Promise<HeapSample | undefined> => {
@@ -676,6 +682,7 @@ try {
     };
   });
   const memOk = memory.every((m) => m.max < 200 && m.last - m.books <= m.first * 1.25 + 10);
+  const replayedShare = progress.finished ? 1 : progress.replayed / progress.total;
   failed =
     trades.missing + trades.duplicated + diffs.duplicated > 0 ||
     twice > 0 ||
@@ -717,7 +724,12 @@ try {
       `during the replay, of the machine's ${availableParallelism()}; the simulator used ${simCores.toFixed(2)}, ` +
       `nats-server ${natsCores.toFixed(2)}.`,
     "",
-    failed ? "**Result: FAIL**" : "**Result: PASS**",
+    failed
+      ? "**Result: FAIL**"
+      : replayedShare < FULL_LOAD_SHARE
+        ? `**Result: PASS, at ${(100 * replayedShare).toFixed(0)} % of the planned load**: the simulator could not ` +
+          "replay faster on this machine, so this run did not test the planned rate."
+        : "**Result: PASS**",
     "",
     "Diffs missed while both connection sets of both replicas were down are allowed to be missing (the normalizer " +
       "resyncs those symbols); a duplicate of anything is not. RSS must stay below 200 MB (the max is read every " +

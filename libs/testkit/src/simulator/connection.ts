@@ -140,10 +140,10 @@ export class SimConnection {
   }
 
   /**
-   * Holds this connection's writes until `uncork()`, so that a replay batch's frames leave in one
-   * socket write, as a busy exchange's TCP stream coalesces them (one write per frame cost the
-   * simulator more CPU than anything else it does when it replays hundreds of symbols). ws has no
-   * call for it: the socket under it is `_socket`.
+   * Holds this connection's writes until `uncork()` (or `CORK_FLUSH_BYTES` of frames), so that a
+   * replay batch's frames leave in a few socket writes, as a busy exchange's TCP stream coalesces
+   * them (one write per frame cost the simulator more CPU than anything else it does when it replays
+   * hundreds of symbols). ws has no call for it: the socket under it is `_socket`.
    */
   cork(): void {
     if (this.#corked) return;
