@@ -40,6 +40,12 @@ import {
 } from "./lib/procs.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+/**
+ * How late the simulator's replay may run (it shares the cores with what it feeds) before it slows
+ * down: without a bound it caught up in bursts of up to 1.5x the planned rate, replaying the
+ * recording faster than planned in exactly the moments the pipeline was already short of CPU.
+ */
+const REPLAY_MAX_LAG_MS = 250;
 const { values } = parseArgs({
   options: {
     minutes: { type: "string", default: "10" },
@@ -388,6 +394,7 @@ const sim = await startSimulatorProcess({
   // hundred copies on.
   ...(copies > 200 ? { maxOldSpaceMb: 12_288 } : {}),
   ...(snapshotLimit > 100 ? { weightLimitPerMinute: 100_000_000 } : {}),
+  maxLagMs: REPLAY_MAX_LAG_MS,
 });
 if (sim.symbols.join(",") !== plan.symbols.join(","))
   throw new Error("the simulator process replays other symbols than this soak expects");
@@ -699,7 +706,8 @@ try {
     `Faults: ${drops} WebSocket connections dropped, NATS stopped for 3 s once, ${killedAt === undefined ? "no normalizer killed (the run ended first)" : `${killed} killed with SIGKILL ${((killedAt - start) / 1000).toFixed(0)} s in and started again`}, one LLM call in five answered 500. Services' malloc: ${SERVICE_ALLOCATOR.name}.`,
     "",
     `Replay: ${copies} copies of the ${durationS.toFixed(0)} s BTCUSDT recording (trades and diffs every 100 ms), ` +
-      `its time ×${(1 / compress).toFixed(3)} to fill ${minutes} min, snapshots of ${snapshotLimit} levels a side: planned ${fmt(plan.plannedFrameRate)} frames/s, ` +
+      `its time ×${(1 / compress).toFixed(3)} to fill ${minutes} min, snapshots of ${snapshotLimit} levels a side: planned ${fmt(plan.plannedFrameRate)} frames/s ` +
+      `(running more than ${REPLAY_MAX_LAG_MS} ms late, the replay slows down rather than catching up), ` +
       `one diff every ${plan.plannedDiffEveryMs.toFixed(0)} ms per symbol; replayed ${fmt(replayed.frames)} frames ` +
       `in ${replaySeconds.toFixed(1)} s (${progress.finished ? "all" : `${((100 * progress.replayed) / progress.total).toFixed(1)} %`}): ` +
       `${fmt(replayed.frames / replaySeconds)} frames/s, one diff every ` +

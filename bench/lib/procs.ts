@@ -207,6 +207,8 @@ export interface SimChildOptions {
   readonly maxOldSpaceMb?: number;
   /** REST request weight the simulator allows per minute (Binance's 6000 when absent). */
   readonly weightLimitPerMinute?: number;
+  /** The simulator's `maxLagMs`: how late its replay may run before it slows down (never, when absent). */
+  readonly maxLagMs?: number;
 }
 
 /** Which open connections `dropConnections` drops: one by id, one picked at random, or all. */

@@ -25,6 +25,7 @@ const sim = await startSimulator({
   ...(options.weightLimitPerMinute === undefined
     ? {}
     : { weightLimitPerMinute: options.weightLimitPerMinute }),
+  ...(options.maxLagMs === undefined ? {} : { maxLagMs: options.maxLagMs }),
 });
 const send = (reply: SimReply) => process.send!(reply);
 send({

@@ -52,6 +52,13 @@ export interface SimulatorOptions {
   readonly closeTimeoutMs?: number;
   /** Events replayed before yielding to the event loop. Default 1 000. */
   readonly batchMaxEvents?: number;
+  /**
+   * At a finite speed, the most the replay runs behind its timeline when the simulator itself is
+   * short of CPU: further behind, the timeline moves back to it (the replay slows down) instead of the
+   * backlog going out in a burst to catch up, as an exchange whose own clock ran late would send.
+   * Default Infinity: every event at its time on the timeline, however late.
+   */
+  readonly maxLagMs?: number;
   /** Bound of each record list in `stats()` (connections, requests, limit answers). Default 10 000. */
   readonly maxRecords?: number;
 }
@@ -98,6 +105,7 @@ export function resolveOptions(o: SimulatorOptions): ResolvedSimulatorOptions {
     slowConsumerTimeoutMs: check("slowConsumerTimeoutMs", o.slowConsumerTimeoutMs ?? 10_000, 1),
     closeTimeoutMs: check("closeTimeoutMs", o.closeTimeoutMs ?? 1_000, 0),
     batchMaxEvents: check("batchMaxEvents", o.batchMaxEvents ?? 1_000, 1),
+    maxLagMs: check("maxLagMs", o.maxLagMs ?? Infinity, 0, true),
     maxRecords: check("maxRecords", o.maxRecords ?? 10_000, 1),
   };
 }

@@ -74,6 +74,41 @@ describe("ReplayClock", () => {
     clock.close();
   });
 
+  it("with maxLagMs, a replay that fell behind slows down instead of catching up in a burst", async () => {
+    /** The batch right after a 300 ms stall in delivering the sixth of 100 events 10 ms apart. */
+    const afterStall = async (maxLagMs?: number) => {
+      const k = sink();
+      const stalling: ReplaySink = {
+        ...k.s,
+        deliver: (e) => {
+          k.s.deliver(e);
+          if (e.type === "frame" && e.data === "5") {
+            const until = performance.now() + 300;
+            while (performance.now() < until); // the simulator short of CPU
+          }
+        },
+      };
+      const clock = new ReplayClock(events(100, 10_000), stalling, {
+        speed: 1,
+        loop: false,
+        batchMaxEvents: 1000,
+        ...(maxLagMs === undefined ? {} : { maxLagMs }),
+      });
+      clock.start();
+      await expect.poll(() => k.ended(), { timeout: 5_000 }).toBe(1);
+      const batches = k.batches.filter((n) => n > 0);
+      let seen = 0;
+      const i = batches.findIndex((n) => (seen += n) >= 6); // the batch that delivered "5"
+      return batches[i + 1]!;
+    };
+    // On the timeline, everything due during the stall goes at once: ~29 events.
+    expect(await afterStall()).toBeGreaterThanOrEqual(25);
+    // 50 ms behind at most: the events of the next 50 ms (10 ms apart) and no more.
+    const bounded = await afterStall(50);
+    expect(bounded).toBeGreaterThanOrEqual(5);
+    expect(bounded).toBeLessThanOrEqual(6);
+  });
+
   it("waits at full speed while the sink is not ready", async () => {
     let ready = false;
     const k = sink(() => ready);

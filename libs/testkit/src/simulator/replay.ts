@@ -29,6 +29,11 @@ export interface ReplayClockOptions {
   readonly batchMaxMs?: number;
   /** Poll interval while waiting on a full client buffer. */
   readonly backpressurePollMs?: number;
+  /**
+   * At a finite speed, the most the replay may run behind its timeline (its own ticks late); further
+   * behind, the timeline is moved back to this lag. Default Infinity.
+   */
+  readonly maxLagMs?: number;
 }
 
 /** Drives the replay. */
@@ -52,7 +57,7 @@ export class ReplayClock {
   constructor(events: readonly RecordedEvent[], sink: ReplaySink, options: ReplayClockOptions) {
     this.#events = events;
     this.#sink = sink;
-    this.#o = { batchMaxMs: 8, backpressurePollMs: 2, ...options };
+    this.#o = { batchMaxMs: 8, backpressurePollMs: 2, maxLagMs: Infinity, ...options };
     this.#speed = options.speed;
   }
 
@@ -157,8 +162,17 @@ export class ReplayClock {
   /** Delivers every event whose time has come (or a batch's worth), then schedules the next tick. */
   #deliverDue(): void {
     const startMs = performance.now();
-    const horizonUs = this.#recordingNow(startMs);
+    let horizonUs = this.#recordingNow(startMs);
     const events = this.#events;
+    const due = events[this.#index];
+    if (due !== undefined && horizonUs !== Infinity) {
+      const lagMs = (horizonUs - due.receiveTimeUs) / (1000 * this.#speed);
+      if (lagMs > this.#o.maxLagMs) {
+        // Running late by more than allowed: the timeline waits for the replay.
+        this.#anchorWallMs += lagMs - this.#o.maxLagMs;
+        horizonUs = this.#recordingNow(startMs);
+      }
+    }
     let n = 0;
     while (this.#index < events.length) {
       const event = events[this.#index]!;

@@ -111,6 +111,7 @@ class BinanceSimulator implements Simulator, ConnectionHost, ReplaySink {
       speed: options.speed,
       loop: options.loop,
       batchMaxEvents: options.batchMaxEvents,
+      maxLagMs: options.maxLagMs,
     });
     this.#attempts = new SlidingWindowCounter(
       FIVE_MINUTES_MS,
