@@ -457,17 +457,17 @@ interface HeapSample {
   levels: number;
 }
 /**
- * RSS a book level costs a normalizer, V8's heap headroom included. Two 400-symbol soaks replaying
- * different shares of the recording grew by the same ~100 B per level their books gained (at 596bdef
- * 124 → 153 MB for +281k levels; at 379a6ff 129 → 180 MB for +522k): memory that follows the data,
- * which the "flat" check leaves out so that it catches what does not (a leak).
- */
-/**
  * Below this share of the plan replayed, a pass says it was at a lighter load: the simulator shares the
  * cores with what it feeds and falls behind when they are busy (53 % in a slow hour before `20e126d`
  * made it cheaper, a pass at half the load it claims).
  */
 const FULL_LOAD_SHARE = 0.85;
+/**
+ * RSS a book level costs a normalizer, V8's heap headroom included. Two 400-symbol soaks replaying
+ * different shares of the recording grew by the same ~100 B per level their books gained (at 596bdef
+ * 124 → 153 MB for +281k levels; at 379a6ff 129 → 180 MB for +522k): memory that follows the data,
+ * which the "flat" check leaves out so that it catches what does not (a leak).
+ */
 const RSS_BYTES_PER_BOOK_LEVEL = 100;
 const heap: Record<string, HeapSample[]> = Object.fromEntries(Object.keys(children).map((k) => [k, []]));
 const heapSample = async (port: number | undefined): Promise<HeapSample | undefined> => {
