@@ -709,7 +709,7 @@ try {
       `its time ×${(1 / compress).toFixed(3)} to fill ${minutes} min, snapshots of ${snapshotLimit} levels a side: planned ${fmt(plan.plannedFrameRate)} frames/s ` +
       `(running more than ${REPLAY_MAX_LAG_MS} ms late, the replay slows down rather than catching up), ` +
       `one diff every ${plan.plannedDiffEveryMs.toFixed(0)} ms per symbol; replayed ${fmt(replayed.frames)} frames ` +
-      `in ${replaySeconds.toFixed(1)} s (${progress.finished ? "all" : `${((100 * progress.replayed) / progress.total).toFixed(1)} %`}): ` +
+      `in ${replaySeconds.toFixed(1)} s (${progress.finished ? "all" : `${(100 * replayedShare).toFixed(1)} %`}): ` +
       `${fmt(replayed.frames / replaySeconds)} frames/s, one diff every ` +
       `${perSymbolDiffs > 0 ? ((1000 * replaySeconds) / perSymbolDiffs).toFixed(0) : "-"} ms per symbol.`,
     "",

@@ -149,13 +149,12 @@ export class PublishQueue {
       try {
         packed = this.#packed.push(item);
       } catch (err) {
-        // Headers that cannot be encoded: sending it would fail the same way.
+        // Headers that cannot be encoded: sending it would fail the same way, so it is answered as
+        // a send that cannot be retried.
         const e = new BusError("PUBLISH_FAILED", `publish to ${item.subject} failed: ${String(err)}`, {
           cause: err,
         });
-        this.#o.onPublishError?.(e);
-        this.#o.onDropped?.(item, "failed", e);
-        item.settle?.(e);
+        this.#answered(new Entry(item, this.#ordinal++, this.#answered), e, undefined);
         return;
       }
       this.#bytes += packed;
@@ -283,14 +282,13 @@ export class PublishQueue {
     this.#closed = true;
     if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
     this.#pipe.close();
-    const left = [...this.#retry, ...this.#queue.slice(this.#head)];
-    for (let p = this.#packed.shift(); p !== undefined; p = this.#packed.shift())
-      left.push(new Entry(p.item, this.#ordinal++, this.#answered));
+    const left = [...this.#retry, ...this.#queue.slice(this.#head)].map((e) => e?.item);
+    for (let p = this.#packed.shift(); p !== undefined; p = this.#packed.shift()) left.push(p.item);
     this.#retry = [];
     this.#queue = [];
     this.#head = 0;
     this.#bytes = 0;
-    for (const e of left)
-      e?.item.settle?.(new Error("the publish queue closed before this message was stored"));
+    for (const item of left)
+      item?.settle?.(new Error("the publish queue closed before this message was stored"));
   }
 }

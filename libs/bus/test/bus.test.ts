@@ -269,6 +269,19 @@ describe("bus through a NATS restart", () => {
       expect(queue.bytes).toBe(10 * each);
       expect(queue.pending).toBe(10);
       expect(dropped).toEqual([0, 1, 2, 3, 4].map((i) => `${id(i)}:overflow`));
+      // A header that cannot be encoded is answered at once as a failed send; nothing waits for it.
+      let failure: unknown;
+      queue.push({
+        subject,
+        data: new Uint8Array(size),
+        msgId: "bad",
+        headers: { K: "a\r\nb" },
+        settle: (err) => (failure = err),
+      });
+      expect(dropped.at(-1)).toBe("bad:failed");
+      expect(failure).toMatchObject({ code: "PUBLISH_FAILED", retryable: false });
+      expect(queue.bytes).toBe(10 * each);
+      expect(queue.pending).toBe(10);
       await nats.restart();
       await expect.poll(() => stored.length, { timeout: 20_000 }).toBe(10);
       expect(stored).toEqual([5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map(id));

@@ -328,10 +328,8 @@ class BinanceSimulator implements Simulator, ConnectionHost, ReplaySink {
       let combined: Buffer | undefined;
       let combinedUs: Buffer | undefined;
       for (const c of subscribers) {
-        if (!this.#corked.has(c)) {
-          c.cork();
-          this.#corked.add(c);
-        }
+        c.cork(); // once per batch: a corked connection ignores it
+        this.#corked.add(c);
         let frame: Buffer;
         if (c.combined) {
           frame = c.microseconds
