@@ -5,7 +5,8 @@
  * lost or duplicated and every service's memory over time (issue 8 items 5 and 6).
  *
  * The simulator replays the BTCUSDT recording as `copies` renamed symbols, stretched or compressed to
- * last `minutes`. Faults: a WebSocket connection dropped every 20 s, NATS stopped for 3 s at 40 % of
+ * last `minutes`, each copy starting further into the recording and going round it once (`--stagger`).
+ * Faults: a WebSocket connection dropped every 20 s, NATS stopped for 3 s at 40 % of
  * the run, a normalizer killed with SIGKILL at 60 % and started again (it resumes from its checkpoints),
  * and one LLM request in five answered with HTTP 500. At the end MD_RAW must hold every trade and diff
  * of the replay exactly once, MD_WINDOW every window once, every closed 1 s window exactly one signal,
@@ -25,7 +26,7 @@ import { parseArgs } from "node:util";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { connectBus, type Bus } from "@l2flow/bus";
 import { intervalMs, Signal, STREAMS, Window } from "@l2flow/contracts";
-import { readRecording, type Recording } from "@l2flow/recording";
+import { readRecording, type RecordedEvent, type Recording } from "@l2flow/recording";
 import { fixtures, startFakeLlm, startTestNats } from "@l2flow/testkit";
 import {
   benchAnalyzerEnv,
@@ -38,6 +39,7 @@ import {
   startSimulatorProcess,
   stopAll,
 } from "./lib/procs.js";
+import { copyName, CopyLayout, LOOP_GAP_S } from "./lib/scale.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /**
@@ -52,6 +54,7 @@ const { values } = parseArgs({
     copies: { type: "string", default: "100" },
     normalizers: { type: "string", default: "1" },
     "snapshot-limit": { type: "string", default: "100" },
+    stagger: { type: "string", default: "auto" },
     "log-dir": { type: "string" },
   },
 });
@@ -67,6 +70,14 @@ const normalizers = Number(values.normalizers);
  * the simulator's weight budget is then lifted, since 800 of them would take minutes under Binance's.
  */
 const snapshotLimit = Number(values["snapshot-limit"]);
+/**
+ * Seconds of the recording between two copies' starts (`scaleRecording`'s `stagger`, each copy going
+ * round the recording once: `loop`). "auto", the default: the most that fits, a multiple of 0.1 s (400
+ * copies of the 346 s recording: 0.8 s), so the recording's bursts reach the copies at different
+ * moments as they would reach 400 real symbols. 0: every copy replays the same moment (lockstep, as the
+ * soaks before 2026-12-07 did), and the recording's densest 20 s arrive 400 times at once.
+ */
+const staggerArg = values.stagger === "auto" ? undefined : Number(values.stagger);
 if (
   !(minutes > 0) ||
   !Number.isInteger(copies) ||
@@ -75,10 +86,11 @@ if (
   normalizers < 1 ||
   !Number.isInteger(snapshotLimit) ||
   snapshotLimit < 1 ||
-  snapshotLimit > 5000
+  snapshotLimit > 5000 ||
+  (staggerArg !== undefined && !(staggerArg >= 0))
 ) {
   process.stderr.write(
-    "usage: npm run soak -- [--minutes N (> 0)] [--copies N (integer >= 1)] [--normalizers N (integer >= 1)] [--snapshot-limit N (1-5000)] [--log-dir DIR]\n",
+    "usage: npm run soak -- [--minutes N (> 0)] [--copies N (integer >= 1)] [--normalizers N (integer >= 1)] [--snapshot-limit N (1-5000)] [--stagger auto|S (>= 0)] [--log-dir DIR]\n",
   );
   process.exit(2);
 }
@@ -165,13 +177,11 @@ function logSummary(services: readonly string[]): string[] {
 }
 
 const DROP_KINDS = ["bookTicker"];
-/** `scaleRecording`'s name for `symbol` in copy `copy` (bench/lib/scale.ts). */
-const rename = (copy: number, symbol: string) => `C${String(copy).padStart(2, "0")}${symbol}`;
 
 /**
- * The ids one base symbol's trades (`t`) or diffs (`u`) carry in every copy of the replay (scaling
- * renames symbols and maps times; it keeps ids): sorted, each once, with the index among the kept
- * base events (`scaleRecording`'s order, snapshots included) of the event that first carries it.
+ * The ids one symbol of the replay carries in its trades (`t`) or diffs (`u`): sorted, each once, with
+ * the position among that symbol's own events (its snapshot included) of the event that first
+ * carries it.
  */
 interface ExpectedIds {
   readonly ids: Float64Array;
@@ -179,35 +189,29 @@ interface ExpectedIds {
 }
 
 /**
- * What the simulator child replays, computed from the base recording without building the scaled one:
- * `scaleRecording` emits every kept base event once per copy, copy after copy, so after `n` replayed
- * events copy `c` has had the first `floor(n / copies) + (c < n % copies ? 1 : 0)` kept base events.
+ * What the simulator child replays, worked out from the base recording and the layout the child
+ * scales it by (`CopyLayout`: the same copies, event for event) without building the scaled recording:
+ * per symbol of the replay, the trade and diff ids it carries and where in its own events each first
+ * appears. How far the replay got is then each symbol's count of replayed events, which the child
+ * reports (the copies are interleaved in time, not event by event, once they are staggered).
  */
-function planReplay(recording: Recording, copies: number, compress: number) {
-  const drop = new Set(DROP_KINDS);
-  const kept = recording.events.filter((e) => e.type === "snapshot" || !drop.has(e.kind));
-  const collect = new Map<string, { trades: [number, number][]; diffs: [number, number][] }>();
-  for (const s of recording.symbols) collect.set(s, { trades: [], diffs: [] });
-  // Prefix counts over the kept events: frames and diffs of each base symbol before index k.
-  const framesBefore = new Uint32Array(kept.length + 1);
-  const diffsBefore = new Uint32Array(kept.length + 1);
-  const diffTimes: number[] = [];
-  const frameTimes: number[] = [];
-  kept.forEach((e, k) => {
-    framesBefore[k + 1] = framesBefore[k]! + (e.type === "frame" ? 1 : 0);
-    diffsBefore[k + 1] = diffsBefore[k]!;
-    if (e.type !== "frame") return;
-    frameTimes.push(e.receiveTimeUs);
-    const o = JSON.parse(e.data) as { e?: string; t?: number; u?: number };
-    const into = collect.get(e.symbol);
-    if (into === undefined) return;
-    if (o.e === "trade") into.trades.push([o.t!, k]);
-    else if (o.e === "depthUpdate") {
-      into.diffs.push([o.u!, k]);
-      diffsBefore[k + 1] = diffsBefore[k]! + 1;
-      diffTimes.push(e.receiveTimeUs);
+function planReplay(recording: Recording, layout: CopyLayout, copies: number) {
+  /** A frame's trade id or diff `u` (parsed once per recorded event, twin or wrap diff). */
+  const idOf = new Map<RecordedEvent, { trade: boolean; id: number } | null>();
+  const idFor = (e: RecordedEvent) => {
+    let x = idOf.get(e);
+    if (x === undefined) {
+      const o = e.type === "frame" ? (JSON.parse(e.data) as { e?: string; t?: number; u?: number }) : {};
+      x =
+        o.e === "trade"
+          ? { trade: true, id: o.t! }
+          : o.e === "depthUpdate"
+            ? { trade: false, id: o.u! }
+            : null;
+      idOf.set(e, x);
     }
-  });
+    return x;
+  };
   const expected = (pairs: [number, number][]): ExpectedIds => {
     pairs.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     const unique = pairs.filter((p, i) => i === 0 || p[0] !== pairs[i - 1]![0]);
@@ -216,40 +220,67 @@ function planReplay(recording: Recording, copies: number, compress: number) {
       firstEvent: Int32Array.from(unique, (p) => p[1]),
     };
   };
-  const bySymbol = new Map<string, { copy: number; trades: ExpectedIds; diffs: ExpectedIds }>();
-  for (const [symbol, c] of collect) {
-    const trades = expected(c.trades);
-    const diffs = expected(c.diffs);
-    for (let copy = 0; copy < copies; copy++) bySymbol.set(rename(copy, symbol), { copy, trades, diffs });
+  const bySymbol = new Map<string, { trades: ExpectedIds; diffs: ExpectedIds; snapshots: Int32Array }>();
+  let events = 0;
+  let frames = 0;
+  let diffs = 0;
+  let firstAt = Infinity;
+  let lastAt = -Infinity;
+  for (let c = 0; c < copies; c++) {
+    const own = new Map<
+      string,
+      { n: number; trades: [number, number][]; diffs: [number, number][]; snapshots: number[] }
+    >();
+    for (const { event, at } of layout.copy(c)) {
+      let p = own.get(event.symbol);
+      if (p === undefined) own.set(event.symbol, (p = { n: 0, trades: [], diffs: [], snapshots: [] }));
+      const position = p.n++;
+      events++;
+      if (event.type === "snapshot") {
+        p.snapshots.push(position);
+        continue;
+      }
+      frames++;
+      firstAt = Math.min(firstAt, at);
+      lastAt = Math.max(lastAt, at);
+      const x = idFor(event);
+      if (x?.trade === true) p.trades.push([x.id, position]);
+      else if (x !== null) {
+        p.diffs.push([x.id, position]);
+        diffs++;
+      }
+    }
+    for (const [symbol, p] of own)
+      bySymbol.set(copyName(c, symbol), {
+        trades: expected(p.trades),
+        diffs: expected(p.diffs),
+        snapshots: Int32Array.from(p.snapshots),
+      });
   }
   const symbols: string[] = [];
-  for (let c = 0; c < copies; c++) for (const s of recording.symbols) symbols.push(rename(c, s));
-  const spanS = (xs: number[]) => (xs.length < 2 ? 0 : (xs[xs.length - 1]! - xs[0]!) / 1e6);
+  for (let c = 0; c < copies; c++) for (const s of recording.symbols) symbols.push(copyName(c, s));
+  const spanS = (lastAt - firstAt) / 1e6;
   return {
     symbols,
     bySymbol,
     /** Events of the scaled recording (what the child's `progress().total` must be). */
-    events: kept.length * copies,
-    /** Kept base events copy `copy` has had after `replayed` events of the replay. */
-    baseReplayed: (replayed: number, copy: number) =>
-      Math.min(kept.length, Math.floor(replayed / copies) + (copy < replayed % copies ? 1 : 0)),
-    /** Frames and diffs (per copy, summed over copies) among the first `replayed` events of the replay. */
-    replayedCounts(replayed: number) {
-      let frames = 0;
-      let diffs = 0;
-      for (let c = 0; c < copies; c++) {
-        const k = this.baseReplayed(replayed, c);
-        frames += framesBefore[k]!;
-        diffs += diffsBefore[k]!;
-      }
-      return { frames, diffs };
+    events,
+    /** Frames and diffs replayed, from each symbol's count of replayed events (`symbols`' order). */
+    replayedCounts(replayed: readonly number[]) {
+      let frameCount = 0;
+      let diffCount = 0;
+      symbols.forEach((symbol, i) => {
+        const k = replayed[i] ?? 0;
+        const p = bySymbol.get(symbol);
+        if (p === undefined) return;
+        frameCount += k - p.snapshots.filter((at) => at < k).length;
+        for (const at of p.diffs.firstEvent) if (at < k) diffCount++;
+      });
+      return { frames: frameCount, diffs: diffCount };
     },
     /** As planned: frames per second in total, and ms between two diffs of one symbol. */
-    plannedFrameRate: (framesBefore[kept.length]! * copies) / (spanS(frameTimes) / compress),
-    plannedDiffEveryMs:
-      diffTimes.length < 2
-        ? 0
-        : (1000 * spanS(diffTimes)) / (diffTimes.length - 1) / compress / recording.symbols.length,
+    plannedFrameRate: spanS > 0 ? frames / spanS : 0,
+    plannedDiffEveryMs: diffs > 0 ? (1000 * spanS * symbols.length) / diffs : 0,
   };
 }
 type Plan = ReturnType<typeof planReplay>;
@@ -290,15 +321,15 @@ class IdTally {
    * Each id replayed for a symbol exactly once: the ids expected, how many of them never arrived, and
    * how many ids (expected or not) arrived more than once.
    */
-  compare(replayed: number) {
+  compare(replayed: readonly number[]) {
     let expected = 0;
     let missing = 0;
     let duplicated = 0;
     let unexpected = 0;
-    for (const [symbol, p] of this.plan.bySymbol) {
+    for (const [index, symbol] of this.plan.symbols.entries()) {
       const counts = this.#counts.get(symbol)!;
-      const { firstEvent } = p[this.which];
-      const upTo = this.plan.baseReplayed(replayed, p.copy);
+      const { firstEvent } = this.plan.bySymbol.get(symbol)![this.which];
+      const upTo = replayed[index] ?? 0;
       for (let i = 0; i < counts.length; i++) {
         if (firstEvent[i]! < upTo) {
           expected++;
@@ -348,15 +379,21 @@ async function backlog(bus: Bus, stream: string): Promise<string> {
 }
 
 const base = readRecording(fixtures.btcusdt);
-const frames = base.events.filter((e) => e.type === "frame");
-const durationS = (frames[frames.length - 1]!.receiveTimeUs - frames[0]!.receiveTimeUs) / 1e6;
-const compress = durationS / (minutes * 60);
-const plan = planReplay(base, copies, compress);
+const durationS = (base.events.at(-1)!.receiveTimeUs - base.events[0]!.receiveTimeUs) / 1e6;
+const stagger = staggerArg ?? Math.floor((durationS / copies) * 10) / 10;
+// A looping copy replays the whole recording and the gap before its second pass.
+const compress = (durationS + (stagger > 0 ? LOOP_GAP_S : 0)) / (minutes * 60);
+const scaling = { copies, compress, dropKinds: DROP_KINDS, stagger, loop: true } as const;
+const plan = planReplay(base, new CopyLayout(base, scaling), copies);
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+const copiesApart =
+  stagger > 0
+    ? `each copy starting ${stagger} s further into it than the one before and going round it once`
+    : "every copy at the same moment of it (lockstep)";
 log(
   `${plan.symbols.length} symbols, ${fmt(plan.events)} events, ~${fmt(plan.plannedFrameRate)} frames/s and ` +
     `one diff every ${plan.plannedDiffEveryMs.toFixed(0)} ms per symbol for ${minutes} min ` +
-    `(the ${durationS.toFixed(0)} s recording's time ×${(1 / compress).toFixed(3)})`,
+    `(the ${durationS.toFixed(0)} s recording's time ×${(1 / compress).toFixed(3)}, ${copiesApart})`,
 );
 const nats = await startTestNats();
 // procs.ts kills the services and the simulator if this process is interrupted; nats-server too.
@@ -386,9 +423,7 @@ llm.setDefault((req) =>
 );
 const sim = await startSimulatorProcess({
   recording: "btcusdt",
-  copies,
-  dropKinds: DROP_KINDS,
-  compress,
+  ...scaling,
   // The scaled recording lives in the simulator process: with what the replay keeps, ~15 MB per copy
   // of BTCUSDT (400 copies peaked at 6 GB RSS), past Node's default heap limit (~4 GB here) from a few
   // hundred copies on.
@@ -396,8 +431,8 @@ const sim = await startSimulatorProcess({
   ...(snapshotLimit > 100 ? { weightLimitPerMinute: 100_000_000 } : {}),
   maxLagMs: REPLAY_MAX_LAG_MS,
 });
-if (sim.symbols.join(",") !== plan.symbols.join(","))
-  throw new Error("the simulator process replays other symbols than this soak expects");
+if (sim.symbols.join(",") !== plan.symbols.join(",") || sim.stagger !== stagger)
+  throw new Error("the simulator process replays other symbols or copies than this soak expects");
 const common = { NATS_URL: nats.url };
 const ingestEnv = {
   ...common,
@@ -569,7 +604,7 @@ try {
       cpuStart[killed] = 0;
     }
     const p = await sim.progress();
-    const replayedFrames = plan.replayedCounts(p.replayed).frames;
+    const replayedFrames = plan.replayedCounts(await sim.replayedBySymbol()).frames;
     log(
       `progress ${Math.round((100 * p.replayed) / p.total)}% (${fmt(replayedFrames)} frames in ${(p.elapsedMs / 1000).toFixed(0)} s), ` +
         `${drops} connection drops; RSS ${Object.entries(rss)
@@ -595,7 +630,8 @@ try {
     throw new Error(
       `the simulator process replays ${progress.total} events, this soak expects ${plan.events}`,
     );
-  const replayed = plan.replayedCounts(progress.replayed);
+  const replayedBySymbol = await sim.replayedBySymbol();
+  const replayed = plan.replayedCounts(replayedBySymbol);
   const replaySeconds = progress.elapsedMs / 1000;
   log(
     `replay ${progress.finished ? "finished" : "stopped"}: ${fmt(replayed.frames)} frames in ${replaySeconds.toFixed(1)} s; ` +
@@ -616,8 +652,8 @@ try {
     if (kind === "trade") tally.trades.record(symbol!, o.t!);
     else tally.diffs.record(symbol!, o.u!);
   });
-  const trades = tally.trades.compare(progress.replayed);
-  const diffs = tally.diffs.compare(progress.replayed);
+  const trades = tally.trades.compare(replayedBySymbol);
+  const diffs = tally.diffs.compare(replayedBySymbol);
   // Signals per symbol and interval, by window start; then each closed window looked up as it is read.
   const signalKeys = new Map<string, Map<number, number>>();
   let signalCount = 0;
@@ -706,7 +742,7 @@ try {
     `Faults: ${drops} WebSocket connections dropped, NATS stopped for 3 s once, ${killedAt === undefined ? "no normalizer killed (the run ended first)" : `${killed} killed with SIGKILL ${((killedAt - start) / 1000).toFixed(0)} s in and started again`}, one LLM call in five answered 500. Services' malloc: ${SERVICE_ALLOCATOR.name}.`,
     "",
     `Replay: ${copies} copies of the ${durationS.toFixed(0)} s BTCUSDT recording (trades and diffs every 100 ms), ` +
-      `its time ×${(1 / compress).toFixed(3)} to fill ${minutes} min, snapshots of ${snapshotLimit} levels a side: planned ${fmt(plan.plannedFrameRate)} frames/s ` +
+      `${copiesApart}, its time ×${(1 / compress).toFixed(3)} to fill ${minutes} min, snapshots of ${snapshotLimit} levels a side: planned ${fmt(plan.plannedFrameRate)} frames/s ` +
       `(running more than ${REPLAY_MAX_LAG_MS} ms late, the replay slows down rather than catching up), ` +
       `one diff every ${plan.plannedDiffEveryMs.toFixed(0)} ms per symbol; replayed ${fmt(replayed.frames)} frames ` +
       `in ${replaySeconds.toFixed(1)} s (${progress.finished ? "all" : `${(100 * replayedShare).toFixed(1)} %`}): ` +

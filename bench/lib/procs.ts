@@ -195,6 +195,11 @@ export interface SimChildOptions {
    * copies barely last). The stagger used is in `SimulatorProcess.stagger`.
    */
   readonly stagger?: number;
+  /**
+   * `scaleRecording`'s `loop`: each copy goes round the recording once from where it starts, so all
+   * last as long and `stagger` is capped only by the recording's length ÷ `copies`.
+   */
+  readonly loop?: boolean;
   /** Total frames per second to replay at (sets the speed); real time when absent. */
   readonly rate?: number;
   /** Seconds over which `rate` must hold on average (the part of the recording a run replays). */
@@ -226,7 +231,8 @@ export interface SimProgress extends ReplayProgress {
 /** @internal IPC request to the simulator child. */
 export interface SimRequest {
   readonly id: number;
-  readonly op: "start" | "pause" | "progress" | "openConnections" | "dropConnections" | "close";
+  readonly op:
+    "start" | "pause" | "progress" | "replayedBySymbol" | "openConnections" | "dropConnections" | "close";
   /** `dropConnections`: which connections, and how many must be open for any to be dropped. */
   readonly drop?: { readonly target: SimDropTarget; readonly minOpen: number };
 }
@@ -248,6 +254,11 @@ export interface SimulatorProcess {
   start(): Promise<void>;
   pause(): Promise<void>;
   progress(): Promise<SimProgress>;
+  /**
+   * Events replayed so far per symbol (snapshots included), in `symbols`' order: how far into its own
+   * events each copy is, whatever order the copies are interleaved in.
+   */
+  replayedBySymbol(): Promise<number[]>;
   /** WebSocket connections open now. */
   openConnections(): Promise<number>;
   /**
@@ -338,6 +349,7 @@ export async function startSimulatorProcess(options: SimChildOptions): Promise<S
     start: () => call("start"),
     pause: () => call("pause"),
     progress: () => call("progress"),
+    replayedBySymbol: () => call("replayedBySymbol"),
     openConnections: () => call("openConnections"),
     dropConnections: (target = "random", minOpen = 0) => call("dropConnections", { target, minOpen }),
     close: async () => {

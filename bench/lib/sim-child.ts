@@ -16,6 +16,7 @@ const recording = scaleRecording(base, {
   dropKinds: options.dropKinds ?? [],
   compress: options.compress ?? 1,
   stagger,
+  loop: options.loop === true,
 });
 const speed = options.rate === undefined ? 1 : speedFor(options.rate, options.seconds ?? 0);
 const sim = await startSimulator({
@@ -56,6 +57,14 @@ process.on("message", (msg: SimRequest) => {
           elapsedMs: startedAt === undefined ? 0 : (stoppedAt ?? performance.now()) - startedAt,
         } satisfies SimProgress;
         break;
+      case "replayedBySymbol": {
+        const index = new Map(recording.symbols.map((s, i) => [s, i]));
+        const counts = new Array<number>(recording.symbols.length).fill(0);
+        const { replayed } = sim.progress();
+        for (let i = 0; i < replayed; i++) counts[index.get(recording.events[i]!.symbol)!]! += 1;
+        result = counts;
+        break;
+      }
       case "openConnections":
         result = openIds().length;
         break;
@@ -99,6 +108,12 @@ function openIds(): number[] {
  */
 function fittingStagger(): number {
   const wanted = options.stagger ?? 0;
+  if (options.loop === true) {
+    // Every copy replays the whole recording once: the copies' starts must fit in it.
+    const times = base.events.map((e) => e.receiveTimeUs);
+    const spanS = times.length < 2 ? 0 : (times.at(-1)! - times[0]!) / 1e6;
+    return Math.max(0, Math.min(wanted, Math.floor((spanS / options.copies) * 10) / 10));
+  }
   if (wanted <= 0 || options.copies < 2 || options.rate === undefined) return Math.max(0, wanted);
   const drop = new Set(options.dropKinds ?? []);
   const frames = base.events.filter((e) => e.type === "frame" && !drop.has(e.kind));
