@@ -3,3 +3,4 @@ export * from "./nats.js";
 export * from "./simulator/index.js";
 export * from "./fake-llm.js";
 export * from "./metrics.js";
+export * from "./wait.js";

@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { status, type ServiceError } from "@grpc/grpc-js";
-import { startTestNats, type TestNats } from "@l2flow/testkit";
+import { startTestNats, waitUntil, type TestNats } from "@l2flow/testkit";
 import {
   book,
   call,
@@ -45,11 +45,7 @@ describe("gateway: unary calls while NATS stalls", () => {
           return true; // the thread is gone
         }
       });
-    const deadline = Date.now() + 5_000;
-    while (!stopped()) {
-      if (Date.now() > deadline) throw new Error("nats-server did not stop within 5 s of SIGSTOP");
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await waitUntil(stopped, 5_000, "nats-server to stop after SIGSTOP", 5);
   };
   const resume = () => {
     if (!paused) return;

@@ -10,6 +10,7 @@ import {
   type Simulator,
   type SimulatorOptions,
   type TestNats,
+  waitUntil,
 } from "@l2flow/testkit";
 import { loadConfig, startIngest, type IngestService } from "@l2flow/ingest";
 import { captureLogs, expectExactlyOnce, idsOf, readRaw, recordedIds, type RawMessage } from "./support.js";
@@ -84,14 +85,7 @@ export async function startHarness(
   };
 }
 
-/** Polls `cond` every 20 ms; throws with `what` after `timeoutMs`. */
-export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+export { waitUntil };
 
 /**
  * Waits until MD_RAW holds as many BTCUSDT trades and diffs as the recording, then asserts each id

@@ -6,7 +6,16 @@ import { connectBus, provisionTopology, PublishQueue, type Bus } from "@l2flow/b
 import { BookSnapshot, HEADERS, msgIds, subjects, type RawKind } from "@l2flow/contracts";
 import type { Recording } from "@l2flow/recording";
 import { createLogger } from "@l2flow/runtime";
-import { scrapeMetric, startSimulator, startTestNats, type Simulator, type TestNats } from "@l2flow/testkit";
+import {
+  scrapeMetric,
+  startSimulator,
+  startTestNats,
+  waitUntil,
+  type Simulator,
+  type TestNats,
+} from "@l2flow/testkit";
+
+export { waitUntil };
 import { loadConfig as ingestConfig, startIngest, type IngestService } from "@l2flow/ingest";
 import { loadConfig, startNormalizer, type NormalizerService } from "@l2flow/normalizer";
 
@@ -232,15 +241,6 @@ export async function startSymbolNormalizer(
 
 /** Sum of a metric's samples (optionally only lines containing `labels`). */
 export const metric = scrapeMetric;
-
-/** Polls `cond` every 25 ms; throws with `what` after `timeoutMs`. */
-export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** The live path of a test: simulator → ingest → MD_RAW → normalizer, each on the test's nats-server. */
 export interface LivePipeline {
