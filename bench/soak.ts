@@ -24,7 +24,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { connectBus, type Bus } from "@l2flow/bus";
+import { connectBus, listConsumers, type Bus } from "@l2flow/bus";
 import { intervalMs, Signal, STREAMS, Window } from "@l2flow/contracts";
 import { readRecording, type RecordedEvent, type Recording } from "@l2flow/recording";
 import { fixtures, startFakeLlm, startTestNats } from "@l2flow/testkit";
@@ -368,7 +368,7 @@ async function backlog(bus: Bus, stream: string): Promise<string> {
   try {
     const info = await bus.jsm.streams.info(stream);
     const consumers: string[] = [];
-    for await (const c of bus.jsm.consumers.list(stream)) {
+    for await (const c of listConsumers(bus, stream)) {
       const acks = c.num_ack_pending > 0 ? `, ${fmt(c.num_ack_pending)} unacked` : "";
       consumers.push(`${fmt(c.num_pending)} pending at seq ${fmt(c.delivered.stream_seq)}${acks}`);
     }

@@ -3,7 +3,7 @@
 // OpenAI server) → SIGNALS, over a real nats-server.
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { connectBus, type Bus } from "@l2flow/bus";
+import { connectBus, listConsumers, type Bus } from "@l2flow/bus";
 import { BookSnapshot, Signal, STREAMS, Window } from "@l2flow/contracts";
 import { readRecording } from "@l2flow/recording";
 import { createLogger } from "@l2flow/runtime";
@@ -96,9 +96,8 @@ describe("end to end: simulator → ingest → normalizer → analyzer", () => {
     await vi.waitFor(
       async () => {
         let pending = 0;
-        for await (const c of bus.jsm.consumers.list(STREAMS.raw))
-          pending += c.num_pending + c.num_ack_pending;
-        for await (const c of bus.jsm.consumers.list(STREAMS.window))
+        for await (const c of listConsumers(bus, STREAMS.raw)) pending += c.num_pending + c.num_ack_pending;
+        for await (const c of listConsumers(bus, STREAMS.window))
           pending += c.num_pending + c.num_ack_pending;
         expect(pending).toBe(0);
       },

@@ -8,6 +8,7 @@ export * from "./connect.js";
 export * from "./topology.js";
 export * from "./publish.js";
 export * from "./consume.js";
+export * from "./consumers.js";
 export type { JsMsg, PubAck } from "@nats-io/jetstream";
 export type { KV } from "@nats-io/kv";
 export { headers } from "@nats-io/transport-node";

@@ -2,7 +2,7 @@
 // raw gRPC health and reflection calls, and data stored as the normalizer and analyzer store it.
 import { connect } from "node:http2";
 import { Client, credentials, Metadata, type CallOptions, type ServiceError } from "@grpc/grpc-js";
-import { connectBus, openKv, provisionTopology, publish, type Bus } from "@l2flow/bus";
+import { connectBus, listConsumers, openKv, provisionTopology, publish, type Bus } from "@l2flow/bus";
 import {
   BookSnapshot,
   BUCKETS,
@@ -233,7 +233,7 @@ export async function consumerCount(bus: Bus, stream: string): Promise<number> {
 /** The filter subjects of the consumers on a stream now. */
 export async function consumerFilters(bus: Bus, stream: string): Promise<string[]> {
   const out: string[] = [];
-  for await (const c of bus.jsm.consumers.list(stream)) out.push(c.config.filter_subject ?? "");
+  for await (const c of listConsumers(bus, stream)) out.push(c.config.filter_subject ?? "");
   return out;
 }
 

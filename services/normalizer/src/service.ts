@@ -2,6 +2,7 @@ import { DeliverPolicy, type Consumer, type ConsumerMessages, type MsgRequest } 
 import {
   AckPipeline,
   connectBus,
+  listConsumers,
   openKv,
   provisionTopology,
   PublishQueue,
@@ -234,7 +235,7 @@ export async function startNormalizer(
           .update(STREAMS.raw, name, { inactive_threshold: CONSUMER_INACTIVE_MS * 1_000_000 })
           .catch(() => undefined); // replaced again meanwhile, or NATS away: the 5 min stay
       void (async () => {
-        for await (const c of bus.jsm.consumers.list(STREAMS.raw)) {
+        for await (const c of listConsumers(bus, STREAMS.raw)) {
           if (c.name === consumerName || !prefixes.has(prefixOf(c.name))) continue;
           await bus.jsm.consumers.delete(STREAMS.raw, c.name).catch(() => undefined);
           logger.info({ consumer: c.name }, "deleted a consumer of MD_RAW this normalizer no longer reads");

@@ -5,7 +5,7 @@
 // and each of its consumers is one nats-server drops 30 s after a SIGKILL, not nats.js's 5 min.
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { describe, expect, it } from "vitest";
-import { openKv } from "@l2flow/bus";
+import { listConsumers, openKv } from "@l2flow/bus";
 import { BUCKETS, STREAMS, subjects } from "@l2flow/contracts";
 import { loadConfig, startNormalizer } from "@l2flow/normalizer";
 import { CONSUMER_INACTIVE_MS } from "../src/service.js";
@@ -54,7 +54,7 @@ describe("normalizer lifecycle", () => {
       // The normalizer's ordered consumer is `<prefix>_<serial>`; a replacement gets the next serial.
       const names = async () => {
         const list: string[] = [];
-        for await (const c of env.bus.jsm.consumers.list(STREAMS.raw)) list.push(c.name);
+        for await (const c of listConsumers(env.bus, STREAMS.raw)) list.push(c.name);
         return list.sort();
       };
       let own = "";

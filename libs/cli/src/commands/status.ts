@@ -1,4 +1,4 @@
-import type { Bus } from "@l2flow/bus";
+import { listConsumers, type Bus } from "@l2flow/bus";
 import { EXIT, UsageError, writeLine } from "../io.js";
 import { flag, stringOption, type CommandContext } from "./context.js";
 
@@ -90,7 +90,7 @@ async function natsState(bus: Bus): Promise<{ streams: StreamStatus[]; consumers
       lastTime: s.state.messages > 0 ? s.state.last_ts : undefined,
       consumers: s.state.consumer_count,
     });
-    for await (const c of bus.jsm.consumers.list(s.config.name)) {
+    for await (const c of listConsumers(bus, s.config.name)) {
       consumers.push({
         stream: s.config.name,
         name: c.name,
