@@ -42,8 +42,9 @@ const COPIES = 100;
  * would trade in lockstep: the recording's bursts (up to 161 frames in one millisecond) would arrive as
  * 100 such bursts at once, which 100 real symbols never send; staggered, each symbol trades on its own
  * while every symbol's depth updates stay on Binance's common 100 ms tick (a multiple of 0.1 s keeps
- * the phase). 1.5 s lets 100 copies still cover a minute at 10k frames/s of the 346 s recording; where
- * a rate needs more of it, the simulator uses the largest stagger that fits (0 at 20k).
+ * the phase). Each copy goes round the recording once from where it starts (`scaleRecording`'s
+ * `loop`), so every copy lasts as long and 1.5 s holds at every rate (until 2026-12-07 copies ended
+ * with the recording, and rates that need more of it got less stagger: 1.3 s at 10k, 0 at 20k).
  */
 const STAGGER_S = 1.5;
 /**
@@ -98,6 +99,7 @@ async function runRate(rate: number, seconds: number, ctx: SuiteContext): Promis
     rate,
     seconds: seconds + 15, // the warm-up, then the measured seconds
     stagger: STAGGER_S,
+    loop: true,
   });
   const common = { NATS_URL: nats.url };
   const children = {
@@ -323,7 +325,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
     rows,
     checks,
     notes: [
-      `BTCUSDT recording (diffs every 100 ms and trades) as ${COPIES} renamed symbols, each copy starting further into the recording than the one before ("copies apart": ${STAGGER_S} s, less where a rate needs more of the recording), so the symbols do not trade in lockstep while their depth updates share Binance's 100 ms tick; ${seconds} s per rate, measured once every symbol has a book, ${WARMUP_S} s more have passed and the start's backlog has drained (a second's median frame → book under ${HELD_MAX_P50_MS} ms or no longer falling, at most ${SETTLE_MAX_S} s). ` +
+      `BTCUSDT recording (diffs every 100 ms and trades) as ${COPIES} renamed symbols, each copy starting ${STAGGER_S} s further into the recording than the one before ("copies apart") and going round it once, so the symbols do not trade in lockstep while their depth updates share Binance's 100 ms tick; ${seconds} s per rate, measured once every symbol has a book, ${WARMUP_S} s more have passed and the start's backlog has drained (a second's median frame → book under ${HELD_MAX_P50_MS} ms or no longer falling, at most ${SETTLE_MAX_S} s). ` +
         "Each service runs as in production, a process of its own from its build (ingest with one connection set, the normalizer " +
         "publishing a book after every diff, the analyzer), beside the simulator's process, nats-server, the fake LLM's process " +
         "and this process (the subscriber that measures): all on this 2-core machine, so every stage shares the same two cores. " +
