@@ -39,7 +39,7 @@ import {
   startSimulatorProcess,
   stopAll,
 } from "./lib/procs.js";
-import { copyName, CopyLayout, LOOP_GAP_S } from "./lib/scale.js";
+import { copyName, CopyLayout, LOOP_GAP_S, loopStaggerLimit } from "./lib/scale.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /**
@@ -380,7 +380,7 @@ async function backlog(bus: Bus, stream: string): Promise<string> {
 
 const base = readRecording(fixtures.btcusdt);
 const durationS = (base.events.at(-1)!.receiveTimeUs - base.events[0]!.receiveTimeUs) / 1e6;
-const stagger = staggerArg ?? Math.floor((durationS / copies) * 10) / 10;
+const stagger = staggerArg ?? loopStaggerLimit(base, copies);
 // A looping copy replays the whole recording and the gap before its second pass.
 const compress = (durationS + (stagger > 0 ? LOOP_GAP_S : 0)) / (minutes * 60);
 const scaling = { copies, compress, dropKinds: DROP_KINDS, stagger, loop: true } as const;

@@ -374,6 +374,16 @@ function levelsBetween(from: BookSnapshot, to: BookSnapshot) {
   return { b: side(from.bids, to.bids), a: side(from.asks, to.asks) };
 }
 
+/**
+ * The most seconds between looping copies' starts that fit `copies` of them in `recording` (what
+ * `CopyLayout` allows with `loop`), a multiple of 0.1 s so depth updates keep their 100 ms phase.
+ */
+export function loopStaggerLimit(recording: Recording, copies: number): number {
+  const t0 = recording.events.find((e) => e.type === "frame")?.receiveTimeUs ?? 0;
+  const spanS = ((recording.events.at(-1)?.receiveTimeUs ?? t0) - t0) / 1e6;
+  return Math.max(0, Math.floor((spanS / copies) * 10) / 10);
+}
+
 /** Frames per second of a recording's market frames over its duration. */
 export function frameRate(recording: Recording): number {
   const frames = recording.events.filter((e) => e.type === "frame");

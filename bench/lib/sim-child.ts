@@ -5,7 +5,7 @@
  */
 import { readRecording } from "@l2flow/recording";
 import { fixtures, startSimulator } from "@l2flow/testkit";
-import { frameRate, scaleRecording } from "./scale.js";
+import { frameRate, loopStaggerLimit, scaleRecording } from "./scale.js";
 import type { SimChildOptions, SimProgress, SimReply, SimRequest } from "./procs.js";
 
 const options = JSON.parse(process.env.L2FLOW_SIM_OPTIONS ?? "{}") as SimChildOptions;
@@ -108,12 +108,8 @@ function openIds(): number[] {
  */
 function fittingStagger(): number {
   const wanted = options.stagger ?? 0;
-  if (options.loop === true) {
-    // Every copy replays the whole recording once: the copies' starts must fit in it.
-    const times = base.events.map((e) => e.receiveTimeUs);
-    const spanS = times.length < 2 ? 0 : (times.at(-1)! - times[0]!) / 1e6;
-    return Math.max(0, Math.min(wanted, Math.floor((spanS / options.copies) * 10) / 10));
-  }
+  // Every looping copy replays the whole recording once: only the copies' starts must fit in it.
+  if (options.loop === true) return Math.max(0, Math.min(wanted, loopStaggerLimit(base, options.copies)));
   if (wanted <= 0 || options.copies < 2 || options.rate === undefined) return Math.max(0, wanted);
   const drop = new Set(options.dropKinds ?? []);
   const frames = base.events.filter((e) => e.type === "frame" && !drop.has(e.kind));

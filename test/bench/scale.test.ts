@@ -3,7 +3,7 @@
 import { readRecording, type RecordedFrame, type Recording } from "@l2flow/recording";
 import { fixtures, parseDepthDiff, parseSnapshotBody, startSimulator, TrueBook } from "@l2flow/testkit";
 import { beforeAll, describe, expect, it } from "vitest";
-import { CopyLayout, LOOP_GAP_S, scaleRecording } from "../../bench/lib/scale.js";
+import { CopyLayout, LOOP_GAP_S, loopStaggerLimit, scaleRecording } from "../../bench/lib/scale.js";
 
 /**
  * Each symbol's book after replaying `recording` the simulator's way (seeded from the symbol's first
@@ -188,8 +188,12 @@ describe("scaleRecording with stagger and loop", () => {
     }
   });
 
-  it("refuses copies whose starts do not fit in the recording", () => {
+  it("refuses copies whose starts do not fit in the recording, and says how far apart they fit", () => {
     expect(() => scaleRecording(base, { copies: 5, stagger: 80, loop: true })).toThrow(/does not fit/);
+    // 400 copies of the 346 s recording: 0.8 s apart (the soak's), 0.9 s is too far.
+    expect(loopStaggerLimit(base, 400)).toBe(0.8);
+    expect(() => new CopyLayout(base, { copies: 400, stagger: 0.8, loop: true })).not.toThrow();
+    expect(() => new CopyLayout(base, { copies: 400, stagger: 0.9, loop: true })).toThrow(/does not fit/);
   });
 });
 
