@@ -15,6 +15,7 @@ import {
 import {
   BookSnapshot,
   encodeBookSnapshot,
+  encodeWindow,
   EXCHANGE,
   msgIds,
   Side,
@@ -43,6 +44,29 @@ interface Out {
   readonly subject: string;
   readonly data: Uint8Array;
   readonly msgId: string;
+}
+
+/**
+ * A row encoding `messages` (built beforehand, untimed) with `encode`: its "frames" are the messages,
+ * counted as the first `messages.length` of `frames`.
+ */
+function encodeAlone<T>(
+  name: string,
+  frames: readonly RawFrame[],
+  messages: readonly T[],
+  encode: (m: T) => Uint8Array,
+): Workload<undefined> {
+  return {
+    name,
+    frames: frames.slice(0, messages.length),
+    encodeOnly: true,
+    setup: () => undefined,
+    pass() {
+      let n = 0;
+      for (const m of messages) n += encode(m).length;
+      return n;
+    },
+  };
 }
 
 /** A workload: frames, a fresh state per pass (untimed), and the timed pass returning output bytes. */
@@ -149,7 +173,7 @@ function normalizeFrame(
     for (const w of closed)
       out.push({
         subject: subjects.window(w.interval, w.symbol),
-        data: Window.encode(w).finish(),
+        data: encodeWindow(w),
         msgId: msgIds.window(w.interval, w.symbol, w.startTimeMs),
       });
   };
@@ -329,40 +353,36 @@ function workloads(frames: readonly RawFrame[]): Workload<unknown>[] {
     if (sync.onDiff(parseDepthUpdate(f.bytes)).type === "applied")
       builtBooks.push(BookSnapshot.decode(bookOut(f.symbol, sync).data));
   }
+  // The 1 s windows the last row closes, as the normalizer builds them.
+  const builtWindows: Window[] = [];
+  {
+    const states = new Map<string, SymbolState>();
+    const outs: Out[] = [];
+    frames.forEach((f, i) => normalizeFrame(subjectsOf[i]!, f.bytes, states, true, outs));
+    for (const o of outs) if (o.subject.startsWith("md.window.")) builtWindows.push(Window.decode(o.data));
+  }
   list.push(
-    {
-      name: "Trade.encode alone (prebuilt messages)",
-      frames: trades,
-      encodeOnly: true,
-      setup: () => undefined,
-      pass() {
-        let n = 0;
-        for (const t of builtTrades) n += Trade.encode(t).finish().length;
-        return n;
-      },
-    },
-    {
-      name: `BookSnapshot.encode alone (top ${BOOK_DEPTH}, prebuilt messages)`,
-      frames: depth.slice(0, builtBooks.length),
-      encodeOnly: true,
-      setup: () => undefined,
-      pass() {
-        let n = 0;
-        for (const b of builtBooks) n += BookSnapshot.encode(b).finish().length;
-        return n;
-      },
-    },
-    {
-      name: `encodeBookSnapshot alone, the normalizer's encoder (same bytes)`,
-      frames: depth.slice(0, builtBooks.length),
-      encodeOnly: true,
-      setup: () => undefined,
-      pass() {
-        let n = 0;
-        for (const b of builtBooks) n += encodeBookSnapshot(b).length;
-        return n;
-      },
-    },
+    encodeAlone("Trade.encode alone (prebuilt messages)", trades, builtTrades, (t) =>
+      Trade.encode(t).finish(),
+    ),
+    encodeAlone(`BookSnapshot.encode alone (top ${BOOK_DEPTH}, prebuilt messages)`, depth, builtBooks, (b) =>
+      BookSnapshot.encode(b).finish(),
+    ),
+    encodeAlone(
+      "encodeBookSnapshot alone, the normalizer's encoder (same bytes)",
+      depth,
+      builtBooks,
+      encodeBookSnapshot,
+    ),
+    encodeAlone("Window.encode alone (1 s windows, prebuilt messages)", frames, builtWindows, (w) =>
+      Window.encode(w).finish(),
+    ),
+    encodeAlone(
+      "encodeWindow alone, the normalizer's encoder (same bytes)",
+      frames,
+      builtWindows,
+      encodeWindow,
+    ),
   );
   for (const withWindows of [false, true]) {
     list.push({

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { BookSnapshot, type BookLevel } from "./gen/l2flow/v1/market_data.js";
-import { encodeBookSnapshot } from "./fast-encode.js";
+import { Window } from "./gen/l2flow/v1/window.js";
+import { encodeBookSnapshot, encodeWindow } from "./fast-encode.js";
 
 /** A small deterministic PRNG (mulberry32), so a failure reproduces. */
 function rng(seed: number) {
@@ -65,5 +66,82 @@ describe("encodeBookSnapshot", () => {
     // What the generated encoder refuses, this refuses too.
     expect(() => BookSnapshot.encode({ ...base, eventTimeUs: 1.5 })).toThrow(RangeError);
     expect(() => encodeBookSnapshot({ ...base, eventTimeUs: 1.5 })).toThrow(RangeError);
+  });
+});
+
+describe("encodeWindow", () => {
+  const random = rng(7);
+  const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!;
+  const int = () => pick([0, 1, 127, 128, 16_383, 16_384, 1_733_011_200_000, Number.MAX_SAFE_INTEGER]);
+  const double = () =>
+    pick([0, -0, 1, -1, 0.1, 61_837.63, -3.25e-9, 1e300, Number.NaN, Infinity, -Infinity, random() * 1e5]);
+  const decimal = () =>
+    random() < 0.05 ? "" : `${Math.floor(random() * 100_000)}.${Math.floor(random() * 1e8)}`;
+  const levels = (): BookLevel[] =>
+    Array.from({ length: Math.floor(random() * 21) }, () => ({ price: decimal(), quantity: decimal() }));
+  const window = (): Window => ({
+    exchange: random() < 0.1 ? "" : "binance",
+    symbol: random() < 0.1 ? "" : pick(["BTCUSDT", "C399BTCUSDT", "X"]),
+    interval: random() < 0.1 ? "" : pick(["1s", "1m", "15m"]),
+    startTimeMs: int(),
+    endTimeMs: int(),
+    open: double(),
+    high: double(),
+    low: double(),
+    close: double(),
+    volume: double(),
+    quoteVolume: double(),
+    vwap: double(),
+    tradeCount: int(),
+    takerBuyVolume: double(),
+    takerSellVolume: double(),
+    tradeFlowImbalance: double(),
+    orderFlowImbalance: double(),
+    spreadMean: double(),
+    spreadMax: double(),
+    spreadLast: double(),
+    mid: double(),
+    microprice: double(),
+    bookImbalance: double(),
+    bookLevels: pick([0, 10, 20, 2 ** 31 - 1]),
+    depth: Array.from({ length: Math.floor(random() * 4) }, () => ({
+      bps: pick([0, 5, 25, 300]),
+      bidQuantity: double(),
+      askQuantity: double(),
+    })),
+    realizedVolatility: double(),
+    bids: levels(),
+    asks: levels(),
+    lastUpdateId: int(),
+    bookUpdateCount: int(),
+    complete: random() < 0.5,
+    lateEventCount: int(),
+    closeReason: pick([0, 1, 2]),
+    epoch: int(),
+  });
+
+  it("writes the generated encoder's bytes for every shape of window", () => {
+    for (let i = 0; i < 2_000; i++) {
+      const w = window();
+      expect(encodeWindow(w)).toEqual(Window.encode(w).finish());
+    }
+  });
+
+  it("falls back to the generated encoder off the fast path, with the same bytes", () => {
+    const base = window();
+    for (const w of [
+      { ...base, symbol: "BTC€" },
+      { ...base, bids: [{ price: "1.0", quantity: "ü" }] },
+      { ...base, epoch: -1 },
+      { ...base, lateEventCount: 2 ** 60 },
+      { ...base, bookLevels: -3 },
+      { ...base, depth: [{ bps: -5, bidQuantity: 1, askQuantity: 2 }] },
+    ])
+      expect(encodeWindow(w)).toEqual(Window.encode(w).finish());
+    // What the generated encoder refuses, this refuses too.
+    for (const bad of [{ startTimeMs: 1.5 }, { bookLevels: 2 ** 31 }]) {
+      expect(() => Window.encode({ ...base, ...bad })).toThrow(Error);
+      expect(() => encodeWindow({ ...base, ...bad })).toThrow(Error);
+    }
   });
 });

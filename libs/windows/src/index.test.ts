@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseTrade } from "@l2flow/binance";
-import { Window, WindowCloseReason } from "@l2flow/contracts";
+import { encodeWindow, Window, WindowCloseReason } from "@l2flow/contracts";
 import { OrderBook } from "@l2flow/orderbook";
 import { readRecording } from "@l2flow/recording";
 import { fixtures } from "@l2flow/testkit";
@@ -156,59 +156,73 @@ describe("WindowAggregator", () => {
   });
 });
 
+const btcEvents = readRecording(fixtures.btcusdt).events;
+
+/**
+ * Every 1 s window of the BTCUSDT recording, its book included (trades and diffs through an
+ * `OrderBook`); with `cutAt`, the aggregator is serialized through JSON and restored before that event.
+ */
+function recordedWindows(cutAt?: number): Window[] {
+  const book = new OrderBook();
+  let agg = new WindowAggregator({ symbol: "BTCUSDT", interval: "1s" });
+  const out: Window[] = [];
+  let i = 0;
+  for (const e of btcEvents) {
+    if (i++ === cutAt) {
+      const state = JSON.parse(JSON.stringify(agg.serialize())) as ReturnType<WindowAggregator["serialize"]>;
+      agg = new WindowAggregator({ symbol: "BTCUSDT", interval: "1s" });
+      agg.restore(state, book);
+    }
+    if (e.type === "snapshot") {
+      const s = JSON.parse(e.body) as {
+        lastUpdateId: number;
+        bids: [string, string][];
+        asks: [string, string][];
+      };
+      book.applySnapshot(s.bids, s.asks, s.lastUpdateId);
+      continue;
+    }
+    if (e.kind === "trade") {
+      const t = parseTrade(e.data);
+      out.push(
+        ...agg.onTrade({
+          timeMs: t.tradeTime,
+          price: +t.price,
+          quantity: +t.quantity,
+          buyerIsMaker: t.buyerIsMaker,
+        }),
+      );
+    } else if (e.kind.startsWith("depth") && book.lastUpdateId > 0) {
+      const d = JSON.parse(e.data) as {
+        E: number;
+        u: number;
+        b: [string, string][];
+        a: [string, string][];
+      };
+      if (d.u <= book.lastUpdateId) continue;
+      agg.beforeBookUpdate(d.E, book, 1);
+      book.applyDiff(d.b, d.a, d.u);
+      out.push(...agg.onBook(d.E, book, 1));
+    }
+  }
+  for (const w of agg.closeAll()) out.push(w);
+  return out;
+}
+
 describe("WindowAggregator checkpoints", () => {
   it("continues from serialize() → JSON → restore() with byte-identical windows", () => {
-    const events = readRecording(fixtures.btcusdt).events;
-    const run = (cutAt: number | undefined) => {
-      const book = new OrderBook();
-      let agg = new WindowAggregator({ symbol: "BTCUSDT", interval: "1s" });
-      const out: Uint8Array[] = [];
-      let i = 0;
-      for (const e of events) {
-        if (i++ === cutAt) {
-          const state = JSON.parse(JSON.stringify(agg.serialize())) as ReturnType<
-            WindowAggregator["serialize"]
-          >;
-          agg = new WindowAggregator({ symbol: "BTCUSDT", interval: "1s" });
-          agg.restore(state, book);
-        }
-        if (e.type === "snapshot") {
-          const s = JSON.parse(e.body) as {
-            lastUpdateId: number;
-            bids: [string, string][];
-            asks: [string, string][];
-          };
-          book.applySnapshot(s.bids, s.asks, s.lastUpdateId);
-          continue;
-        }
-        if (e.kind === "trade") {
-          const t = parseTrade(e.data);
-          for (const w of agg.onTrade({
-            timeMs: t.tradeTime,
-            price: +t.price,
-            quantity: +t.quantity,
-            buyerIsMaker: t.buyerIsMaker,
-          }))
-            out.push(Window.encode(w).finish());
-        } else if (e.kind.startsWith("depth") && book.lastUpdateId > 0) {
-          const d = JSON.parse(e.data) as {
-            E: number;
-            u: number;
-            b: [string, string][];
-            a: [string, string][];
-          };
-          if (d.u <= book.lastUpdateId) continue;
-          agg.beforeBookUpdate(d.E, book, 1);
-          book.applyDiff(d.b, d.a, d.u);
-          for (const w of agg.onBook(d.E, book, 1)) out.push(Window.encode(w).finish());
-        }
-      }
-      for (const w of agg.closeAll()) out.push(Window.encode(w).finish());
-      return out;
-    };
+    const run = (cutAt: number | undefined) => recordedWindows(cutAt).map((w) => Window.encode(w).finish());
     const whole = run(undefined);
     expect(whole.length).toBeGreaterThan(300);
-    for (const cut of [1_000, Math.floor(events.length / 2), events.length - 50])
+    for (const cut of [1_000, Math.floor(btcEvents.length / 2), btcEvents.length - 50])
       expect(run(cut)).toEqual(whole);
+  });
+});
+
+describe("encodeWindow (the normalizer's encoder)", () => {
+  it("writes the generated encoder's bytes for every window of the recording, books included", () => {
+    const windows = recordedWindows();
+    expect(windows.filter((w) => w.bids.length > 0 && w.depth.length > 0).length).toBeGreaterThan(300);
+    for (const w of windows) expect(encodeWindow(w)).toEqual(Window.encode(w).finish());
   });
 });

@@ -7,8 +7,10 @@ import {
   type BookSyncState,
   type SyncResult,
 } from "@l2flow/binance";
+import type { Window } from "@l2flow/contracts";
 import {
   encodeBookSnapshot,
+  encodeWindow,
   type BookSnapshot,
   EXCHANGE,
   Gap,
@@ -18,7 +20,6 @@ import {
   subjects,
   Trade,
   TradeKind,
-  Window,
 } from "@l2flow/contracts";
 import { L2flowError } from "@l2flow/runtime";
 import { WindowAggregator, type WindowAggregatorState } from "@l2flow/windows";
@@ -296,7 +297,7 @@ export class SymbolProcessor {
     for (const w of closed) {
       out.push({
         subject: subjects.window(w.interval, w.symbol),
-        data: Window.encode(w).finish(),
+        data: encodeWindow(w),
         msgId: msgIds.window(w.interval, w.symbol, w.startTimeMs),
       });
       this.#events.window?.(w);
