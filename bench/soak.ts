@@ -39,7 +39,7 @@ import {
   startSimulatorProcess,
   stopAll,
 } from "./lib/procs.js";
-import { copyName, CopyLayout, LOOP_GAP_S, loopStaggerLimit } from "./lib/scale.js";
+import { copyName, CopyLayout, LOOP_GAP_S, loopStaggerLimit, recordingSpan } from "./lib/scale.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /**
@@ -379,7 +379,8 @@ async function backlog(bus: Bus, stream: string): Promise<string> {
 }
 
 const base = readRecording(fixtures.btcusdt);
-const durationS = (base.events.at(-1)!.receiveTimeUs - base.events[0]!.receiveTimeUs) / 1e6;
+// The span CopyLayout replays (from the first frame), so that copies fill `minutes` exactly.
+const durationS = recordingSpan(base).spanUs / 1e6;
 const stagger = staggerArg ?? loopStaggerLimit(base, copies);
 // A looping copy replays the whole recording and the gap before its second pass.
 const compress = (durationS + (stagger > 0 ? LOOP_GAP_S : 0)) / (minutes * 60);

@@ -147,7 +147,6 @@ export class CopyLayout {
   readonly #compress: number;
   readonly #drop: ReadonlySet<string>;
   readonly #t0: number;
-  readonly #span: number;
   readonly #starts: number[] = [];
   /** Per copy: each symbol's seed snapshot (none for copy 0, which keeps the recording's own). */
   readonly #seeds: Map<string, { body: string; limit: number }>[] = [];
@@ -158,15 +157,15 @@ export class CopyLayout {
     this.#compress = options.compress ?? 1;
     this.#drop = new Set(options.dropKinds ?? []);
     const staggerUs = Math.round((options.stagger ?? 0) * 1e6);
-    this.#t0 = recording.events.find((e) => e.type === "frame")?.receiveTimeUs ?? 0;
-    this.#span = (recording.events.at(-1)?.receiveTimeUs ?? this.#t0) - this.#t0;
+    const { t0, spanUs } = recordingSpan(recording);
+    this.#t0 = t0;
     const fits =
       options.loop === true
-        ? options.copies * staggerUs <= this.#span
-        : (options.copies - 1) * staggerUs < this.#span;
+        ? options.copies * staggerUs <= spanUs
+        : (options.copies - 1) * staggerUs < spanUs;
     if (!fits)
       throw new RangeError(
-        `stagger ${options.stagger} s × ${options.copies - (options.loop === true ? 0 : 1)} copies does not fit the recording's ${(this.#span / 1e6).toFixed(0)} s`,
+        `stagger ${options.stagger} s × ${options.copies - (options.loop === true ? 0 : 1)} copies does not fit the recording's ${(spanUs / 1e6).toFixed(0)} s`,
       );
     for (let c = 0; c < options.copies; c++) this.#starts.push(this.#t0 + c * staggerUs);
     // The recording's book at each copy's start, the simulator's way: each symbol's book seeded from
@@ -191,7 +190,7 @@ export class CopyLayout {
         books.get(e.symbol)?.apply(parseDepthDiff(e.data));
     }
     while (this.#seeds.length < options.copies) capture();
-    if (options.loop === true) this.#loop = new Loop(recording, books, this.#span + LOOP_GAP_S * 1e6);
+    if (options.loop === true) this.#loop = new Loop(recording, books, spanUs + LOOP_GAP_S * 1e6);
   }
 
   /** The recording's symbol's shifts on a looping copy's second pass (undefined without `loop`). */
@@ -379,9 +378,16 @@ function levelsBetween(from: BookSnapshot, to: BookSnapshot) {
  * `CopyLayout` allows with `loop`), a multiple of 0.1 s so depth updates keep their 100 ms phase.
  */
 export function loopStaggerLimit(recording: Recording, copies: number): number {
+  return Math.max(0, Math.floor((recordingSpan(recording).spanUs / 1e6 / copies) * 10) / 10);
+}
+
+/**
+ * Where a recording's timeline starts for scaling (its first frame's receive time, µs) and how long
+ * it runs from there to its last event (µs): what a copy replays and a looping copy goes round.
+ */
+export function recordingSpan(recording: Recording): { t0: number; spanUs: number } {
   const t0 = recording.events.find((e) => e.type === "frame")?.receiveTimeUs ?? 0;
-  const spanS = ((recording.events.at(-1)?.receiveTimeUs ?? t0) - t0) / 1e6;
-  return Math.max(0, Math.floor((spanS / copies) * 10) / 10);
+  return { t0, spanUs: (recording.events.at(-1)?.receiveTimeUs ?? t0) - t0 };
 }
 
 /** Frames per second of a recording's market frames over its duration. */

@@ -7,7 +7,6 @@ import {
   type BookSyncState,
   type SyncResult,
 } from "@l2flow/binance";
-import type { Window } from "@l2flow/contracts";
 import {
   encodeBookSnapshot,
   encodeWindow,
@@ -20,6 +19,7 @@ import {
   subjects,
   Trade,
   TradeKind,
+  type Window,
 } from "@l2flow/contracts";
 import { L2flowError } from "@l2flow/runtime";
 import { WindowAggregator, type WindowAggregatorState } from "@l2flow/windows";
