@@ -31,4 +31,6 @@ export type BusErrorCode =
   | "STREAM_CONFIG"
   | "PUBLISH_FAILED"
   | "PUBLISH_TIMEOUT"
+  /** A message sent under a fence that did not prove it stored (see `AckPipelineOptions.fences`): send it again. */
+  | "PUBLISH_UNCONFIRMED"
   | "CLOSED";

@@ -36,6 +36,33 @@ export interface AckPipelineOptions {
    * false; the pipeline falls back to it by itself when nats.js lacks the calls the writer uses.
    */
   readonly natsPublish?: boolean;
+  /**
+   * Confirm batches by fences instead of acking every message. Only for a pipeline whose messages
+   * all go to one stream and that is the stream's only publisher in the usual case (ingest and
+   * `MD_RAW`). Default false. See `AckPipeline` and `send`'s `fence`.
+   */
+  readonly fences?: boolean;
+  /** With `fences`: called with the number of messages a fence could not prove stored (they fail with PUBLISH_UNCONFIRMED). */
+  readonly onUnconfirmed?: (messages: number) => void;
+}
+
+/** After a fence that proved nothing, every message is sent with its own reply for this long. */
+const PER_MESSAGE_AFTER_MISMATCH_MS = 5_000;
+
+/** A message sent with a reply subject that answers for the messages sent without one just before it. */
+interface Fence {
+  readonly id: number;
+  /** The message with a reply sent before it (0: none since the connection came up). */
+  readonly prev: number;
+  /** Messages written in `(prev, id]`, or -1 when one of them failed to be written. */
+  readonly count: number;
+}
+
+/** The last message with a reply that JetStream stored as new: where the next fence's count starts. */
+interface Base {
+  readonly id: number;
+  readonly stream: string;
+  readonly seq: number;
 }
 
 const encoder = new TextEncoder();
@@ -70,6 +97,21 @@ export class EncodedHeaders {
  * Messages from one connection reach the stream in the order sent. When the connection drops, every
  * message in flight fails at once (in send order) with a retryable error so the caller can send them
  * again in order; their message ids make the resend harmless when the first copy was stored.
+ *
+ * With `fences`, a caller sending a batch asks for a reply on its last message only (`send`'s
+ * `fence`); the others go without one, as plain core publishes. JetStream handles one stream's
+ * messages from one connection in the order they arrive and answers each after storing it, so the
+ * fence's answer comes after every message before it has been handled — stored, found a duplicate,
+ * or refused without a word (nobody to tell). The stream sequences tell which: the fence's answer
+ * is accepted for the batch only when the fence is new (not a duplicate) and its sequence is exactly
+ * the previous replied message's plus the number of messages written since, i.e. every one of them
+ * took a sequence of its own, in order, and none was a duplicate or lost. Anything else (a
+ * duplicate in the batch, a refusal, a message lost on the way, another publisher's messages in
+ * between, the previous answer missing) proves nothing: the fence itself is settled by its own
+ * answer, the messages it covered fail with the retryable PUBLISH_UNCONFIRMED to be sent again (their
+ * message ids drop any copy that was stored), and for a few seconds every message gets its own reply
+ * again. Nothing is assumed stored that the sequences do not prove; the saving is the server's
+ * answer and the client's handling of it for all but one message a batch.
  */
 export class AckPipeline {
   readonly #bus: Bus;
@@ -85,6 +127,22 @@ export class AckPipeline {
   readonly #offConn: () => void;
   /** Writes the protocol bytes itself; undefined with a nats.js that lacks the calls it uses. */
   readonly #wire: WireWriter | undefined;
+  readonly #fences: boolean;
+  readonly #onUnconfirmed: ((messages: number) => void) | undefined;
+  /** Fences sent and not yet answered, oldest first (`#fenceHead` is the first live one). */
+  #pendingFences: Fence[] = [];
+  #fenceHead = 0;
+  /** The last message sent with a reply (0: none on this connection yet). */
+  #lastReply = 0;
+  /** Messages written without a reply since `#lastReply`. */
+  #unreplied = 0;
+  /** One failed to be written since `#lastReply`: the next fence proves nothing. */
+  #broken = false;
+  #base: Base | undefined;
+  /** Until then every message is sent with its own reply. */
+  #perMessageUntil = 0;
+  #proven = 0;
+  #unconfirmed = 0;
   #next = 1;
   #blocked = false;
   #closed = false;
@@ -95,9 +153,11 @@ export class AckPipeline {
     this.#waiting = new WaitingRing(Math.min(this.#max, 1 << 20));
     this.#timeoutMs = options.ackTimeoutMs ?? 5_000;
     this.#onReady = options.onReady;
+    this.#onUnconfirmed = options.onUnconfirmed;
     const protocol = rawProtocol(bus.nc);
     this.#wire =
       protocol !== undefined && options.natsPublish !== true ? new WireWriter(protocol) : undefined;
+    this.#fences = options.fences === true && this.#wire !== undefined;
     if (!Number.isInteger(this.#max) || this.#max < 1)
       throw new RangeError(`maxInFlight must be an integer >= 1, got ${this.#max}`);
     const skip = this.#replyPrefix.length; // an ack's subject is the reply subject: prefix, dot, number
@@ -121,6 +181,19 @@ export class AckPipeline {
     return this.#waiting.size;
   }
 
+  /**
+   * With `fences`: messages settled as stored by their batch's fence, without an answer of their
+   * own, and messages a fence could not prove stored (failed with PUBLISH_UNCONFIRMED), so far.
+   */
+  get fenceStats(): { readonly proven: number; readonly unconfirmed: number } {
+    return { proven: this.#proven, unconfirmed: this.#unconfirmed };
+  }
+
+  /** How many messages `send` may take now (0 when not `ready`). */
+  get room(): number {
+    return this.ready ? this.#max - this.#waiting.size : 0;
+  }
+
   /** True when `send` may be called now: connected, open and below `maxInFlight`. */
   get ready(): boolean {
     const ok = !this.#closed && this.#waiting.size < this.#max && this.#bus.isConnected();
@@ -130,13 +203,16 @@ export class AckPipeline {
 
   /**
    * Publishes one message (a string is sent as UTF-8); `cb` (or `cb.onAck`) runs exactly once. Call
-   * only when `ready` (otherwise the message fails at once with a retryable error).
+   * only when `ready` (otherwise the message fails at once with a retryable error). With `fences`,
+   * `fence` false sends it without a reply when the pipeline may (the caller promises a message with
+   * `fence` true soon after: the last of its batch); without `fences` every message has a reply.
    */
   send(
     subject: string,
     data: Uint8Array | string,
     headers: MsgHdrs | EncodedHeaders | HeaderFields | undefined,
     cb: AckCallback | AckTarget,
+    fence = true,
   ): void {
     if (this.#closed) {
       settle(cb, new BusError("CLOSED", "the publish pipeline is closed"), undefined);
@@ -147,26 +223,32 @@ export class AckPipeline {
       return;
     }
     const id = this.#next++;
-    this.#waiting.add(id, cb, Date.now());
+    const now = Date.now();
+    this.#waiting.add(id, cb, now);
+    // Full now: whoever filled it (by `room`, without asking `ready` again) hears `onReady`.
+    if (this.#waiting.size >= this.#max) this.#blocked = true;
+    const reply = fence || !this.#fences || this.#lastReply === 0 || now < this.#perMessageUntil;
     try {
       // nats.js's MsgHdrs and EncodedHeaders are encoded blocks already: nats.js calls nothing but
       // encode() on headers when publishing.
       const fields = headers === undefined || isEncoded(headers) ? undefined : (headers as HeaderFields);
-      if (this.#wire !== undefined)
+      if (this.#wire !== undefined) {
         this.#wire.publish(
           subject,
           this.#replyPrefix,
-          id,
+          reply ? id : -1,
           fields ?? (headers as EncodedHeaders | undefined)?.encode(),
           data,
         );
-      else {
+        if (this.#fences) this.#wrote(id, reply);
+      } else {
         const reply = `${this.#prefix}.${id}`;
         const h = fields !== undefined ? new EncodedHeaders(fields.headers ?? {}, fields.msgId) : headers;
         this.#bus.nc.publish(subject, data, { reply, ...(h !== undefined ? { headers: h as MsgHdrs } : {}) });
       }
     } catch (err) {
       this.#waiting.take(id);
+      if (!reply) this.#broken = true;
       const message = err instanceof Error ? err.message : String(err);
       // A message the server would refuse (size, subject, header) fails the same way every time.
       const retryable = !(err instanceof WireError || err instanceof RangeError);
@@ -176,6 +258,40 @@ export class AckPipeline {
         undefined,
       );
     }
+  }
+
+  /** Keeps count of what the next fence answers for. */
+  #wrote(id: number, reply: boolean): void {
+    if (!reply) {
+      this.#unreplied++;
+      return;
+    }
+    if (this.#unreplied > 0 || this.#broken)
+      this.#pendingFences.push({
+        id,
+        prev: this.#lastReply,
+        count: this.#broken ? -1 : this.#unreplied + 1,
+      });
+    this.#lastReply = id;
+    this.#unreplied = 0;
+    this.#broken = false;
+  }
+
+  /** The fence sent as `id`, if it is one, dropping the records of older fences (never answered). */
+  #fenceFor(id: number): Fence | undefined {
+    const list = this.#pendingFences;
+    let h = this.#fenceHead;
+    while (h < list.length && list[h]!.id < id) h++;
+    const f = h < list.length && list[h]!.id === id ? list[h++] : undefined;
+    if (h === list.length) {
+      list.length = 0;
+      h = 0;
+    } else if (h > 1024 && h * 2 > list.length) {
+      list.splice(0, h);
+      h = 0;
+    }
+    this.#fenceHead = h;
+    return f;
   }
 
   /**
@@ -214,40 +330,82 @@ export class AckPipeline {
 
   #answer(id: number, data: Uint8Array, status: number, description: string | undefined): void {
     const cb = this.#waiting.take(id);
-    if (cb === undefined) return; // answered after a timeout or a reconnect: the resend settles it
-    if (status === 503) {
-      settle(
-        cb,
-        new BusError("PUBLISH_FAILED", "no stream stores this subject: provision the topology first", {
-          retryable: true,
-        }),
-        undefined,
-      );
-    } else if (status >= 400) {
-      settle(
-        cb,
-        new BusError("PUBLISH_FAILED", `JetStream answered ${status} ${description ?? ""}`.trim(), {
-          retryable: true,
-          refused: true,
-        }),
-        undefined,
-      );
-    } else {
-      const ack = readPubAck(data);
-      if ("description" in ack)
-        settle(
-          cb,
-          new BusError("PUBLISH_FAILED", `JetStream refused the message: ${ack.description}`, {
-            retryable: true,
-            // 503 in the body: JetStream is there but cannot store anything now (no leader, stream
-            // recovering); like an outage, not a verdict on the message.
-            refused: ack.code !== 503,
-          }),
-          undefined,
-        );
-      else settle(cb, undefined, ack);
+    const fence = this.#fences ? this.#fenceFor(id) : undefined;
+    if (cb === undefined) {
+      // Answered after a timeout or a reconnect: the resend settles it (and what it covered, which
+      // timed out with it).
+      if (this.#fences) this.#base = undefined;
+      return;
     }
+    let err: BusError | undefined;
+    let ack: StoredAck | undefined;
+    if (status === 503) {
+      err = new BusError("PUBLISH_FAILED", "no stream stores this subject: provision the topology first", {
+        retryable: true,
+      });
+    } else if (status >= 400) {
+      err = new BusError("PUBLISH_FAILED", `JetStream answered ${status} ${description ?? ""}`.trim(), {
+        retryable: true,
+        refused: true,
+      });
+    } else {
+      const a = readPubAck(data);
+      if ("description" in a)
+        err = new BusError("PUBLISH_FAILED", `JetStream refused the message: ${a.description}`, {
+          retryable: true,
+          // 503 in the body: JetStream is there but cannot store anything now (no leader, stream
+          // recovering); like an outage, not a verdict on the message.
+          refused: a.code !== 503,
+        });
+      else ack = a;
+    }
+    if (this.#fences) {
+      if (fence !== undefined) this.#settleCovered(fence, ack);
+      this.#base = ack !== undefined && !ack.duplicate ? { id, stream: ack.stream, seq: ack.seq } : undefined;
+    }
+    settle(cb, err, ack);
     this.#maybeReady();
+  }
+
+  /**
+   * Settles the messages a fence covered (`(fence.prev, fence.id)`), in order: stored with their
+   * sequences when the fence's answer proves it (see the class), otherwise failed to be sent again.
+   */
+  #settleCovered(fence: Fence, ack: StoredAck | undefined): void {
+    const base = this.#base;
+    const proven =
+      ack !== undefined &&
+      !ack.duplicate &&
+      fence.count > 0 &&
+      base !== undefined &&
+      base.id === fence.prev &&
+      base.stream === ack.stream &&
+      ack.seq - base.seq === fence.count;
+    if (proven) {
+      for (let k = fence.prev + 1; k < fence.id; k++) {
+        const cb = this.#waiting.take(k);
+        if (cb === undefined) continue;
+        this.#proven++;
+        settle(cb, undefined, { stream: ack.stream, seq: base.seq + (k - fence.prev), duplicate: false });
+      }
+      return;
+    }
+    this.#perMessageUntil = Date.now() + PER_MESSAGE_AFTER_MISMATCH_MS;
+    let failed = 0;
+    for (let k = fence.prev + 1; k < fence.id; k++) {
+      const cb = this.#waiting.take(k);
+      if (cb === undefined) continue;
+      failed++;
+      settle(
+        cb,
+        new BusError("PUBLISH_UNCONFIRMED", "the batch's fence did not prove this message stored", {
+          retryable: true,
+        }),
+        undefined,
+      );
+    }
+    this.#unconfirmed += failed;
+    if (failed > 0) this.#onUnconfirmed?.(failed);
   }
 
   #expire(): void {
@@ -260,10 +418,22 @@ export class AckPipeline {
         }),
         undefined,
       );
+    // Nothing waits: no fence record can be answered any more.
+    if (this.#waiting.size === 0) {
+      this.#pendingFences = [];
+      this.#fenceHead = 0;
+    }
     this.#maybeReady();
   }
 
   #failAll(code: "PUBLISH_TIMEOUT" | "CLOSED", message: string): void {
+    // A new connection starts over: its first message has a reply of its own.
+    this.#lastReply = 0;
+    this.#unreplied = 0;
+    this.#broken = false;
+    this.#base = undefined;
+    this.#pendingFences = [];
+    this.#fenceHead = 0;
     if (this.#waiting.size === 0) return;
     for (const cb of this.#waiting.takeAll())
       settle(cb, new BusError(code, message, { retryable: code !== "CLOSED" }), undefined);

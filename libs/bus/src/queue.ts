@@ -50,6 +50,13 @@ export interface PublishQueueOptions {
   /** A message that will never be stored: the buffer overflowed, or JetStream refused it `maxRefusals` times. */
   readonly onDropped?: (item: QueuedMessage, reason: "overflow" | "failed", err?: BusError) => void;
   readonly onPublishError?: (err: BusError) => void;
+  /**
+   * Confirm each batch sent by a fence on its last message instead of an ack per message (see
+   * `AckPipelineOptions.fences`): for a queue whose messages all go to one stream.
+   */
+  readonly fences?: boolean;
+  /** With `fences`: messages a fence could not prove stored; they are sent again at once, each with its own ack. */
+  readonly onUnconfirmed?: (messages: number) => void;
 }
 
 /**
@@ -62,6 +69,8 @@ export const QUEUED_MESSAGE_OVERHEAD_BYTES = 320;
 
 /** Messages waiting that are sent at once instead of on the next turn of the event loop. */
 const SEND_SLICE = 64;
+/** With fences, a fence at least this often in a batch (a fence that proves nothing sends back at most this many). */
+const FENCE_EVERY = 128;
 
 /** One message in the queue; it takes its own ack (no closure per message in flight). */
 class Entry implements AckTarget {
@@ -118,6 +127,8 @@ export class PublishQueue {
       maxInFlight: options.maxInFlight,
       ackTimeoutMs: options.ackTimeoutMs ?? 5_000,
       onReady: () => this.#pump(),
+      fences: options.fences === true,
+      ...(options.onUnconfirmed !== undefined ? { onUnconfirmed: options.onUnconfirmed } : {}),
     });
     bus.onConnectionChange((up) => {
       if (up) this.#pump();
@@ -127,6 +138,10 @@ export class PublishQueue {
   /** Memory of the messages waiting to be sent, as `maxBytes` counts it (in flight not included). */
   get bytes(): number {
     return this.#bytes;
+  }
+  /** With `fences`: see `AckPipeline.fenceStats`. */
+  get fenceStats(): { readonly proven: number; readonly unconfirmed: number } {
+    return this.#pipe.fenceStats;
   }
   /** Sent and not yet answered. */
   get inFlight(): number {
@@ -214,7 +229,10 @@ export class PublishQueue {
 
   #pump(): void {
     if (this.#retryTimer !== undefined) return; // a back-off is running; it pumps when it ends
-    while (this.#pipe.ready) {
+    // The batch is gathered first, so that its last message is known: that one carries the fence.
+    const room = this.#pipe.room;
+    const batch: Entry[] = [];
+    while (batch.length < room) {
       let e: Entry | undefined;
       if (this.#retry.length > 0) {
         this.#sortRetry();
@@ -223,24 +241,25 @@ export class PublishQueue {
         e = this.#queue[this.#head];
         this.#queue[this.#head++] = undefined;
       } else if (this.#packed.size > 0) {
-        if (this.#pipe.inFlight >= this.#drainInFlight) break; // the next ack pumps again
+        if (this.#pipe.inFlight + batch.length >= this.#drainInFlight) break; // the next ack pumps again
         const { item, weight: packed } = this.#packed.shift()!;
         // From here it weighs as any message sent (and, if it fails, waiting again as an entry).
         this.#bytes += weight(item) - packed;
         e = new Entry(item, this.#ordinal++, this.#answered);
       }
       if (e === undefined) break;
-      this.#send(e);
+      batch.push(e);
+    }
+    const last = batch.length - 1;
+    for (let i = 0; i <= last; i++) {
+      const e = batch[i]!;
+      this.#bytes -= weight(e.item);
+      this.#pipe.send(e.item.subject, e.item.data, e.item, e, i === last || (i + 1) % FENCE_EVERY === 0);
     }
     if (this.#head > 4096 && this.#head * 2 > this.#queue.length) {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;
     }
-  }
-
-  #send(e: Entry): void {
-    this.#bytes -= weight(e.item);
-    this.#pipe.send(e.item.subject, e.item.data, e.item, e);
   }
 
   /** Every entry's answer, one function for all of them. */
@@ -252,16 +271,19 @@ export class PublishQueue {
       if (this.#packed.size > 0) this.#schedulePump();
       return;
     }
+    if (err.code === "PUBLISH_UNCONFIRMED" && !this.#closed) {
+      // Not a failure: sent again at once, ahead of newer messages, this time with an ack of its own.
+      this.#requeue(e);
+      this.#schedulePump();
+      return;
+    }
     this.#o.onPublishError?.(err);
     if (this.#closed || !err.retryable || (err.refused && ++e.refusals >= this.#maxRefusals)) {
       this.#o.onDropped?.(item, "failed", err);
       item.settle?.(err);
       return;
     }
-    this.#bytes += weight(item);
-    if (this.#retry.length > 0 && this.#retry[this.#retry.length - 1]!.ordinal > e.ordinal)
-      this.#retrySorted = false;
-    this.#retry.push(e);
+    this.#requeue(e);
     // A refusal or timeout while connected: back off briefly so a stuck stream is not hammered.
     if (this.#bus.isConnected() && err.code !== "PUBLISH_TIMEOUT" && this.#retryTimer === undefined) {
       this.#retryTimer = setTimeout(() => {
@@ -273,6 +295,14 @@ export class PublishQueue {
       this.#schedulePump();
     }
   };
+
+  /** Puts a sent message back to go out again before newer ones, in its original order. */
+  #requeue(e: Entry): void {
+    this.#bytes += weight(e.item);
+    if (this.#retry.length > 0 && this.#retry[this.#retry.length - 1]!.ordinal > e.ordinal)
+      this.#retrySorted = false;
+    this.#retry.push(e);
+  }
 
   /** Resolves when everything pushed so far is stored (or at `timeoutMs`); then refuses new items. */
   async close(timeoutMs = 10_000): Promise<void> {

@@ -76,7 +76,7 @@ export class WireWriter {
   /**
    * Queues one message; it goes out at the end of this turn of the event loop. Its reply subject is
    * `replyPrefix` (bytes, ASCII, up to and with its last dot, already valid) followed by the whole
-   * number `replyId`: nothing to build per message. `headers` are fields to encode, an encoded block
+   * number `replyId`: nothing to build per message. A negative `replyId` sends it without one. `headers` are fields to encode, an encoded block
    * (`NATS/1.0` … blank line), or none (a `PUB`). Throws `WireError` for a subject or size the server
    * would refuse and `RangeError` for a header that would break the block; nothing is written then.
    */
@@ -95,7 +95,7 @@ export class WireWriter {
     if (this.#ascii(subject, replyPrefix, replyId, block, fields, data, size)) return;
     // Something is not ASCII: the header block through a string and TextEncoder (the same bytes),
     // the subjects as UTF-8.
-    const replyText = `${latin1.decode(replyPrefix)}${replyId}`;
+    const replyText = replyId >= 0 ? `${latin1.decode(replyPrefix)}${replyId}` : "";
     const head = block ?? (fields !== undefined ? headerBytes(fields) : undefined);
     const hlen = head !== undefined ? head.length : -1;
     const total = this.#check(hlen, size);
@@ -106,8 +106,10 @@ export class WireWriter {
     const b = this.#chunk;
     let o = hlen >= 0 ? writeAscii(b, this.#pos, "HPUB ") : writeAscii(b, this.#pos, "PUB ");
     o = writeToken(b, o, subject, "subject");
-    b[o++] = 32;
-    o = writeToken(b, o, replyText, "reply subject");
+    if (replyId >= 0) {
+      b[o++] = 32;
+      o = writeToken(b, o, replyText, "reply subject");
+    }
     o = writeSizes(b, o, hlen, total, head);
     this.#finish(b, o, data, size, total);
   }
@@ -133,9 +135,11 @@ export class WireWriter {
     let o = hlen >= 0 ? writeAscii(b, this.#pos, "HPUB ") : writeAscii(b, this.#pos, "PUB ");
     o = asciiToken(b, o, subject, "subject");
     if (o < 0) return false;
-    b[o++] = 32;
-    b.set(replyPrefix, o);
-    o = writeInt(b, o + replyPrefix.length, replyId);
+    if (replyId >= 0) {
+      b[o++] = 32;
+      b.set(replyPrefix, o);
+      o = writeInt(b, o + replyPrefix.length, replyId);
+    }
     o = writeSizes(b, o, hlen, total, block);
     if (fields !== undefined) {
       o = asciiHeaders(b, o, fields);

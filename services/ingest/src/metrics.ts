@@ -39,6 +39,11 @@ export function ingestMetrics(registry: Registry) {
       labelNames: ["code"],
       registers,
     }),
+    unconfirmed: new Counter({
+      name: "l2flow_ingest_publish_unconfirmed_total",
+      help: "Frames whose batch's fence did not prove them stored (a duplicate or another publisher in the batch, a refusal, a loss) and that were sent again, each with its own ack",
+      registers,
+    }),
     bufferBytes: new Gauge({
       name: "l2flow_ingest_buffer_bytes",
       help: "Bytes waiting to be sent to NATS",

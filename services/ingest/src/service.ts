@@ -110,6 +110,9 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       maxInFlight: config.PUBLISH_MAX_IN_FLIGHT,
       maxBytes: config.OUTAGE_BUFFER_BYTES,
       ackTimeoutMs: config.PUBLISH_ACK_TIMEOUT_MS,
+      // Everything goes to MD_RAW, which only ingest writes: a batch is confirmed by one ack.
+      fences: true,
+      onUnconfirmed: (n) => m.unconfirmed.inc(n),
       onStored: (item, duplicate) => {
         storedCounter(item.subject, duplicate).inc();
         deps.onStored?.(item.subject, item.msgId, duplicate);

@@ -1,0 +1,194 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DeliverPolicy } from "@nats-io/jetstream";
+import {
+  AckPipeline,
+  BusError,
+  connectBus,
+  PublishQueue,
+  type Bus,
+  type QueuedMessage,
+  type StoredAck,
+} from "@l2flow/bus";
+import { startTestNats, waitUntil, type TestNats } from "@l2flow/testkit";
+
+const enc = new TextEncoder();
+
+/** Every message of a stream: its sequence and message id. */
+async function storedIds(bus: Bus, stream: string): Promise<Map<number, string>> {
+  const info = await bus.jsm.streams.info(stream);
+  const out = new Map<number, string>();
+  if (info.state.messages === 0) return out;
+  const consumer = await bus.js.consumers.get(stream, { deliver_policy: DeliverPolicy.All });
+  const messages = await consumer.consume();
+  for await (const m of messages) {
+    out.set(m.seq, m.headers?.get("Nats-Msg-Id") ?? "");
+    if (m.info.pending === 0) break;
+  }
+  await messages.close();
+  return out;
+}
+
+interface Outcome {
+  readonly stored: Map<string, boolean>; // message id -> duplicate
+  readonly dropped: Map<string, BusError | undefined>;
+  unconfirmed: number;
+}
+
+/** A fenced queue onto `subject`, recording what it reports per message id. */
+function fencedQueue(bus: Bus, maxRefusals = 20): { queue: PublishQueue; outcome: Outcome } {
+  const outcome: Outcome = { stored: new Map(), dropped: new Map(), unconfirmed: 0 };
+  const queue = new PublishQueue(bus, {
+    maxInFlight: 4_096,
+    maxBytes: Number.POSITIVE_INFINITY,
+    maxRefusals,
+    fences: true,
+    onUnconfirmed: (n) => (outcome.unconfirmed += n),
+    onStored: (item, duplicate) => {
+      expect(outcome.stored.has(item.msgId!)).toBe(false); // reported once
+      outcome.stored.set(item.msgId!, duplicate);
+    },
+    onDropped: (item, _reason, err) => outcome.dropped.set(item.msgId!, err),
+  });
+  return { queue, outcome };
+}
+
+function message(subject: string, msgId: string, bytes = 40): QueuedMessage {
+  return { subject, msgId, data: enc.encode(`{"id":"${msgId}"}`.padEnd(bytes, " ")) };
+}
+
+/** Pushes in bursts of `burst` (each burst one batch: the queue sends it on the next turn). */
+async function pushAll(queue: PublishQueue, items: readonly QueuedMessage[], burst = 50): Promise<void> {
+  for (let i = 0; i < items.length; i += burst) {
+    for (const m of items.slice(i, i + burst)) queue.push(m);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+describe("fenced publishing against a real nats-server", () => {
+  let nats: TestNats;
+  let bus: Bus;
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    bus = await connectBus({ servers: nats.url, name: "fences-test" });
+  });
+  afterAll(async () => {
+    await bus?.close();
+    await nats?.close();
+  });
+
+  it("confirms whole batches by one ack each: every message stored once, at the sequence it was told", async () => {
+    await bus.jsm.streams.add({ name: "F1", subjects: ["f1.>"], duplicate_window: 60_000_000_000 });
+    const pipe = new AckPipeline(bus, { maxInFlight: 4_096, fences: true });
+    const n = 5_000;
+    const told: (StoredAck | BusError | undefined)[] = new Array(n);
+    let answered = 0;
+    // Batches of 50, each fenced by its last message, as PublishQueue sends them.
+    for (let i = 0; i < n;) {
+      while (pipe.room < 50) await new Promise((r) => setTimeout(r, 1));
+      for (const end = i + 50; i < end; i++) {
+        const k = i;
+        pipe.send(
+          `f1.s${k % 13}`,
+          enc.encode(`{"k":${k}}`),
+          { msgId: `f1:${k}` },
+          (err, ack) => {
+            told[k] = err ?? ack;
+            answered++;
+          },
+          k === end - 1,
+        );
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    await waitUntil(() => answered === n, 20_000, "every message answered");
+    const stored = await storedIds(bus, "F1");
+    expect(stored.size).toBe(n);
+    for (let k = 0; k < n; k++) {
+      const t = told[k];
+      expect(t).not.toBeInstanceOf(BusError);
+      const ack = t as StoredAck;
+      expect(ack.duplicate).toBe(false);
+      expect(stored.get(ack.seq)).toBe(`f1:${k}`); // the sequence it was told holds it
+    }
+    // Almost all of them without an answer of their own (the first message has one, then one a batch).
+    expect(pipe.fenceStats.proven).toBeGreaterThanOrEqual(n - n / 50 - 50);
+    expect(pipe.fenceStats.unconfirmed).toBe(0);
+    pipe.close();
+  });
+
+  it("a duplicate in a batch proves nothing: the batch goes again, each with its own ack, and every duplicate is reported", async () => {
+    await bus.jsm.streams.add({ name: "F2", subjects: ["f2.>"], duplicate_window: 60_000_000_000 });
+    const items = Array.from({ length: 3_000 }, (_, i) => message("f2.x", `f2:${i}`));
+    // Every seventh already stored by someone else (another replica, an earlier run).
+    const before = items.filter((_, i) => i % 7 === 3);
+    for (const m of before) await bus.js.publish(m.subject, m.data, { msgID: m.msgId! });
+    const { queue, outcome } = fencedQueue(bus);
+    await pushAll(queue, items);
+    await waitUntil(() => outcome.stored.size === items.length, 20_000, "every message answered");
+    const duplicates = new Set([...outcome.stored].filter(([, d]) => d).map(([id]) => id));
+    for (const m of before) expect(duplicates.has(m.msgId!)).toBe(true);
+    // The others a resend found already stored (the first, unconfirmed copy was): at most one each.
+    expect(outcome.unconfirmed).toBeGreaterThan(0);
+    expect(duplicates.size).toBeLessThanOrEqual(before.length + outcome.unconfirmed);
+    expect(queue.fenceStats.unconfirmed).toBe(outcome.unconfirmed);
+    const stored = await storedIds(bus, "F2");
+    expect(stored.size).toBe(items.length);
+    expect(new Set(stored.values()).size).toBe(items.length);
+    await queue.close();
+  });
+
+  it("a message the stream refuses without a word is never taken as stored by its batch's fence", async () => {
+    // Over the stream's max_msg_size (but under the server's max_payload): refused, and with no reply
+    // subject nobody hears of it; only the sequences show it is missing.
+    await bus.jsm.streams.add({
+      name: "F3",
+      subjects: ["f3.>"],
+      max_msg_size: 256,
+      duplicate_window: 60_000_000_000,
+    });
+    const items = Array.from({ length: 400 }, (_, i) => message("f3.x", `f3:${i}`, i === 123 ? 1_000 : 40));
+    const { queue, outcome } = fencedQueue(bus, 1);
+    await pushAll(queue, items, 100);
+    await waitUntil(
+      () => outcome.stored.size + outcome.dropped.size === items.length,
+      20_000,
+      "every message answered",
+    );
+    expect([...outcome.dropped.keys()]).toEqual(["f3:123"]);
+    expect(outcome.dropped.get("f3:123")?.message).toMatch(/maximum|size/i);
+    expect(outcome.stored.has("f3:123")).toBe(false);
+    expect(outcome.stored.size).toBe(items.length - 1);
+    expect(outcome.unconfirmed).toBeGreaterThan(0);
+    const stored = await storedIds(bus, "F3");
+    expect(new Set(stored.values())).toEqual(new Set(items.filter((_, i) => i !== 123).map((m) => m.msgId)));
+    await queue.close();
+  });
+
+  it("another publisher writing between a batch's messages proves nothing, and nothing is lost or doubled", async () => {
+    await bus.jsm.streams.add({ name: "F4", subjects: ["f4.>"], duplicate_window: 60_000_000_000 });
+    const other = await connectBus({ servers: nats.url, name: "fences-other" });
+    const items = Array.from({ length: 4_000 }, (_, i) => message("f4.x", `f4:${i}`));
+    const { queue, outcome } = fencedQueue(bus);
+    // Before each burst of ours, a few of the other publisher's: they reach the stream between our
+    // previous batch's fence and this batch's (ours go out on the next turn of the event loop).
+    let foreign = 0;
+    for (let i = 0; i < items.length; i += 40) {
+      for (let k = 0; k < 3; k++) other.nc.publish("f4.y", enc.encode("o"));
+      foreign += 3;
+      for (const m of items.slice(i, i + 40)) queue.push(m);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await waitUntil(() => outcome.stored.size === items.length, 20_000, "every message answered");
+    await other.nc.flush();
+    expect(outcome.unconfirmed).toBeGreaterThan(0);
+    // Only a resend can find one of ours already stored.
+    expect([...outcome.stored.values()].filter((d) => d).length).toBeLessThanOrEqual(outcome.unconfirmed);
+    const ours = [...(await storedIds(bus, "F4")).values()].filter((id) => id.startsWith("f4:"));
+    expect(ours.length).toBe(items.length);
+    expect(new Set(ours).size).toBe(items.length);
+    expect(foreign).toBeGreaterThan(0);
+    await other.close();
+    await queue.close();
+  });
+});
