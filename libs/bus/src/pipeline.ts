@@ -42,8 +42,6 @@ export interface AckPipelineOptions {
    * `MD_RAW`). Default false. See `AckPipeline` and `send`'s `fence`.
    */
   readonly fences?: boolean;
-  /** With `fences`: called with the number of messages a fence could not prove stored (they fail with PUBLISH_UNCONFIRMED). */
-  readonly onUnconfirmed?: (messages: number) => void;
 }
 
 /** After a fence that proved nothing, every message is sent with its own reply for this long. */
@@ -128,7 +126,6 @@ export class AckPipeline {
   /** Writes the protocol bytes itself; undefined with a nats.js that lacks the calls it uses. */
   readonly #wire: WireWriter | undefined;
   readonly #fences: boolean;
-  readonly #onUnconfirmed: ((messages: number) => void) | undefined;
   /** Fences sent and not yet answered, oldest first (`#fenceHead` is the first live one). */
   #pendingFences: Fence[] = [];
   #fenceHead = 0;
@@ -153,7 +150,6 @@ export class AckPipeline {
     this.#waiting = new WaitingRing(Math.min(this.#max, 1 << 20));
     this.#timeoutMs = options.ackTimeoutMs ?? 5_000;
     this.#onReady = options.onReady;
-    this.#onUnconfirmed = options.onUnconfirmed;
     const protocol = rawProtocol(bus.nc);
     this.#wire =
       protocol !== undefined && options.natsPublish !== true ? new WireWriter(protocol) : undefined;
@@ -405,7 +401,6 @@ export class AckPipeline {
       );
     }
     this.#unconfirmed += failed;
-    if (failed > 0) this.#onUnconfirmed?.(failed);
   }
 
   #expire(): void {

@@ -55,8 +55,6 @@ export interface PublishQueueOptions {
    * `AckPipelineOptions.fences`): for a queue whose messages all go to one stream.
    */
   readonly fences?: boolean;
-  /** With `fences`: messages a fence could not prove stored; they are sent again at once, each with its own ack. */
-  readonly onUnconfirmed?: (messages: number) => void;
 }
 
 /**
@@ -128,7 +126,6 @@ export class PublishQueue {
       ackTimeoutMs: options.ackTimeoutMs ?? 5_000,
       onReady: () => this.#pump(),
       fences: options.fences === true,
-      ...(options.onUnconfirmed !== undefined ? { onUnconfirmed: options.onUnconfirmed } : {}),
     });
     bus.onConnectionChange((up) => {
       if (up) this.#pump();

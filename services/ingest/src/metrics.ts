@@ -39,9 +39,10 @@ export function ingestMetrics(registry: Registry) {
       labelNames: ["code"],
       registers,
     }),
-    unconfirmed: new Counter({
-      name: "l2flow_ingest_publish_unconfirmed_total",
-      help: "Frames whose batch's fence did not prove them stored (a duplicate or another publisher in the batch, a refusal, a loss) and that were sent again, each with its own ack",
+    fenced: new Counter({
+      name: "l2flow_ingest_fenced_frames_total",
+      help: "Frames sent under a batch's fence, by outcome: proven (stored, by the stream sequences of the fence's answer) or unconfirmed (a duplicate or another publisher in the batch, a refusal, a loss; sent again with an ack each)",
+      labelNames: ["outcome"],
       registers,
     }),
     bufferBytes: new Gauge({

@@ -112,7 +112,6 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       ackTimeoutMs: config.PUBLISH_ACK_TIMEOUT_MS,
       // Everything goes to MD_RAW, which only ingest writes: a batch is confirmed by one ack.
       fences: true,
-      onUnconfirmed: (n) => m.unconfirmed.inc(n),
       onStored: (item, duplicate) => {
         storedCounter(item.subject, duplicate).inc();
         deps.onStored?.(item.subject, item.msgId, duplicate);
@@ -145,7 +144,12 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     bus.onConnectionChange((up) => {
       if (up) reportLost();
     });
+    let fenced = { proven: 0, unconfirmed: 0 };
     const gauges = setInterval(() => {
+      const f = queue.fenceStats;
+      m.fenced.inc({ outcome: "proven" }, f.proven - fenced.proven);
+      m.fenced.inc({ outcome: "unconfirmed" }, f.unconfirmed - fenced.unconfirmed);
+      fenced = f;
       m.bufferBytes.set(queue.bytes);
       m.inFlight.set(queue.pending);
       reportLost();

@@ -49,6 +49,12 @@ describe("ingest continuity over the whole BTCUSDT recording", () => {
     await expectRecordingStoredOnce(h);
     expect(await metric(ingest.opsUrl, "l2flow_ingest_reconnects_total")).toBe(drops);
     expect(await metric(ingest.opsUrl, "l2flow_ingest_deduplicated_total")).toBeGreaterThan(0);
+    // MD_RAW's only publisher: frames confirmed by their batch's fence, none sent again for want of
+    // proof (the counts reach the metric every second).
+    const fenced = (outcome: string) =>
+      metric(ingest.opsUrl, "l2flow_ingest_fenced_frames_total", `outcome="${outcome}"`);
+    await waitUntil(async () => (await fenced("proven")) > 0, 5_000, "fenced frames counted");
+    expect(await fenced("unconfirmed")).toBe(0);
     // The other set always covered the symbol: no "disconnected" status was stored.
     const status = await readRaw(h.bus, subjects.raw("status", "BTCUSDT"));
     expect(status.filter((m) => m.json.type === "disconnected")).toHaveLength(0);

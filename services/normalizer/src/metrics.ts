@@ -105,6 +105,12 @@ export function normalizerMetrics(registry: Registry) {
       help: "Outputs never stored (only at shutdown); the next start republishes them from the checkpoint",
       registers,
     }),
+    outputsFenced: new Counter({
+      name: "l2flow_normalizer_fenced_outputs_total",
+      help: "Outputs to MD_NORM sent under a batch's fence, by outcome: proven (stored, by the stream sequences of the fence's answer) or unconfirmed (a duplicate or another partition's outputs in the batch, a refusal, a loss; sent again with an ack each)",
+      labelNames: ["outcome"],
+      registers,
+    }),
     publishErrors: new Counter({
       name: "l2flow_normalizer_publish_errors_total",
       help: "Output publishes that failed and were sent again",

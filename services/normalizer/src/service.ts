@@ -8,6 +8,8 @@ import {
   PublishQueue,
   PULL_EXPIRES_MS,
   type Bus,
+  type BusError,
+  type QueuedMessage,
 } from "@l2flow/bus";
 import {
   BUCKETS,
@@ -32,6 +34,9 @@ import type { NormalizerConfig } from "./config.js";
 import { normalizerMetrics } from "./metrics.js";
 import { ownsSymbol } from "./partition.js";
 import { SymbolWorker, type WorkerContext } from "./worker.js";
+
+/** Subjects of MD_WINDOW start so (`md.window.binance.`). */
+const WINDOW_PREFIX = STREAM_SUBJECTS[STREAMS.window][0].replace(/>$/, "");
 
 /**
  * Applied diffs each book keeps while refreshing is on, so that a refresh snapshot older than the
@@ -81,7 +86,7 @@ export interface NormalizerDeps {
  * Starts the normalizer: a pure function of `MD_RAW`. One ordered consumer reads every raw subject in
  * stream order, from the oldest position any owned symbol's checkpoint needs; each symbol it owns (its
  * partition, by a stable hash, or an explicit list) gets a worker: exact books by Binance's rules,
- * trades, gaps and windows published through one acked queue, and checkpoints in KV `md_state`.
+ * trades, gaps and windows published through acked queues, and checkpoints in KV `md_state`.
  *
  * One consumer, not one per symbol: nats-server 2.9 finds a filtered consumer's next message by
  * scanning the stream, so 400 per-symbol consumers cost it 400 scans of MD_RAW (measured: 10× the
@@ -130,16 +135,31 @@ export async function startNormalizer(
       return true;
     };
 
-    const queue = new PublishQueue(bus, {
+    const queueOptions = {
       maxInFlight: 8_192,
       maxBytes: Number.POSITIVE_INFINITY, // bounded by the workers' backpressure instead of dropping
       maxRefusals: Number.POSITIVE_INFINITY,
-      onPublishError: (err) => {
+      onPublishError: (err: BusError) => {
         m.publishErrors.inc({ code: err.code });
         if (limiter.take("publish") >= 0) logger.warn({ err }, "publishing outputs failed; sending again");
       },
+    };
+    // Trades, books and gaps (nearly every output) go to MD_NORM, a batch confirmed by one fence while
+    // this normalizer is its only publisher (with partitions the fences mostly prove nothing and it
+    // falls back to an ack each, see AckPipeline); windows to MD_WINDOW with an ack each, since a
+    // fence answers only for its own stream.
+    const normQueue = new PublishQueue(bus, { ...queueOptions, fences: true });
+    const windowQueue = new PublishQueue(bus, queueOptions);
+    const queue = {
+      push: (item: QueuedMessage) =>
+        (item.subject.startsWith(WINDOW_PREFIX) ? windowQueue : normQueue).push(item),
+      get pending() {
+        return normQueue.pending + windowQueue.pending;
+      },
+    };
+    resources.defer(async () => {
+      await Promise.all([normQueue.close(10_000), windowQueue.close(10_000)]);
     });
-    resources.defer(() => queue.close(10_000));
 
     const context: WorkerContext = {
       position: { seq: 0, caughtUp: false },
@@ -308,6 +328,7 @@ export async function startNormalizer(
       await Promise.all([...workers.values()].map((w) => w.stop(true)));
     });
 
+    let fenced = { proven: 0, unconfirmed: 0 };
     const ticker = setInterval(() => {
       const now = Date.now();
       let levels = 0;
@@ -320,6 +341,10 @@ export async function startNormalizer(
       m.bookLevels.set(levels);
       m.bufferedDiffs.set(buffered);
       m.outputsInFlight.set(queue.pending);
+      const f = normQueue.fenceStats;
+      m.outputsFenced.inc({ outcome: "proven" }, f.proven - fenced.proven);
+      m.outputsFenced.inc({ outcome: "unconfirmed" }, f.unconfirmed - fenced.unconfirmed);
+      fenced = f;
     }, 100);
     resources.defer(() => clearInterval(ticker));
 

@@ -24,7 +24,8 @@ export interface StreamPosition {
 export interface WorkerContext {
   readonly position: StreamPosition;
   readonly bus: Bus;
-  readonly queue: PublishQueue;
+  /** Where outputs go: acked queues onto MD_NORM and MD_WINDOW. */
+  readonly queue: Pick<PublishQueue, "push">;
   /** Reads checkpoints. */
   readonly stateKv: KV;
   /** Writes a checkpoint to KV `md_state` with one acked publish; rejects when it is not stored. */
@@ -72,7 +73,7 @@ const QUIET_CHECKPOINT_INTERVALS = 12;
 
 /**
  * One symbol: its raw messages (handed over by the normalizer's one consumer of MD_RAW, in stream
- * order), the `SymbolProcessor`, outputs through the shared acked publish queue, and a checkpoint to
+ * order), the `SymbolProcessor`, outputs through the shared acked publish queues, and a checkpoint to
  * KV `md_state` every interval — written only once every output before it is stored, so a restart from
  * it (SIGKILL included) republishes at most what the duplicate window then drops. A checkpoint holds
  * the stream position it was taken at: every message of the symbol up to it is in the state, but for
