@@ -233,39 +233,46 @@ describe("bus through a NATS restart", () => {
       expect(states).toEqual([false, true]);
     }));
 
-  it("keeps arrival order through an outage: what was in flight when NATS went away, then what waited packed, then what came after", () =>
-    withRestartableNats(async (nats, bus) => {
-      const stored: string[] = [];
-      const queue = new PublishQueue(bus, {
-        maxInFlight: 64,
-        maxBytes: 1 << 20,
-        onStored: (item) => stored.push(item.msgId!),
-      });
-      const push = (i: number) =>
-        queue.push({
-          subject: "md.raw.binance.trade.ORDERUSDT",
-          data: new TextEncoder().encode(String(i)),
-          msgId: `o:${i}`,
-          headers: { "L2-Receive-Ns": String(i) },
+  it.each([
+    ["with an ack per message", false],
+    ["with fenced batches", true],
+  ])(
+    "keeps arrival order through an outage, %s: what was in flight when NATS went away, then what waited packed, then what came after",
+    (_, fences) =>
+      withRestartableNats(async (nats, bus) => {
+        const stored: string[] = [];
+        const queue = new PublishQueue(bus, {
+          maxInFlight: 64,
+          maxBytes: 1 << 20,
+          fences,
+          onStored: (item) => stored.push(item.msgId!),
         });
-      for (let i = 0; i < 3; i++) push(i); // sent on the next turn, as the server goes away
-      const stopping = nats.stop();
-      await expect.poll(() => bus.isConnected(), { timeout: 10_000 }).toBe(false);
-      await stopping;
-      for (let i = 3; i < 8; i++) push(i);
-      await nats.restart();
-      await expect.poll(() => bus.isConnected(), { timeout: 10_000 }).toBe(true);
-      for (let i = 8; i < 10; i++) push(i);
-      await expect.poll(() => stored.length, { timeout: 20_000 }).toBeGreaterThanOrEqual(10);
-      // Each id once (the in-flight ones may have been stored before the outage and acked after).
-      expect([...new Set(stored)]).toEqual(Array.from({ length: 10 }, (_, i) => `o:${i}`));
-      const last = await bus.jsm.streams.getMessage(STREAMS.raw, {
-        last_by_subj: "md.raw.binance.trade.ORDERUSDT",
-      });
-      expect(last?.header?.get("L2-Receive-Ns")).toBe("9");
-      expect((await bus.jsm.streams.info(STREAMS.raw)).state.messages).toBe(10);
-      await queue.close();
-    }));
+        const push = (i: number) =>
+          queue.push({
+            subject: "md.raw.binance.trade.ORDERUSDT",
+            data: new TextEncoder().encode(String(i)),
+            msgId: `o:${i}`,
+            headers: { "L2-Receive-Ns": String(i) },
+          });
+        for (let i = 0; i < 3; i++) push(i); // sent on the next turn, as the server goes away
+        const stopping = nats.stop();
+        await expect.poll(() => bus.isConnected(), { timeout: 10_000 }).toBe(false);
+        await stopping;
+        for (let i = 3; i < 8; i++) push(i);
+        await nats.restart();
+        await expect.poll(() => bus.isConnected(), { timeout: 10_000 }).toBe(true);
+        for (let i = 8; i < 10; i++) push(i);
+        await expect.poll(() => stored.length, { timeout: 20_000 }).toBeGreaterThanOrEqual(10);
+        // Each id once (the in-flight ones may have been stored before the outage and acked after).
+        expect([...new Set(stored)]).toEqual(Array.from({ length: 10 }, (_, i) => `o:${i}`));
+        const last = await bus.jsm.streams.getMessage(STREAMS.raw, {
+          last_by_subj: "md.raw.binance.trade.ORDERUSDT",
+        });
+        expect(last?.header?.get("L2-Receive-Ns")).toBe("9");
+        expect((await bus.jsm.streams.info(STREAMS.raw)).state.messages).toBe(10);
+        await queue.close();
+      }),
+  );
 
   it("while NATS is away holds messages packed up to maxBytes (each its bytes), drops the oldest beyond it, and stores the rest once it is back", () =>
     withRestartableNats(async (nats, bus) => {
