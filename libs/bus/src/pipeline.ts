@@ -109,7 +109,11 @@ export class EncodedHeaders {
  * answer, the messages it covered fail with the retryable PUBLISH_UNCONFIRMED to be sent again (their
  * message ids drop any copy that was stored), and for a few seconds every message gets its own reply
  * again. Nothing is assumed stored that the sequences do not prove; the saving is the server's
- * answer and the client's handling of it for all but one message a batch.
+ * answer and the client's handling of it for all but one message a batch. Another publisher's
+ * messages stored between two fences make the count fail, so they cost speed, not safety, with one
+ * exception: a message of this batch lost while exactly as many of theirs were stored in between
+ * would pass. Hence fences are for a stream this pipeline is the only publisher of (with a second
+ * ingest replica, the other's frames are mostly the same frames: duplicates, which take no sequence).
  */
 export class AckPipeline {
   readonly #bus: Bus;

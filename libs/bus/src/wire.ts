@@ -76,9 +76,10 @@ export class WireWriter {
   /**
    * Queues one message; it goes out at the end of this turn of the event loop. Its reply subject is
    * `replyPrefix` (bytes, ASCII, up to and with its last dot, already valid) followed by the whole
-   * number `replyId`: nothing to build per message. A negative `replyId` sends it without one. `headers` are fields to encode, an encoded block
-   * (`NATS/1.0` … blank line), or none (a `PUB`). Throws `WireError` for a subject or size the server
-   * would refuse and `RangeError` for a header that would break the block; nothing is written then.
+   * number `replyId`: nothing to build per message; a negative `replyId` sends it without one.
+   * `headers` are fields to encode, an encoded block (`NATS/1.0` … blank line), or none (a `PUB`).
+   * Throws `WireError` for a subject or size the server would refuse and `RangeError` for a header
+   * that would break the block; nothing is written then.
    */
   publish(
     subject: string,
