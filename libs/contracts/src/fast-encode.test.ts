@@ -59,6 +59,17 @@ describe("encodeBookSnapshot", () => {
     for (const s of [
       { ...base, symbol: "BTC€" },
       { ...base, bids: [{ price: "1.0", quantity: "ü" }] },
+      { ...base, asks: [...base.asks, { price: "é".repeat(3), quantity: "1.0" }] },
+      // Long strings: a level's body of 127 and 128 bytes, a 200-character price (two-byte lengths).
+      { ...base, bids: [{ price: "1".repeat(61), quantity: "2".repeat(62) }, ...base.bids] },
+      { ...base, bids: [{ price: "1".repeat(62), quantity: "2".repeat(62) }, ...base.bids] },
+      {
+        ...base,
+        asks: [
+          { price: "3".repeat(200), quantity: "4" },
+          { price: "5", quantity: "6" },
+        ],
+      },
       { ...base, epoch: -1 },
       { ...base, lastUpdateId: 2 ** 60 },
     ])
@@ -132,6 +143,17 @@ describe("encodeWindow", () => {
     for (const w of [
       { ...base, symbol: "BTC€" },
       { ...base, bids: [{ price: "1.0", quantity: "ü" }] },
+      { ...base, asks: [...base.asks, { price: "é".repeat(3), quantity: "1.0" }] },
+      // Long strings: a level's body of 127 and 128 bytes, a 200-character price (two-byte lengths).
+      { ...base, bids: [{ price: "1".repeat(61), quantity: "2".repeat(62) }, ...base.bids] },
+      { ...base, bids: [{ price: "1".repeat(62), quantity: "2".repeat(62) }, ...base.bids] },
+      {
+        ...base,
+        asks: [
+          { price: "3".repeat(200), quantity: "4" },
+          { price: "5", quantity: "6" },
+        ],
+      },
       { ...base, epoch: -1 },
       { ...base, lateEventCount: 2 ** 60 },
       { ...base, bookLevels: -3 },
