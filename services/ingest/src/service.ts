@@ -110,7 +110,8 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       maxInFlight: config.PUBLISH_MAX_IN_FLIGHT,
       maxBytes: config.OUTAGE_BUFFER_BYTES,
       ackTimeoutMs: config.PUBLISH_ACK_TIMEOUT_MS,
-      // Everything goes to MD_RAW, which only ingest writes: a batch is confirmed by one ack.
+      // Everything goes to MD_RAW, which only ingest writes: a batch is confirmed by one ack (with a
+      // second replica storing the same frames most fences prove nothing: an ack each again).
       fences: true,
       onStored: (item, duplicate) => {
         storedCounter(item.subject, duplicate).inc();
