@@ -33,7 +33,7 @@ interface Outcome {
   readonly dropped: Map<string, BusError | undefined>;
 }
 
-/** A fenced queue onto `subject`, recording what it reports per message id. */
+/** A fenced queue, recording what it reports per message id. */
 function fencedQueue(bus: Bus, maxRefusals = 20): { queue: PublishQueue; outcome: Outcome } {
   const outcome: Outcome = { stored: new Map(), dropped: new Map() };
   const queue = new PublishQueue(bus, {
@@ -54,7 +54,7 @@ function message(subject: string, msgId: string, bytes = 40): QueuedMessage {
   return { subject, msgId, data: enc.encode(`{"id":"${msgId}"}`.padEnd(bytes, " ")) };
 }
 
-/** Pushes in bursts of `burst` (each burst one batch: the queue sends it on the next turn). */
+/** Pushes in bursts of `burst` (the queue sends a burst on the next turn, 64 at once beyond that). */
 async function pushAll(queue: PublishQueue, items: readonly QueuedMessage[], burst = 50): Promise<void> {
   for (let i = 0; i < items.length; i += burst) {
     for (const m of items.slice(i, i + burst)) queue.push(m);
