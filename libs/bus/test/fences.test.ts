@@ -115,6 +115,50 @@ describe("fenced publishing against a real nats-server", () => {
     pipe.close();
   });
 
+  it("a message that cannot be written (over max_payload) fails alone; the rest of its batch is told its true sequences", async () => {
+    await bus.jsm.streams.add({ name: "F5", subjects: ["f5.>"], duplicate_window: 60_000_000_000 });
+    const pipe = new AckPipeline(bus, { maxInFlight: 4_096, fences: true });
+    const n = 300;
+    const big = 150; // in the middle of the second batch
+    const told: (StoredAck | BusError | undefined)[] = new Array(n);
+    let answered = 0;
+    for (let i = 0; i < n;) {
+      for (const end = i + 100; i < end; i++) {
+        const k = i;
+        const data = k === big ? new Uint8Array(2 * 1024 * 1024) : enc.encode(`{"k":${k}}`);
+        pipe.send(
+          "f5.x",
+          data,
+          { msgId: `f5:${k}` },
+          (err, ack) => {
+            told[k] = err ?? ack;
+            answered++;
+          },
+          k === end - 1,
+        );
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    await waitUntil(() => answered === n, 20_000, "every message answered");
+    expect(told[big]).toBeInstanceOf(BusError);
+    expect((told[big] as BusError).retryable).toBe(false);
+    const stored = await storedIds(bus, "F5");
+    expect(stored.size).toBe(n - 1);
+    // The batch with the failed message proved nothing (its covered messages came back
+    // PUBLISH_UNCONFIRMED, to be sent again by the caller); every other message was told the
+    // sequence that holds it.
+    for (let k = 0; k < n; k++) {
+      if (k === big) continue;
+      const t = told[k];
+      if (t instanceof BusError) expect(t.code).toBe("PUBLISH_UNCONFIRMED");
+      else expect(stored.get(t!.seq)).toBe(`f5:${k}`);
+    }
+    expect(
+      told.filter((t) => t instanceof BusError && t.code === "PUBLISH_UNCONFIRMED").length,
+    ).toBeGreaterThan(0);
+    pipe.close();
+  });
+
   it("a duplicate in a batch proves nothing: the batch goes again, each with its own ack, and every duplicate is reported", async () => {
     await bus.jsm.streams.add({ name: "F2", subjects: ["f2.>"], duplicate_window: 60_000_000_000 });
     const items = Array.from({ length: 3_000 }, (_, i) => message("f2.x", `f2:${i}`));
