@@ -62,6 +62,38 @@ async function pushAll(queue: PublishQueue, items: readonly QueuedMessage[], bur
   }
 }
 
+/** What a message sent through the pipeline was told: its ack, or why it is not stored. */
+type Told = StoredAck | BusError | undefined;
+
+/**
+ * Sends `n` messages straight through the pipeline in batches of `batch`, each fenced by its last
+ * message (as PublishQueue sends them), and waits until each has been answered.
+ */
+async function sendBatches(
+  pipe: AckPipeline,
+  n: number,
+  batch: number,
+  message: (k: number) => { subject: string; data: Uint8Array; msgId: string },
+): Promise<Told[]> {
+  const told: Told[] = new Array<Told>(n);
+  let answered = 0;
+  for (let i = 0; i < n;) {
+    while (pipe.room < batch) await new Promise((r) => setTimeout(r, 1));
+    for (const end = Math.min(i + batch, n); i < end; i++) {
+      const k = i;
+      const m = message(k);
+      const done = (err: BusError | undefined, ack: StoredAck | undefined) => {
+        told[k] = err ?? ack;
+        answered++;
+      };
+      pipe.send(m.subject, m.data, { msgId: m.msgId }, done, k === end - 1);
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  await waitUntil(() => answered === n, 20_000, "every message answered");
+  return told;
+}
+
 describe("fenced publishing against a real nats-server", () => {
   let nats: TestNats;
   let bus: Bus;
@@ -79,27 +111,11 @@ describe("fenced publishing against a real nats-server", () => {
     await bus.jsm.streams.add({ name: "F1", subjects: ["f1.>"], duplicate_window: 60_000_000_000 });
     const pipe = new AckPipeline(bus, { maxInFlight: 4_096, fences: true });
     const n = 5_000;
-    const told: (StoredAck | BusError | undefined)[] = new Array(n);
-    let answered = 0;
-    // Batches of 50, each fenced by its last message, as PublishQueue sends them.
-    for (let i = 0; i < n;) {
-      while (pipe.room < 50) await new Promise((r) => setTimeout(r, 1));
-      for (const end = i + 50; i < end; i++) {
-        const k = i;
-        pipe.send(
-          `f1.s${k % 13}`,
-          enc.encode(`{"k":${k}}`),
-          { msgId: `f1:${k}` },
-          (err, ack) => {
-            told[k] = err ?? ack;
-            answered++;
-          },
-          k === end - 1,
-        );
-      }
-      await new Promise((r) => setImmediate(r));
-    }
-    await waitUntil(() => answered === n, 20_000, "every message answered");
+    const told = await sendBatches(pipe, n, 50, (k) => ({
+      subject: `f1.s${k % 13}`,
+      data: enc.encode(`{"k":${k}}`),
+      msgId: `f1:${k}`,
+    }));
     const stored = await storedIds(bus, "F1");
     expect(stored.size).toBe(n);
     for (let k = 0; k < n; k++) {
@@ -120,26 +136,11 @@ describe("fenced publishing against a real nats-server", () => {
     const pipe = new AckPipeline(bus, { maxInFlight: 4_096, fences: true });
     const n = 300;
     const big = 150; // in the middle of the second batch
-    const told: (StoredAck | BusError | undefined)[] = new Array(n);
-    let answered = 0;
-    for (let i = 0; i < n;) {
-      for (const end = i + 100; i < end; i++) {
-        const k = i;
-        const data = k === big ? new Uint8Array(2 * 1024 * 1024) : enc.encode(`{"k":${k}}`);
-        pipe.send(
-          "f5.x",
-          data,
-          { msgId: `f5:${k}` },
-          (err, ack) => {
-            told[k] = err ?? ack;
-            answered++;
-          },
-          k === end - 1,
-        );
-      }
-      await new Promise((r) => setImmediate(r));
-    }
-    await waitUntil(() => answered === n, 20_000, "every message answered");
+    const told = await sendBatches(pipe, n, 100, (k) => ({
+      subject: "f5.x",
+      data: k === big ? new Uint8Array(2 * 1024 * 1024) : enc.encode(`{"k":${k}}`),
+      msgId: `f5:${k}`,
+    }));
     expect(told[big]).toBeInstanceOf(BusError);
     expect((told[big] as BusError).retryable).toBe(false);
     const stored = await storedIds(bus, "F5");
