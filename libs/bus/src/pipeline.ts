@@ -42,7 +42,15 @@ export interface AckPipelineOptions {
    * `MD_RAW`). Default false. See `AckPipeline` and `send`'s `fence`.
    */
   readonly fences?: boolean;
+  /**
+   * With `fences`: told, once a batch's fence is answered, how many messages it covered and whether
+   * the answer proved them stored (`proven`) or they failed with PUBLISH_UNCONFIRMED (`unconfirmed`).
+   */
+  readonly onFenced?: (outcome: FenceOutcome, messages: number) => void;
 }
+
+/** What a fence's answer did for the messages it covered. */
+export type FenceOutcome = "proven" | "unconfirmed";
 
 /** After a fence that proved nothing, every message is sent with its own reply for this long. */
 const PER_MESSAGE_AFTER_MISMATCH_MS = 5_000;
@@ -130,6 +138,7 @@ export class AckPipeline {
   /** Writes the protocol bytes itself; undefined with a nats.js that lacks the calls it uses. */
   readonly #wire: WireWriter | undefined;
   readonly #fences: boolean;
+  readonly #onFenced: ((outcome: FenceOutcome, messages: number) => void) | undefined;
   /** Fences sent and not yet answered, oldest first (`#fenceHead` is the first live one). */
   #pendingFences: Fence[] = [];
   #fenceHead = 0;
@@ -142,8 +151,6 @@ export class AckPipeline {
   #base: Base | undefined;
   /** Until then every message is sent with its own reply. */
   #perMessageUntil = 0;
-  #proven = 0;
-  #unconfirmed = 0;
   #next = 1;
   #blocked = false;
   #closed = false;
@@ -154,6 +161,7 @@ export class AckPipeline {
     this.#waiting = new WaitingRing(Math.min(this.#max, 1 << 20));
     this.#timeoutMs = options.ackTimeoutMs ?? 5_000;
     this.#onReady = options.onReady;
+    this.#onFenced = options.onFenced;
     const protocol = rawProtocol(bus.nc);
     this.#wire =
       protocol !== undefined && options.natsPublish !== true ? new WireWriter(protocol) : undefined;
@@ -179,14 +187,6 @@ export class AckPipeline {
   /** Messages sent and not yet answered. */
   get inFlight(): number {
     return this.#waiting.size;
-  }
-
-  /**
-   * With `fences`: messages settled as stored by their batch's fence, without an answer of their
-   * own, and messages a fence could not prove stored (failed with PUBLISH_UNCONFIRMED), so far.
-   */
-  get fenceStats(): { readonly proven: number; readonly unconfirmed: number } {
-    return { proven: this.#proven, unconfirmed: this.#unconfirmed };
   }
 
   /** How many messages `send` may take now (0 when not `ready`). */
@@ -382,12 +382,14 @@ export class AckPipeline {
       base.stream === ack.stream &&
       ack.seq - base.seq === fence.count;
     if (proven) {
+      let settled = 0;
       for (let k = fence.prev + 1; k < fence.id; k++) {
         const cb = this.#waiting.take(k);
         if (cb === undefined) continue;
-        this.#proven++;
+        settled++;
         settle(cb, undefined, { stream: ack.stream, seq: base.seq + (k - fence.prev), duplicate: false });
       }
+      if (settled > 0) this.#onFenced?.("proven", settled);
       return;
     }
     this.#perMessageUntil = Date.now() + PER_MESSAGE_AFTER_MISMATCH_MS;
@@ -404,7 +406,7 @@ export class AckPipeline {
         undefined,
       );
     }
-    this.#unconfirmed += failed;
+    if (failed > 0) this.#onFenced?.("unconfirmed", failed);
   }
 
   #expire(): void {

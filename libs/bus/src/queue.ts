@@ -1,7 +1,7 @@
 import type { Bus } from "./connect.js";
 import { BusError } from "./errors.js";
 import { PackedQueue } from "./packed.js";
-import { AckPipeline, type AckTarget, type StoredAck } from "./pipeline.js";
+import { AckPipeline, type AckTarget, type FenceOutcome, type StoredAck } from "./pipeline.js";
 
 /** One message bound for a stream. */
 export interface QueuedMessage {
@@ -55,6 +55,8 @@ export interface PublishQueueOptions {
    * `AckPipelineOptions.fences`): for a queue whose messages all go to one stream.
    */
   readonly fences?: boolean;
+  /** With `fences`: see `AckPipelineOptions.onFenced` (unconfirmed messages are sent again at once). */
+  readonly onFenced?: (outcome: FenceOutcome, messages: number) => void;
 }
 
 /**
@@ -126,6 +128,7 @@ export class PublishQueue {
       ackTimeoutMs: options.ackTimeoutMs ?? 5_000,
       onReady: () => this.#pump(),
       fences: options.fences === true,
+      ...(options.onFenced !== undefined ? { onFenced: options.onFenced } : {}),
     });
     bus.onConnectionChange((up) => {
       if (up) this.#pump();
@@ -135,10 +138,6 @@ export class PublishQueue {
   /** Memory of the messages waiting to be sent, as `maxBytes` counts it (in flight not included). */
   get bytes(): number {
     return this.#bytes;
-  }
-  /** With `fences`: see `AckPipeline.fenceStats`. */
-  get fenceStats(): { readonly proven: number; readonly unconfirmed: number } {
-    return this.#pipe.fenceStats;
   }
   /** Sent and not yet answered. */
   get inFlight(): number {

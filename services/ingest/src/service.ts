@@ -95,6 +95,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     // set, found by subject so that no subject is parsed per ack.
     const storedFresh = talliesBy(m.stored, "kind", { duplicate: "false" });
     const storedDuplicate = talliesBy(m.stored, "kind", { duplicate: "true" });
+    const fenced = talliesBy(m.fenced, "outcome");
     const storedBySubject = new Map<string, [Tally, Tally]>();
     const storedCounter = (subject: string, duplicate: boolean) => {
       let pair = storedBySubject.get(subject);
@@ -113,6 +114,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       // Everything goes to MD_RAW, which only ingest writes: a batch is confirmed by one ack (with a
       // second replica storing the same frames most fences prove nothing: an ack each again).
       fences: true,
+      onFenced: (outcome, n) => fenced(outcome).inc(n),
       onStored: (item, duplicate) => {
         storedCounter(item.subject, duplicate).inc();
         deps.onStored?.(item.subject, item.msgId, duplicate);
@@ -145,12 +147,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     bus.onConnectionChange((up) => {
       if (up) reportLost();
     });
-    let fenced = { proven: 0, unconfirmed: 0 };
     const gauges = setInterval(() => {
-      const f = queue.fenceStats;
-      m.fenced.inc({ outcome: "proven" }, f.proven - fenced.proven);
-      m.fenced.inc({ outcome: "unconfirmed" }, f.unconfirmed - fenced.unconfirmed);
-      fenced = f;
       m.bufferBytes.set(queue.bytes);
       m.inFlight.set(queue.pending);
       reportLost();

@@ -50,7 +50,7 @@ describe("ingest continuity over the whole BTCUSDT recording", () => {
     expect(await metric(ingest.opsUrl, "l2flow_ingest_reconnects_total")).toBe(drops);
     expect(await metric(ingest.opsUrl, "l2flow_ingest_deduplicated_total")).toBeGreaterThan(0);
     // MD_RAW's only publisher: frames confirmed by their batch's fence, none sent again for want of
-    // proof (the counts reach the metric every second).
+    // proof (counted when each fence is answered).
     const fenced = (outcome: string) =>
       metric(ingest.opsUrl, "l2flow_ingest_fenced_frames_total", `outcome="${outcome}"`);
     await waitUntil(async () => (await fenced("proven")) > 0, 5_000, "fenced frames counted");

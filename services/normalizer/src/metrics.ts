@@ -123,6 +123,8 @@ export function normalizerMetrics(registry: Registry) {
     ...m,
     /** `raw` for one kind, counted per message. */
     rawOf: talliesBy(m.raw, "kind"),
+    /** `outputsFenced` for one outcome, counted per batch. */
+    fencedOf: talliesBy(m.outputsFenced, "outcome"),
     bookUpdateTally: new Tally(m.bookUpdates),
     bookTally: new Tally(m.books),
   };

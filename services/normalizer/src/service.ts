@@ -148,7 +148,11 @@ export async function startNormalizer(
     // this normalizer is its only publisher (with partitions the fences mostly prove nothing and it
     // falls back to an ack each, see AckPipeline); windows to MD_WINDOW with an ack each, since a
     // fence answers only for its own stream.
-    const normQueue = new PublishQueue(bus, { ...queueOptions, fences: true });
+    const normQueue = new PublishQueue(bus, {
+      ...queueOptions,
+      fences: true,
+      onFenced: (outcome, n) => m.fencedOf(outcome).inc(n),
+    });
     const windowQueue = new PublishQueue(bus, queueOptions);
     const queue = {
       push: (item: QueuedMessage) =>
@@ -328,7 +332,6 @@ export async function startNormalizer(
       await Promise.all([...workers.values()].map((w) => w.stop(true)));
     });
 
-    let fenced = { proven: 0, unconfirmed: 0 };
     const ticker = setInterval(() => {
       const now = Date.now();
       let levels = 0;
@@ -341,10 +344,6 @@ export async function startNormalizer(
       m.bookLevels.set(levels);
       m.bufferedDiffs.set(buffered);
       m.outputsInFlight.set(queue.pending);
-      const f = normQueue.fenceStats;
-      m.outputsFenced.inc({ outcome: "proven" }, f.proven - fenced.proven);
-      m.outputsFenced.inc({ outcome: "unconfirmed" }, f.unconfirmed - fenced.unconfirmed);
-      fenced = f;
     }, 100);
     resources.defer(() => clearInterval(ticker));
 

@@ -160,7 +160,7 @@ describe("normalizer over the recordings", () => {
     expect(await metric(reference.normalizer.opsUrl, "l2flow_normalizer_crossed_books_total")).toBe(0);
     expect(await metric(reference.normalizer.opsUrl, "l2flow_normalizer_bad_messages_total")).toBe(0);
     // MD_NORM's only publisher here: most of its outputs were confirmed by their batch's fence, none
-    // sent again (the counts reach the metric every 100 ms).
+    // sent again (counted when each fence is answered).
     const fenced = (outcome: string) =>
       metric(reference.normalizer.opsUrl, "l2flow_normalizer_fenced_outputs_total", `outcome="${outcome}"`);
     await waitUntil(async () => (await fenced("proven")) > books.length / 2, 5_000, "fenced outputs counted");
