@@ -13,6 +13,28 @@ function rng(seed: number) {
   };
 }
 
+/**
+ * Variants of a message with a symbol and book levels whose strings leave the usual short ASCII form:
+ * not ASCII (the generated encoder's bytes), and long (a level's body of 127 and 128 bytes, a
+ * 200-character price: two-byte lengths).
+ */
+function stringCases<T extends { symbol: string; bids: BookLevel[]; asks: BookLevel[] }>(base: T): T[] {
+  return [
+    { ...base, symbol: "BTC€" },
+    { ...base, bids: [{ price: "1.0", quantity: "ü" }] },
+    { ...base, asks: [...base.asks, { price: "é".repeat(3), quantity: "1.0" }] },
+    { ...base, bids: [{ price: "1".repeat(61), quantity: "2".repeat(62) }, ...base.bids] },
+    { ...base, bids: [{ price: "1".repeat(62), quantity: "2".repeat(62) }, ...base.bids] },
+    {
+      ...base,
+      asks: [
+        { price: "3".repeat(200), quantity: "4" },
+        { price: "5", quantity: "6" },
+      ],
+    },
+  ];
+}
+
 describe("encodeBookSnapshot", () => {
   const random = rng(42);
   const int = () => {
@@ -56,23 +78,7 @@ describe("encodeBookSnapshot", () => {
 
   it("falls back to the generated encoder off the fast path, with the same bytes", () => {
     const base = snapshot();
-    for (const s of [
-      { ...base, symbol: "BTC€" },
-      { ...base, bids: [{ price: "1.0", quantity: "ü" }] },
-      { ...base, asks: [...base.asks, { price: "é".repeat(3), quantity: "1.0" }] },
-      // Long strings: a level's body of 127 and 128 bytes, a 200-character price (two-byte lengths).
-      { ...base, bids: [{ price: "1".repeat(61), quantity: "2".repeat(62) }, ...base.bids] },
-      { ...base, bids: [{ price: "1".repeat(62), quantity: "2".repeat(62) }, ...base.bids] },
-      {
-        ...base,
-        asks: [
-          { price: "3".repeat(200), quantity: "4" },
-          { price: "5", quantity: "6" },
-        ],
-      },
-      { ...base, epoch: -1 },
-      { ...base, lastUpdateId: 2 ** 60 },
-    ])
+    for (const s of [...stringCases(base), { ...base, epoch: -1 }, { ...base, lastUpdateId: 2 ** 60 }])
       expect(encodeBookSnapshot(s)).toEqual(BookSnapshot.encode(s).finish());
     // What the generated encoder refuses, this refuses too.
     expect(() => BookSnapshot.encode({ ...base, eventTimeUs: 1.5 })).toThrow(RangeError);
@@ -141,19 +147,7 @@ describe("encodeWindow", () => {
   it("falls back to the generated encoder off the fast path, with the same bytes", () => {
     const base = window();
     for (const w of [
-      { ...base, symbol: "BTC€" },
-      { ...base, bids: [{ price: "1.0", quantity: "ü" }] },
-      { ...base, asks: [...base.asks, { price: "é".repeat(3), quantity: "1.0" }] },
-      // Long strings: a level's body of 127 and 128 bytes, a 200-character price (two-byte lengths).
-      { ...base, bids: [{ price: "1".repeat(61), quantity: "2".repeat(62) }, ...base.bids] },
-      { ...base, bids: [{ price: "1".repeat(62), quantity: "2".repeat(62) }, ...base.bids] },
-      {
-        ...base,
-        asks: [
-          { price: "3".repeat(200), quantity: "4" },
-          { price: "5", quantity: "6" },
-        ],
-      },
+      ...stringCases(base),
       { ...base, epoch: -1 },
       { ...base, lateEventCount: 2 ** 60 },
       { ...base, bookLevels: -3 },
