@@ -20,6 +20,9 @@ interface RawProtocol {
   readonly noMorePublishing?: boolean;
   outMsgs: number;
   outBytes: number;
+  /** Bytes queued for the socket and not yet handed to it (while connecting, they wait here). */
+  readonly outbound?: { size(): number } | undefined;
+  readonly transport?: { readonly socket?: { readonly writableLength: number } | undefined } | undefined;
 }
 
 /** nats.js's protocol handler, or undefined when this nats.js does not have the calls used. */
@@ -54,8 +57,13 @@ const latin1 = new TextDecoder("latin1");
  * by `queueMicrotask` was one socket write per message (the normalizer spent 7.7 % of its thread in
  * the write call; 5.2 % with whole batches).
  *
- * A chunk is never written twice: each batch is the next slice of it, and a new chunk starts
- * when the rest is too small, so a slice still waiting in the socket's queue is never overwritten.
+ * A chunk is never overwritten while a slice of it may still be read: each batch is the next slice of
+ * it, and a new chunk starts when the rest is too small. A batch starts again at the chunk's beginning
+ * only when nothing handed over is waiting anywhere: nats.js holds none of it (it queues while
+ * connecting) and the socket has written all it was given (`writableLength` 0: not even part of a
+ * write is pending). That is the usual case, so one chunk serves the whole run: the normalizer wrote
+ * ~1.1 KB a raw message into fresh 256 KiB chunks before, 11-44 MB a second of memory outside V8's
+ * heap to allocate and collect.
  */
 export class WireWriter {
   readonly #p: RawProtocol;
@@ -64,6 +72,7 @@ export class WireWriter {
   #start = 0;
   #pos = 0;
   #scheduled = false;
+  #chunks = 1;
   readonly #flush = () => {
     this.#scheduled = false;
     this.flush();
@@ -71,6 +80,11 @@ export class WireWriter {
 
   constructor(protocol: RawProtocol) {
     this.#p = protocol;
+  }
+
+  /** Chunks allocated so far, the first included: one while the socket keeps up. */
+  get chunks(): number {
+    return this.#chunks;
   }
 
   /**
@@ -89,6 +103,10 @@ export class WireWriter {
     data: Uint8Array | string,
   ): void {
     if (this.#p.noMorePublishing === true) throw new Error("the NATS connection is draining");
+    if (this.#pos === this.#start && this.#pos !== 0 && this.#written()) {
+      this.#start = 0;
+      this.#pos = 0;
+    }
     const block = headers instanceof Uint8Array ? headers : undefined;
     const fields = headers instanceof Uint8Array ? undefined : headers;
     // A string (a checkpoint's JSON) is written as UTF-8 straight into the chunk: no encoded copy.
@@ -186,10 +204,17 @@ export class WireWriter {
     this.#p.flushPending();
   }
 
+  /** True when every byte handed over has been written to the socket: none of the chunk is still read. */
+  #written(): boolean {
+    const socket = this.#p.transport?.socket;
+    return this.#p.outbound?.size() === 0 && socket !== undefined && socket.writableLength === 0;
+  }
+
   /** A new chunk for a message of `need` bytes; what the old one holds goes out first, in order. */
   #grow(need: number): void {
     this.flush();
     this.#chunk = Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES, need));
+    this.#chunks++;
     this.#start = 0;
     this.#pos = 0;
   }
