@@ -185,4 +185,6 @@ export const opsEnvShape = {
   /** Port of `/metrics`, `/healthz`, `/readyz`. */
   METRICS_PORT: env.port(9464),
   LOG_LEVEL: env.logLevel(),
+  /** `on`: the V8 flags of `GC_TUNING_FLAGS` (gc.ts); `off`: V8's defaults. */
+  GC_TUNING: z.enum(["on", "off"], { error: "expected on or off" }).default("on"),
 } as const;

@@ -8,5 +8,6 @@ export * from "./config.js";
 export * from "./logging.js";
 export * from "./ops.js";
 export * from "./lifecycle.js";
+export * from "./gc.js";
 export { Counter, Gauge, Histogram, Registry } from "prom-client";
 export * from "./tally.js";

@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { applyGcTuning } from "./gc.js";
 
 /** Anything with an idempotent async `close()`. */
 export interface Closeable {
@@ -13,15 +14,18 @@ export interface RunServiceOptions {
    * below the pod's termination grace period (30 s by default). Default 20 000 ms.
    */
   readonly shutdownBudgetMs?: number;
+  /** The service's `GC_TUNING` (see `applyGcTuning`); default "on". */
+  readonly gcTuning?: "on" | "off";
 }
 
 /**
- * Runs a service: `start()` returns its resources in creation order; on SIGTERM or SIGINT they are
- * closed in reverse order within the budget, then the process exits (0, or 1 if closing failed or
- * overran). A start-up failure is logged with its code and exits 1.
+ * Runs a service: sets the GC tuning, then `start()` returns its resources in creation order; on
+ * SIGTERM or SIGINT they are closed in reverse order within the budget, then the process exits (0, or
+ * 1 if closing failed or overran). A start-up failure is logged with its code and exits 1.
  */
 export function runService(start: () => Promise<readonly Closeable[]>, options: RunServiceOptions): void {
   const { logger } = options;
+  applyGcTuning(options.gcTuning ?? "on");
   const budgetMs = options.shutdownBudgetMs ?? 20_000;
   let resources: readonly Closeable[] = [];
   let stopping = false;

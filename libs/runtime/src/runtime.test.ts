@@ -9,6 +9,7 @@ import {
   LogLimiter,
   natsEnvShape,
   natsOptions,
+  opsEnvShape,
   parseEnv,
   startOpsServer,
   Counter,
@@ -30,6 +31,7 @@ function capture(): { stream: Writable; text: () => string } {
 describe("parseEnv", () => {
   const schema = z.object({
     ...natsEnvShape,
+    ...opsEnvShape,
     PORT: env.port(8080),
     SYMBOLS: env.symbols("BTCUSDT"),
     API_KEY: z.string().min(10),
@@ -39,6 +41,8 @@ describe("parseEnv", () => {
     const c = parseEnv(schema, { API_KEY: "0123456789", NATS_URL: "nats://a:1, nats://b:2" });
     expect(c.PORT).toBe(8080);
     expect(c.SYMBOLS).toEqual(["BTCUSDT"]);
+    expect(c.GC_TUNING).toBe("on");
+    expect(parseEnv(schema, { API_KEY: "0123456789", GC_TUNING: "off" }).GC_TUNING).toBe("off");
     expect(natsOptions(c, "x")).toEqual({
       servers: ["nats://a:1", "nats://b:2"],
       name: "x",
@@ -49,7 +53,11 @@ describe("parseEnv", () => {
   it("names every bad variable, what it accepts, and hides secrets", () => {
     let err: unknown;
     try {
-      parseEnv(schema, { PORT: "http", SYMBOLS: "btc.usdt", API_KEY: "tiny" }, { secretKeys: ["API_KEY"] });
+      parseEnv(
+        schema,
+        { PORT: "http", SYMBOLS: "btc.usdt", API_KEY: "tiny", GC_TUNING: "yes" },
+        { secretKeys: ["API_KEY"] },
+      );
     } catch (e) {
       err = e;
     }
@@ -58,6 +66,7 @@ describe("parseEnv", () => {
     expect(msg).toMatch(/PORT="http": expected a port number 0-65535/);
     expect(msg).toMatch(/SYMBOLS="btc.usdt": expected comma-separated symbols/);
     expect(msg).toMatch(/API_KEY=<redacted>/);
+    expect(msg).toMatch(/GC_TUNING="yes": expected on or off/);
     expect(msg).not.toContain("tiny");
   });
 });

@@ -15,4 +15,4 @@ const logger = createLogger({
   level: config.LOG_LEVEL,
   secrets: [config.HOLYSHEEP_API_KEY, config.NATS_PASSWORD, config.NATS_TOKEN],
 });
-runService(async () => [await startAnalyzer(config, { logger })], { logger });
+runService(async () => [await startAnalyzer(config, { logger })], { logger, gcTuning: config.GC_TUNING });

@@ -15,4 +15,4 @@ const logger = createLogger({
   level: config.LOG_LEVEL,
   secrets: [config.NATS_PASSWORD, config.NATS_TOKEN],
 });
-runService(async () => [await startGateway(config, { logger })], { logger });
+runService(async () => [await startGateway(config, { logger })], { logger, gcTuning: config.GC_TUNING });
