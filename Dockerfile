@@ -17,7 +17,7 @@ ARG SERVICE
 # scavenges and was promoted) and handled ~20 % fewer messages per second; 16 MB costs each service
 # ~25 MB of RSS. 192 MB of old space leaves room for ingest's 64 MB outage buffer; raise both (and
 # OUTAGE_BUFFER_BYTES) together. Override per deployment if needed.
-# Each service also sets V8's --incremental-marking-soft-trigger=90 as it starts (GC_TUNING=on, the
+# Each service also sets V8's --incremental-marking-soft-trigger=60 as it starts (GC_TUNING=on, the
 # default; Node refuses it here): with an old space this small V8 otherwise started a full
 # mark-compact after nearly every scavenge (libs/runtime/src/gc.ts).
 # jemalloc instead of glibc's malloc: glibc kept the memory of a burst (frames held through a NATS

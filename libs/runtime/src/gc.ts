@@ -12,13 +12,15 @@ import { setFlagsFromString } from "node:v8";
  * 2-10 ms pause, plus marking steps of up to 12 ms on the main thread), ingest 51 (7 once the protocol
  * writer stopped allocating a chunk per 256 KiB sent).
  *
- * `--incremental-marking-soft-trigger=90` replaces that rule with "start marking once 90 % of the room
- * the last collection left has been used": the same limit, so the same bound on the heap, but marking
- * starts when there is something to collect. The same runs (three each): the normalizer 18
- * mark-compacts and 0.42-0.43 of a core instead of 0.46-0.47, ingest 2; frame → book p90 5.7-8.0 ms
- * instead of 9.7-10.8, p99 22-31 ms instead of 28-33.
+ * `--incremental-marking-soft-trigger=60` replaces that rule with "start marking once 60 % of the room
+ * the last collection left has been used". The limit stays, so does the bound on the heap, but the heap
+ * fills more of it between collections: at 90 % the 400-symbol soak's normalizers peaked at 196-197 MB
+ * RSS (183-185 with V8's rule; the soak's limit is 200), at 60 % 188-189. At 10k frames/s, 45 s: the
+ * normalizer ran 26 mark-compacts at 60 %, 18 at 90 %; ingest 3 and 2. Frame → book over three runs
+ * each at 90 %: p90 5.7-8.0 ms instead of 9.7-10.8, p99 22-31 ms instead of 28-33, the normalizer at
+ * 0.42-0.43 of a core instead of 0.46-0.47; one run at 60 %: p90 8.0 ms, p99 31 ms, 0.44.
  */
-export const GC_TUNING_FLAGS: readonly string[] = ["--incremental-marking-soft-trigger=90"];
+export const GC_TUNING_FLAGS: readonly string[] = ["--incremental-marking-soft-trigger=60"];
 
 /**
  * Sets `GC_TUNING_FLAGS` (`mode` "on") or leaves V8's defaults ("off"); returns the flags set. V8
