@@ -277,18 +277,22 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
     if (ctx.signal.aborted) break;
     results.push(await runRate(rate, seconds, ctx));
   }
-  // Between the highest rate held and the lowest not held, one more minute halfway, so the highest
-  // rate held is known to within a quarter of the gap rather than the gap.
   // Side by side at 10k: the same services with V8's default GC schedule (libs/runtime gc.ts).
   if (!ctx.signal.aborted && results.some((r) => r.rate === 10_000))
     results.push(await runRate(10_000, seconds, ctx, "off"));
   const tuned = results.filter((r) => r.gc === "on");
   const held = tuned.filter((r) => r.held).map((r) => r.rate);
+  // Between the highest rate held and the lowest not held, one more minute halfway, so the highest
+  // rate held is known to within a quarter of the gap rather than the gap.
   const top = held.length > 0 ? Math.max(...held) : undefined;
   const above = tuned.filter((r) => !r.held && (top === undefined || r.rate > top)).map((r) => r.rate);
   if (!ctx.quick && !ctx.signal.aborted && top !== undefined && above.length > 0) {
     const mid = Math.round((top + Math.min(...above)) / 2 / 500) * 500;
-    if (mid > top && mid < Math.min(...above)) results.push(await runRate(mid, seconds, ctx));
+    if (mid > top && mid < Math.min(...above)) {
+      const r = await runRate(mid, seconds, ctx);
+      results.push(r);
+      if (r.held) held.push(mid);
+    }
   }
   // By rate, the comparison run after the tuned one at its rate.
   const offLast = (r: RateResult) => (r.gc === "off" ? 1 : 0);
@@ -334,7 +338,6 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
         ]
       : []),
   ];
-  const sustained = held;
   return {
     rows,
     checks,
@@ -353,7 +356,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
           .join("; ")}. ` +
         "The row marked GC_TUNING=off runs 10k again with V8's default GC schedule in every service, for comparison (libs/runtime gc.ts: with the services' capped old space, V8 otherwise starts a full mark-compact after nearly every scavenge); the checks and the highest rate held use the tuned runs. " +
         `A rate is held when the lag did not grow (last quarter's median ≤ 2 × the first's + 20 ms), the last quarter's median stays under ${HELD_MAX_P50_MS} ms (no standing backlog) and the simulator kept ≥ 95 % of its pace. ` +
-        `Highest rate held for ${seconds} s here: ${sustained.length > 0 ? `${Math.max(...sustained)} frames/s` : "none of those tried"}` +
+        `Highest rate held for ${seconds} s here: ${held.length > 0 ? `${Math.max(...held)} frames/s` : "none of those tried"}` +
         (ctx.quick
           ? " (quick: not a minute)."
           : "; after the fixed rates, one more run halfway between the highest held and the lowest not held."),
