@@ -8,17 +8,16 @@ import { setFlagsFromString } from "node:v8";
  * plus 8 MB, plus room for the young generation), and its rule for starting incremental marking —
  * start when the room left under the limit is less than the young generation's capacity — then holds
  * right after every collection: nearly every scavenge started a full mark-compact. Measured in the
- * e2e set-up at 10k frames/s (100 symbols, 45 s): the normalizer ran 46-49 mark-compacts (each a
- * 2-10 ms pause, plus marking steps of up to 12 ms on the main thread), ingest 51 (7 once the protocol
- * writer stopped allocating a chunk per 256 KiB sent).
+ * e2e set-up at 10k frames/s (ingest and the normalizer, 100 symbols, 45 s): the normalizer ran 47
+ * mark-compacts (each a 2-10 ms pause, plus marking steps of up to 12 ms on the main thread), ingest
+ * 51 (7 once the protocol writer stopped allocating a chunk per 256 KiB sent).
  *
  * `--incremental-marking-soft-trigger=60` replaces that rule with "start marking once 60 % of the room
  * the last collection left has been used". The limit stays, so does the bound on the heap, but the heap
- * fills more of it between collections: at 90 % the 400-symbol soak's normalizers peaked at 196-197 MB
- * RSS (183-185 with V8's rule; the soak's limit is 200), at 60 % 188-189. At 10k frames/s, 45 s: the
- * normalizer ran 26 mark-compacts at 60 %, 18 at 90 %; ingest 3 and 2. Frame → book over three runs
- * each at 90 %: p90 5.7-8.0 ms instead of 9.7-10.8, p99 22-31 ms instead of 28-33, the normalizer at
- * 0.42-0.43 of a core instead of 0.46-0.47; one run at 60 %: p90 8.0 ms, p99 31 ms, 0.44.
+ * fills more of it between collections. At 60 %: the normalizer 26 mark-compacts, ingest 3, frame →
+ * book p90 6.8-8.9 ms against 8.8-10.9 with V8's rule (three runs each), the 400-symbol soak's
+ * normalizers at 188-189 MB RSS at most (183-185 with V8's rule; the soak's bound is 200). At 90 %: 18
+ * mark-compacts and p90 5.7-8.0 ms, but the soak's normalizers reached 196-197 MB.
  */
 export const GC_TUNING_FLAGS: readonly string[] = ["--incremental-marking-soft-trigger=60"];
 
