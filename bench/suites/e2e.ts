@@ -15,6 +15,7 @@
 import { epochNowNs } from "@l2flow/binance";
 import { connectBus } from "@l2flow/bus";
 import { BookSnapshot, Signal, Window } from "@l2flow/contracts";
+import type { GcTuning } from "@l2flow/runtime";
 import { startTestNats } from "@l2flow/testkit";
 import { LatencyHistogram, latencyMetrics, type LatencySummary } from "../lib/histogram.js";
 import { stats } from "../lib/measure.js";
@@ -61,7 +62,7 @@ const HELD_MAX_P50_MS = 100;
 interface RateResult {
   readonly rate: number;
   /** The services' `GC_TUNING`: "off" only in the comparison run at 10k. */
-  readonly gc: "on" | "off";
+  readonly gc: GcTuning;
   /** Seconds of the recording between copies' starts (`STAGGER_S` or less). */
   readonly stagger: number;
   readonly achieved: number;
@@ -95,7 +96,7 @@ async function runRate(
   rate: number,
   seconds: number,
   ctx: SuiteContext,
-  gc: "on" | "off" = "on",
+  gc: GcTuning = "on",
 ): Promise<RateResult> {
   const nats = await startTestNats();
   const llm = await startFakeLlmProcess();

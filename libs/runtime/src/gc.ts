@@ -21,13 +21,14 @@ import { setFlagsFromString } from "node:v8";
  */
 export const GC_TUNING_FLAGS: readonly string[] = ["--incremental-marking-soft-trigger=60"];
 
+/** A service's `GC_TUNING`. */
+export type GcTuning = "on" | "off";
+
 /**
- * Sets `GC_TUNING_FLAGS` (`mode` "on") or leaves V8's defaults ("off"); returns the flags set. V8
- * reads these when it decides whether to start marking, so setting them after start-up takes effect
- * at once (Node does not accept them in `NODE_OPTIONS`).
+ * Sets `GC_TUNING_FLAGS` (`mode` "on") or leaves V8's defaults ("off"). V8 reads these when it
+ * decides whether to start marking, so setting them after start-up takes effect at once (Node does
+ * not accept them in `NODE_OPTIONS`).
  */
-export function applyGcTuning(mode: "on" | "off"): readonly string[] {
-  if (mode === "off") return [];
-  for (const flag of GC_TUNING_FLAGS) setFlagsFromString(flag);
-  return GC_TUNING_FLAGS;
+export function applyGcTuning(mode: GcTuning): void {
+  if (mode === "on") for (const flag of GC_TUNING_FLAGS) setFlagsFromString(flag);
 }

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { applyGcTuning } from "./gc.js";
+import { applyGcTuning, type GcTuning } from "./gc.js";
 
 /** Anything with an idempotent async `close()`. */
 export interface Closeable {
@@ -15,7 +15,7 @@ export interface RunServiceOptions {
    */
   readonly shutdownBudgetMs?: number;
   /** The service's `GC_TUNING` (see `applyGcTuning`); default "on". */
-  readonly gcTuning?: "on" | "off";
+  readonly gcTuning?: GcTuning;
 }
 
 /**
