@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DeliverPolicy } from "@nats-io/jetstream";
 import {
   AckPipeline,
   BusError,
@@ -11,22 +10,13 @@ import {
   type StoredAck,
 } from "@l2flow/bus";
 import { startTestNats, waitUntil, type TestNats } from "@l2flow/testkit";
+import { storedMessages } from "./support.js";
 
 const enc = new TextEncoder();
 
 /** Every message of a stream: its sequence and message id. */
 async function storedIds(bus: Bus, stream: string): Promise<Map<number, string>> {
-  const info = await bus.jsm.streams.info(stream);
-  const out = new Map<number, string>();
-  if (info.state.messages === 0) return out;
-  const consumer = await bus.js.consumers.get(stream, { deliver_policy: DeliverPolicy.All });
-  const messages = await consumer.consume();
-  for await (const m of messages) {
-    out.set(m.seq, m.headers?.get("Nats-Msg-Id") ?? "");
-    if (m.info.pending === 0) break;
-  }
-  await messages.close();
-  return out;
+  return new Map((await storedMessages(bus, stream)).map((m) => [m.seq, m.msgId]));
 }
 
 interface Outcome {

@@ -12,6 +12,7 @@ import {
 } from "@l2flow/bus";
 import { startTestNats, type TestNats } from "@l2flow/testkit";
 import { rawProtocol, WireWriter } from "../src/wire.js";
+import { storedMessages } from "./support.js";
 
 const enc = new TextEncoder();
 const NO_REPLY = new Uint8Array(0);
@@ -138,17 +139,10 @@ describe("AckPipeline's protocol writer against a real nats-server", () => {
     pipe.close();
   });
 
-  /** Every message stored on `w.<prefix>.>`, in order, as text. */
+  /** Every message stored on `w.<prefix>.>` (at least `count` of them), in order, as text. */
   async function storedTexts(prefix: string, count: number): Promise<string[]> {
-    const consumer = await bus.js.consumers.get("W", { filter_subjects: `w.${prefix}.>` });
-    const texts: string[] = [];
-    const messages = await consumer.consume();
-    for await (const m of messages) {
-      texts.push(Buffer.from(m.data).toString());
-      if (m.info.pending === 0 && texts.length >= count) break;
-    }
-    await messages.close();
-    return texts;
+    const stored = await storedMessages(bus, "W", { filter: `w.${prefix}.>`, atLeast: count });
+    return stored.map((m) => Buffer.from(m.data).toString());
   }
 
   it("writes batch after batch into the same chunk while the socket keeps up", async () => {
