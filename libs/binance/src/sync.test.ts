@@ -655,4 +655,34 @@ describe("frame parsing", () => {
       parseDepthUpdate('{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["NaN","1"]],"a":[]}'),
     ).toThrow(/decimals/);
   });
+
+  const tradeAt = (p: string) =>
+    `{"e":"trade","E":1,"s":"X","t":1,"p":${JSON.stringify(p)},"q":"1","T":1,"m":true}`;
+  const diffAt = (q: string) =>
+    `{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1.5",${JSON.stringify(q)}]],"a":[]}`;
+  it.each(["0", "7", "10", "0.5", "123.45600000", "00.10"])("takes %j as a decimal", (d) => {
+    expect(parseTrade(tradeAt(d)).price).toBe(d);
+    expect(parseDepthUpdate(diffAt(d)).bids).toEqual([["1.5", d]]);
+  });
+
+  it.each([
+    "",
+    "1.",
+    ".5",
+    "1.2.3",
+    "-1",
+    "+1",
+    "1e5",
+    " 1",
+    "1 ",
+    "0x1",
+    "NaN",
+    "1,5",
+    "\u0661",
+    "1.5a",
+    ".",
+  ])("refuses %j as a decimal, in a trade and in a diff", (d) => {
+    expect(() => parseTrade(tradeAt(d))).toThrow(FrameError);
+    expect(() => parseDepthUpdate(diffAt(d))).toThrow(/decimals/);
+  });
 });
