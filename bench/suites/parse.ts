@@ -14,7 +14,9 @@ import {
 } from "@l2flow/binance";
 import {
   BookSnapshot,
+  BookSnapshotEncoder,
   encodeBookSnapshot,
+  encodeTrade,
   encodeWindow,
   EXCHANGE,
   msgIds,
@@ -104,9 +106,17 @@ function tradeOut(
   const tag = kind === TradeKind.TRADE_KIND_TRADE ? "trade" : "aggtrade";
   return {
     subject: subjects.trade(symbol),
-    data: Trade.encode(trade).finish(),
+    data: encodeTrade(trade), // as the normalizer does
     msgId: msgIds.normTrade(symbol, tag, id),
   };
+}
+
+/** Each symbol's book encoder, as the normalizer keeps one per symbol (a book sync is one symbol's). */
+const encoders = new WeakMap<BookSync, BookSnapshotEncoder>();
+function encoderOf(sync: BookSync): BookSnapshotEncoder {
+  let e = encoders.get(sync);
+  if (e === undefined) encoders.set(sync, (e = new BookSnapshotEncoder()));
+  return e;
 }
 
 function bookOut(symbol: string, sync: BookSync): Out {
@@ -123,7 +133,7 @@ function bookOut(symbol: string, sync: BookSync): Out {
   };
   return {
     subject: subjects.book(symbol),
-    data: encodeBookSnapshot(snap), // as the normalizer does
+    data: encoderOf(sync).encode(snap), // as the normalizer does
     msgId: msgIds.book(symbol, sync.epoch, book.lastUpdateId),
   };
 }
@@ -365,11 +375,12 @@ function workloads(frames: readonly RawFrame[]): Workload<unknown>[] {
     encodeAlone("Trade.encode alone (prebuilt messages)", trades, builtTrades, (t) =>
       Trade.encode(t).finish(),
     ),
+    encodeAlone("encodeTrade alone, the normalizer's encoder (same bytes)", trades, builtTrades, encodeTrade),
     encodeAlone(`BookSnapshot.encode alone (top ${BOOK_DEPTH}, prebuilt messages)`, depth, builtBooks, (b) =>
       BookSnapshot.encode(b).finish(),
     ),
     encodeAlone(
-      "encodeBookSnapshot alone, the normalizer's encoder (same bytes)",
+      "encodeBookSnapshot alone (the normalizer's encoder before it copies unchanged levels; same bytes)",
       depth,
       builtBooks,
       encodeBookSnapshot,
@@ -490,9 +501,9 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
     notes: [
       `Input: each frame's inner \`data\` JSON as a Buffer, the bytes MD_RAW holds. "JSON.parse only" is ` +
         `\`JSON.parse(buf.toString())\`; the parse functions of @l2flow/binance add the checks that make bad ` +
-        `input a counted error (types, non-negative decimals by regex on every price and size). The protobuf rows ` +
+        `input a counted error (types, non-negative decimals on every price and size). The protobuf rows ` +
         `add what the normalizer does per frame: dedupe, \`BookSync\` (continuity checks, the exact book), ` +
-        `\`topBids/topAsks(${BOOK_DEPTH})\`, \`encodeBookSnapshot\` / \`Trade.encode\`, subject and message id. The ` +
+        `\`topBids/topAsks(${BOOK_DEPTH})\`, a symbol's \`BookSnapshotEncoder\` / \`encodeTrade\`, subject and message id. The ` +
         `"all frames" rows run the normalizer's per-message dispatch over every trade, diff and snapshot in ` +
         `recorded order (subject split included), with and without a 1 s \`WindowAggregator\`; they leave out ` +
         `NATS (consume, publish, ack), metrics and the receive-time header. The "encode alone" rows encode the ` +

@@ -8,7 +8,8 @@ import {
   type SyncResult,
 } from "@l2flow/binance";
 import {
-  encodeBookSnapshot,
+  BookSnapshotEncoder,
+  encodeTrade,
   encodeWindow,
   type BookSnapshot,
   EXCHANGE,
@@ -17,7 +18,7 @@ import {
   msgIds,
   Side,
   subjects,
-  Trade,
+  type Trade,
   TradeKind,
   type Window,
 } from "@l2flow/contracts";
@@ -118,6 +119,8 @@ export class SymbolProcessor {
   #sync: BookSync;
   readonly #windows: WindowAggregator[];
   #diffsSinceBook = 0;
+  /** Encodes this symbol's book snapshots, copying the levels that did not change since the last one. */
+  readonly #bookEncoder = new BookSnapshotEncoder();
   #tradeIds = new TradeIds();
   #aggIds = new TradeIds();
 
@@ -316,7 +319,7 @@ export class SymbolProcessor {
       bids: book.topBids(this.#o.bookDepth),
       asks: book.topAsks(this.#o.bookDepth),
     };
-    const data = encodeBookSnapshot(snap);
+    const data = this.#bookEncoder.encode(snap);
     out.push({
       subject: subjects.book(this.symbol),
       data,
@@ -435,7 +438,7 @@ export class SymbolProcessor {
     const tag = kind === TradeKind.TRADE_KIND_TRADE ? "trade" : "aggtrade";
     out.push({
       subject: subjects.trade(this.symbol),
-      data: Trade.encode(trade).finish(),
+      data: encodeTrade(trade),
       msgId: msgIds.normTrade(this.symbol, tag, id),
     });
     if (!intoWindows) return;
