@@ -183,6 +183,19 @@ describe("BookSnapshotEncoder", () => {
     expect(encoder.reusedLevels).toBeGreaterThan(0);
   });
 
+  it("stays exact when the caller changes the arrays it passed", () => {
+    const book = new ModelBook(500);
+    const encoder = new BookSnapshotEncoder();
+    const s = snapshotOf(book, 20, 1);
+    expectBytes(encoder.encode(s), BookSnapshot.encode(s).finish());
+    // The same arrays, changed in place: a level gone from the front, the rest moved up.
+    s.bids.shift();
+    s.asks.reverse();
+    expectBytes(encoder.encode(s), BookSnapshot.encode(s).finish());
+    s.bids.length = 0;
+    expectBytes(encoder.encode(s), BookSnapshot.encode(s).finish());
+  });
+
   it("refuses what the generated encoder refuses", () => {
     const s = snapshotOf(new ModelBook(10), 20, 1);
     expect(() => new BookSnapshotEncoder().encode({ ...s, eventTimeUs: 1.5 })).toThrow(RangeError);

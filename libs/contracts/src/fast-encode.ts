@@ -218,7 +218,9 @@ function copyRun(dst: Uint8Array, pos: number, src: Uint8Array, from: number, to
  * last one's end.
  */
 class SideMemo {
-  levels: readonly BookLevel[] = [];
+  /** The previous side's levels: a copy, so the caller may reuse or change its array. */
+  levels: BookLevel[] = [];
+  #spareLevels: BookLevel[] = [];
   starts: number[] = [0];
   #next: number[] = [0];
   /** For each level of the side being written: its index in `levels`, or -1 when it is new. */
@@ -294,9 +296,14 @@ class SideMemo {
 
   /** The side just written becomes the previous one. */
   commit(levels: readonly BookLevel[]): void {
-    for (let i = 0; i < levels.length; i++) if (this.#from[i]! >= 0) this.reused++;
+    const kept = this.#spareLevels;
+    kept.length = levels.length;
+    for (let i = 0; i < levels.length; i++) {
+      kept[i] = levels[i]!;
+      if (this.#from[i]! >= 0) this.reused++;
+    }
     [this.starts, this.#next] = [this.#next, this.starts];
-    this.levels = levels;
+    [this.levels, this.#spareLevels] = [kept, this.levels];
   }
 }
 
@@ -305,7 +312,8 @@ class SideMemo {
  * that was in the previous snapshot are copied from there instead of encoded again. An order book
  * hands out the same immutable level objects while a level does not change and a diff changes a few
  * of the top levels, so most of each snapshot is copied runs (the bytes are the same either way). The
- * level objects must not be changed once encoded, nor the returned bytes. Holds the last snapshot.
+ * level objects must not be changed once encoded (their arrays may: the encoder keeps its own copy),
+ * nor the returned bytes. Holds the last snapshot.
  */
 export class BookSnapshotEncoder {
   readonly #bids = new SideMemo(58);
