@@ -79,8 +79,8 @@ export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
 
 /**
  * True for a non-negative decimal as Binance writes prices and quantities: digits, then optionally a
- * point and more digits (`/^[0-9]+(\.[0-9]+)?$/`, by hand: a diff has dozens of these and the regular
- * expression was a third of parsing one).
+ * point and more digits (`/^[0-9]+(\.[0-9]+)?$/`, by hand: a diff has dozens of these, and the loop
+ * took a 10-symbol diff's parse from 1.84 to 1.71 us here).
  */
 function isDecimal(s: string): boolean {
   const n = s.length;
