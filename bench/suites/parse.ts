@@ -14,7 +14,6 @@ import {
 } from "@l2flow/binance";
 import {
   BookSnapshot,
-  BookSnapshotEncoder,
   encodeBookSnapshot,
   encodeTrade,
   encodeWindow,
@@ -111,14 +110,6 @@ function tradeOut(
   };
 }
 
-/** Each symbol's book encoder, as the normalizer keeps one per symbol (a book sync is one symbol's). */
-const encoders = new WeakMap<BookSync, BookSnapshotEncoder>();
-function encoderOf(sync: BookSync): BookSnapshotEncoder {
-  let e = encoders.get(sync);
-  if (e === undefined) encoders.set(sync, (e = new BookSnapshotEncoder()));
-  return e;
-}
-
 function bookOut(symbol: string, sync: BookSync): Out {
   const book = sync.book;
   const snap: BookSnapshot = {
@@ -133,7 +124,7 @@ function bookOut(symbol: string, sync: BookSync): Out {
   };
   return {
     subject: subjects.book(symbol),
-    data: encoderOf(sync).encode(snap), // as the normalizer does
+    data: encodeBookSnapshot(snap), // as the normalizer does
     msgId: msgIds.book(symbol, sync.epoch, book.lastUpdateId),
   };
 }
@@ -380,7 +371,7 @@ function workloads(frames: readonly RawFrame[]): Workload<unknown>[] {
       BookSnapshot.encode(b).finish(),
     ),
     encodeAlone(
-      "encodeBookSnapshot alone (the normalizer's encoder before it copies unchanged levels; same bytes)",
+      "encodeBookSnapshot alone, the normalizer's encoder (same bytes)",
       depth,
       builtBooks,
       encodeBookSnapshot,
@@ -503,7 +494,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
         `\`JSON.parse(buf.toString())\`; the parse functions of @l2flow/binance add the checks that make bad ` +
         `input a counted error (types, non-negative decimals on every price and size). The protobuf rows ` +
         `add what the normalizer does per frame: dedupe, \`BookSync\` (continuity checks, the exact book), ` +
-        `\`topBids/topAsks(${BOOK_DEPTH})\`, a symbol's \`BookSnapshotEncoder\` / \`encodeTrade\`, subject and message id. The ` +
+        `\`topBids/topAsks(${BOOK_DEPTH})\`, \`encodeBookSnapshot\` / \`encodeTrade\`, subject and message id. The ` +
         `"all frames" rows run the normalizer's per-message dispatch over every trade, diff and snapshot in ` +
         `recorded order (subject split included), with and without a 1 s \`WindowAggregator\`; they leave out ` +
         `NATS (consume, publish, ack), metrics and the receive-time header. The "encode alone" rows encode the ` +

@@ -1,7 +1,6 @@
 /**
  * Hand-written encoders for the messages the normalizer publishes most: the book snapshot after every
- * diff (`BookSnapshotEncoder`, one per symbol, which also copies the levels unchanged since its last
- * snapshot), the trade per trade and the window at every close. Each writes exactly the bytes of the
+ * diff, the trade per trade and the window at every close. Each writes exactly the bytes of the
  * generated `encode(m).finish()` (same field order, defaults skipped), sized from the strings' lengths
  * and written in one pass into one pooled buffer, where the generated writer grows buffers, forks and
  * joins a writer per nested message and UTF-8-encodes every string through TextEncoder, a new
@@ -68,8 +67,9 @@ function intFieldOk(n: number): boolean {
  * A fresh buffer of `size` bytes, carved from a shared 8 KiB pool like `Buffer.allocUnsafe` (a
  * `new Uint8Array` of a book's size costs a separate backing store each: ~1–2 µs here). Not zeroed:
  * the encoder writes every byte. A held buffer keeps its pool alive (at most 8 KiB). Larger slabs of
- * our own were tried (2026-12-07): 64 KiB ones made the normalizer slower (twice the page faults under
- * jemalloc, which hands large blocks back to the system), 8 KiB ones the same as this.
+ * our own were tried (2026-12-07): 64 KiB ones cut the allocation alone from ~1 to ~0.1 us, yet made
+ * the normalizer slower (25k against 31k raw msgs/s, with twice the minor page faults, ~14 us each on
+ * that VM); 8 KiB ones did the same as this.
  */
 function allocate(size: number): Uint8Array {
   const b = Buffer.allocUnsafe(size);
@@ -127,35 +127,29 @@ function writeLevels(buf: Uint8Array, pos: number, tag: number, side: readonly B
   return pos;
 }
 
-/** Size of a snapshot's fields before its levels, or -1 when a number is off the fast path. */
-function bookHeadSize(s: BookSnapshot): number {
+/**
+ * `BookSnapshot.encode(s).finish()`, byte for byte, faster. Copying the bytes of the levels a symbol's
+ * previous snapshot shared (a per-symbol encoder keeping its last snapshot; 85-95 % of the top 20
+ * levels carry over between diffs) was tried on 2026-12-07: faster on encoding alone, slower in the
+ * parse suite's full depth path on the 10-symbol file (39-51k against 57-64k frames/s), so not kept.
+ */
+export function encodeBookSnapshot(s: BookSnapshot): Uint8Array {
+  const ints = [s.lastUpdateId, s.epoch, s.eventTimeUs, s.receiveTimeUs];
   let size = stringFieldSize(s.exchange) + stringFieldSize(s.symbol);
-  for (const n of [s.lastUpdateId, s.epoch, s.eventTimeUs, s.receiveTimeUs]) {
-    if (!intFieldOk(n)) return -1;
+  for (const n of ints) {
+    if (!intFieldOk(n)) return BookSnapshot.encode(s).finish();
     if (n !== 0) size += 1 + varintSize(n);
   }
-  return size;
-}
-
-/** Writes a snapshot's fields before its levels at the start of `buf`; -1 when a string is not ASCII. */
-function writeBookHead(buf: Uint8Array, s: BookSnapshot): number {
+  size += levelsSize(1, s.bids) + levelsSize(1, s.asks);
+  const buf = allocate(size);
   let pos = writeString(buf, 0, 10, s.exchange);
   if (pos >= 0) pos = writeString(buf, pos, 18, s.symbol);
-  if (pos < 0) return -1;
+  if (pos < 0) return BookSnapshot.encode(s).finish();
   pos = writeInt(buf, pos, 24, s.lastUpdateId);
   pos = writeInt(buf, pos, 32, s.epoch);
   pos = writeInt(buf, pos, 40, s.eventTimeUs);
-  return writeInt(buf, pos, 48, s.receiveTimeUs);
-}
-
-/** `BookSnapshot.encode(s).finish()`, byte for byte, faster. */
-export function encodeBookSnapshot(s: BookSnapshot): Uint8Array {
-  const head = bookHeadSize(s);
-  if (head < 0) return BookSnapshot.encode(s).finish();
-  const size = head + levelsSize(1, s.bids) + levelsSize(1, s.asks);
-  const buf = allocate(size);
-  let pos = writeBookHead(buf, s);
-  if (pos >= 0) pos = writeLevels(buf, pos, 58, s.bids);
+  pos = writeInt(buf, pos, 48, s.receiveTimeUs);
+  pos = writeLevels(buf, pos, 58, s.bids);
   if (pos >= 0) pos = writeLevels(buf, pos, 66, s.asks);
   if (pos < 0) return BookSnapshot.encode(s).finish();
   if (pos !== size) throw new Error(`encodeBookSnapshot wrote ${pos} of ${size} bytes`); // cannot happen
@@ -199,150 +193,6 @@ export function encodeTrade(t: Trade): Uint8Array {
   pos = writeInt(buf, pos, 96, t.lastTradeId);
   if (pos !== size) throw new Error(`encodeTrade wrote ${pos} of ${size} bytes`); // cannot happen
   return buf;
-}
-
-/** Runs of at least this many bytes are copied with `TypedArray.set`; shorter ones byte by byte (cheaper). */
-const SET_FROM_BYTES = 128;
-
-/** Copies src[from, to) to dst at `pos`; returns the position after it. */
-function copyRun(dst: Uint8Array, pos: number, src: Uint8Array, from: number, to: number): number {
-  if (to - from >= SET_FROM_BYTES) {
-    dst.set(src.subarray(from, to), pos);
-    return pos + to - from;
-  }
-  for (let i = from; i < to; i++) dst[pos++] = src[i]!;
-  return pos;
-}
-
-/**
- * One side of the last snapshot a `BookSnapshotEncoder` wrote: its level objects and where each
- * one's bytes (its repeated field: tag, length, body) start in that snapshot, `starts[n]` where the
- * last one's end.
- */
-class SideMemo {
-  /** The previous side's levels: a copy, so the caller may reuse or change its array. */
-  levels: BookLevel[] = [];
-  #spareLevels: BookLevel[] = [];
-  starts: number[] = [0];
-  #next: number[] = [0];
-  /** For each level of the side being written: its index in `levels`, or -1 when it is new. */
-  readonly #from: number[] = [];
-  /** Levels copied from the previous snapshot, over this side's life. */
-  reused = 0;
-
-  constructor(readonly tag: number) {}
-
-  /**
-   * Matches `levels` with the previous side's (a level object keeps its place in the order: a book's
-   * levels are sorted) and returns the bytes the side's field takes.
-   */
-  match(levels: readonly BookLevel[]): number {
-    const prev = this.levels;
-    const starts = this.starts;
-    const from = this.#from;
-    let size = 0;
-    let j = 0;
-    for (let i = 0; i < levels.length; i++) {
-      const l = levels[i]!;
-      let k = j;
-      while (k < prev.length && prev[k] !== l) k++;
-      if (k < prev.length) {
-        from[i] = k;
-        size += starts[k + 1]! - starts[k]!;
-        j = k + 1;
-      } else {
-        from[i] = -1;
-        const body = levelBody(l);
-        size += 1 + varintSize(body) + body;
-      }
-    }
-    return size;
-  }
-
-  /**
-   * Writes `levels` (as last matched) at `pos`, runs of matched levels copied from `prev` (the
-   * previous snapshot's bytes); returns the new position, -1 when a string is not ASCII.
-   */
-  write(buf: Uint8Array, pos: number, levels: readonly BookLevel[], prev: Uint8Array): number {
-    const starts = this.starts;
-    const from = this.#from;
-    const next = this.#next;
-    let runFrom = -1;
-    let runTo = -1;
-    for (let i = 0; i < levels.length; i++) {
-      next[i] = pos + (runFrom >= 0 ? starts[runTo]! - starts[runFrom]! : 0);
-      const k = from[i]!;
-      if (k >= 0 && k === runTo) {
-        runTo++;
-        continue;
-      }
-      if (runFrom >= 0) pos = copyRun(buf, pos, prev, starts[runFrom]!, starts[runTo]!);
-      runFrom = runTo = -1;
-      if (k >= 0) {
-        runFrom = k;
-        runTo = k + 1;
-        continue;
-      }
-      const l = levels[i]!;
-      pos = writeVarint(buf, pos, this.tag);
-      pos = writeVarint(buf, pos, levelBody(l));
-      pos = writeString(buf, pos, 10, l.price);
-      if (pos >= 0) pos = writeString(buf, pos, 18, l.quantity);
-      if (pos < 0) return -1;
-    }
-    if (runFrom >= 0) pos = copyRun(buf, pos, prev, starts[runFrom]!, starts[runTo]!);
-    next.length = levels.length + 1;
-    next[levels.length] = pos;
-    return pos;
-  }
-
-  /** The side just written becomes the previous one. */
-  commit(levels: readonly BookLevel[]): void {
-    const kept = this.#spareLevels;
-    kept.length = levels.length;
-    for (let i = 0; i < levels.length; i++) {
-      kept[i] = levels[i]!;
-      if (this.#from[i]! >= 0) this.reused++;
-    }
-    [this.starts, this.#next] = [this.#next, this.starts];
-    [this.levels, this.#spareLevels] = [kept, this.levels];
-  }
-}
-
-/**
- * `encodeBookSnapshot` for one symbol's successive snapshots, faster: the bytes of a level object
- * that was in the previous snapshot are copied from there instead of encoded again. An order book
- * hands out the same immutable level objects while a level does not change and a diff changes a few
- * of the top levels, so most of each snapshot is copied runs (the bytes are the same either way). The
- * level objects must not be changed once encoded (their arrays may: the encoder keeps its own copy),
- * nor the returned bytes. Holds the last snapshot.
- */
-export class BookSnapshotEncoder {
-  readonly #bids = new SideMemo(58);
-  readonly #asks = new SideMemo(66);
-  #prev: Uint8Array = new Uint8Array(0);
-
-  /** Levels copied from a previous snapshot instead of encoded, since this encoder was made. */
-  get reusedLevels(): number {
-    return this.#bids.reused + this.#asks.reused;
-  }
-
-  /** `BookSnapshot.encode(s).finish()`, byte for byte. */
-  encode(s: BookSnapshot): Uint8Array {
-    const head = bookHeadSize(s);
-    if (head < 0) return BookSnapshot.encode(s).finish();
-    const size = head + this.#bids.match(s.bids) + this.#asks.match(s.asks);
-    const buf = allocate(size);
-    let pos = writeBookHead(buf, s);
-    if (pos >= 0) pos = this.#bids.write(buf, pos, s.bids, this.#prev);
-    if (pos >= 0) pos = this.#asks.write(buf, pos, s.asks, this.#prev);
-    if (pos < 0) return BookSnapshot.encode(s).finish();
-    if (pos !== size) throw new Error(`BookSnapshotEncoder wrote ${pos} of ${size} bytes`); // cannot happen
-    this.#bids.commit(s.bids);
-    this.#asks.commit(s.asks);
-    this.#prev = buf;
-    return buf;
-  }
 }
 
 /** The window's doubles in field order: fields 6-12 (open ... vwap) here, 14-23 in `bookDoubles`. */

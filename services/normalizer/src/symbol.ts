@@ -8,7 +8,7 @@ import {
   type SyncResult,
 } from "@l2flow/binance";
 import {
-  BookSnapshotEncoder,
+  encodeBookSnapshot,
   encodeTrade,
   encodeWindow,
   type BookSnapshot,
@@ -119,8 +119,6 @@ export class SymbolProcessor {
   #sync: BookSync;
   readonly #windows: WindowAggregator[];
   #diffsSinceBook = 0;
-  /** Encodes this symbol's book snapshots, copying the levels that did not change since the last one. */
-  readonly #bookEncoder = new BookSnapshotEncoder();
   #tradeIds = new TradeIds();
   #aggIds = new TradeIds();
 
@@ -319,7 +317,7 @@ export class SymbolProcessor {
       bids: book.topBids(this.#o.bookDepth),
       asks: book.topAsks(this.#o.bookDepth),
     };
-    const data = this.#bookEncoder.encode(snap);
+    const data = encodeBookSnapshot(snap);
     out.push({
       subject: subjects.book(this.symbol),
       data,
