@@ -20,6 +20,8 @@ import {
   EXCHANGE,
   msgIds,
   Side,
+  STREAM_SUBJECTS,
+  STREAMS,
   subjects,
   Trade,
   TradeKind,
@@ -360,7 +362,9 @@ function workloads(frames: readonly RawFrame[]): Workload<unknown>[] {
     const states = new Map<string, SymbolState>();
     const outs: Out[] = [];
     frames.forEach((f, i) => normalizeFrame(subjectsOf[i]!, f.bytes, states, true, outs));
-    for (const o of outs) if (o.subject.startsWith("md.window.")) builtWindows.push(Window.decode(o.data));
+    // MD_WINDOW's subjects (`md.window.binance.>`) without the wildcard, as the normalizer routes them.
+    const windowPrefix = STREAM_SUBJECTS[STREAMS.window][0].slice(0, -1);
+    for (const o of outs) if (o.subject.startsWith(windowPrefix)) builtWindows.push(Window.decode(o.data));
   }
   list.push(
     encodeAlone("Trade.encode alone (prebuilt messages)", trades, builtTrades, (t) =>
