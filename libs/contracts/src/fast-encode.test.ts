@@ -35,20 +35,29 @@ function stringCases<T extends { symbol: string; bids: BookLevel[]; asks: BookLe
   ];
 }
 
+/**
+ * Random field values from `random`: integers (zero, small, around varint boundaries, and large, up to
+ * 2^53 - 1) and decimal strings as Binance writes them (now and then empty, the default).
+ */
+function randomValues(random: () => number) {
+  return {
+    int: (): number => {
+      const r = random();
+      if (r < 0.15) return 0;
+      if (r < 0.4) return Math.floor(random() * 300);
+      if (r < 0.7) return Math.floor(random() * 2 ** 35);
+      return Math.floor(random() * Number.MAX_SAFE_INTEGER);
+    },
+    decimal: (): string =>
+      random() < 0.05
+        ? ""
+        : `${Math.floor(random() * 100_000)}.${String(Math.floor(random() * 1e8)).padStart(8, "0")}`,
+  };
+}
+
 describe("encodeBookSnapshot", () => {
   const random = rng(42);
-  const int = () => {
-    const r = random();
-    // zero, small, around varint boundaries, and large (up to 2^53 - 1)
-    if (r < 0.15) return 0;
-    if (r < 0.4) return Math.floor(random() * 300);
-    if (r < 0.7) return Math.floor(random() * 2 ** 35);
-    return Math.floor(random() * Number.MAX_SAFE_INTEGER);
-  };
-  const decimal = () =>
-    random() < 0.05
-      ? ""
-      : `${Math.floor(random() * 100_000)}.${String(Math.floor(random() * 1e8)).padStart(8, "0")}`;
+  const { int, decimal } = randomValues(random);
   const levels = (): BookLevel[] =>
     Array.from({ length: Math.floor(random() * 25) }, () => ({ price: decimal(), quantity: decimal() }));
   const snapshot = (): BookSnapshot => ({
@@ -88,14 +97,7 @@ describe("encodeBookSnapshot", () => {
 
 describe("encodeTrade", () => {
   const random = rng(5);
-  const int = () => {
-    const r = random();
-    if (r < 0.2) return 0;
-    if (r < 0.5) return Math.floor(random() * 300);
-    return Math.floor(random() * Number.MAX_SAFE_INTEGER);
-  };
-  const decimal = () =>
-    random() < 0.05 ? "" : `${Math.floor(random() * 100_000)}.${Math.floor(random() * 1e8)}`;
+  const { int, decimal } = randomValues(random);
   const trade = (): Trade => ({
     exchange: random() < 0.1 ? "" : "binance",
     symbol: random() < 0.1 ? "" : "ETHUSDT",
