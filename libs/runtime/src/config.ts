@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ConfigError } from "./errors.js";
+import { GC_TUNING_MODES } from "./gc.js";
 
 /** Environment variables as a plain record (usually `process.env`). */
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -186,5 +187,5 @@ export const opsEnvShape = {
   METRICS_PORT: env.port(9464),
   LOG_LEVEL: env.logLevel(),
   /** `on`: the V8 flags of `GC_TUNING_FLAGS` (gc.ts); `off`: V8's defaults. */
-  GC_TUNING: z.enum(["on", "off"], { error: "expected on or off" }).default("on"),
+  GC_TUNING: z.enum(GC_TUNING_MODES, { error: "expected on or off" }).default("on"),
 } as const;

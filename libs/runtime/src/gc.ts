@@ -21,8 +21,11 @@ import { setFlagsFromString } from "node:v8";
  */
 export const GC_TUNING_FLAGS: readonly string[] = ["--incremental-marking-soft-trigger=60"];
 
+/** The values of a service's `GC_TUNING` (config.ts validates it against these). */
+export const GC_TUNING_MODES = ["on", "off"] as const;
+
 /** A service's `GC_TUNING`. */
-export type GcTuning = "on" | "off";
+export type GcTuning = (typeof GC_TUNING_MODES)[number];
 
 /**
  * Sets `GC_TUNING_FLAGS` (`mode` "on") or leaves V8's defaults ("off"). V8 reads these when it
