@@ -77,28 +77,7 @@ export interface DepthSnapshot {
 /** Frames larger than this are rejected before parsing (Binance's largest are far smaller). */
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
 
-/**
- * True for a non-negative decimal as Binance writes prices and quantities: digits, then optionally a
- * point and more digits (`/^[0-9]+(\.[0-9]+)?$/`, by hand: a diff has dozens of these, and the loop
- * took a 10-symbol diff's parse from 1.84 to 1.71 us here).
- */
-function isDecimal(s: string): boolean {
-  const n = s.length;
-  let i = 0;
-  while (i < n) {
-    const c = s.charCodeAt(i);
-    if (c < 48 || c > 57) break;
-    i++;
-  }
-  if (i === 0) return false;
-  if (i === n) return true;
-  if (s.charCodeAt(i) !== 46 /* . */ || i + 1 === n) return false;
-  for (i++; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 48 || c > 57) return false;
-  }
-  return true;
-}
+const DECIMAL = /^[0-9]+(\.[0-9]+)?$/;
 
 function parseJson(text: string | Uint8Array): Record<string, unknown> {
   const len = text.length;
@@ -149,7 +128,7 @@ function str(o: Record<string, unknown>, key: string): string {
 
 function decimal(o: Record<string, unknown>, key: string): string {
   const v = str(o, key);
-  if (!isDecimal(v))
+  if (!DECIMAL.test(v))
     throw new FrameError(
       "FRAME_BAD_NUMBER",
       `field ${key} is not a non-negative decimal: ${JSON.stringify(v.slice(0, 40))}`,
@@ -176,8 +155,8 @@ function levels(o: Record<string, unknown>, key: string): (readonly [string, str
       l.length < 2 ||
       typeof l[0] !== "string" ||
       typeof l[1] !== "string" ||
-      !isDecimal(l[0]) ||
-      !isDecimal(l[1])
+      !DECIMAL.test(l[0]) ||
+      !DECIMAL.test(l[1])
     ) {
       throw new FrameError(
         "FRAME_BAD_NUMBER",
