@@ -60,6 +60,12 @@ const schema = z.object({
    * and a diff really lost is found this many diffs later (100 ms each).
    */
   DIFF_REORDER_WINDOW: env.nonNegativeInt(10),
+  /**
+   * `on`: the symbols' processing (parsing, books, windows, encoding) runs on a thread of its own and
+   * NATS on the main thread, so the normalizer uses up to two cores; `off`: all on one thread (where
+   * one core is all it gets).
+   */
+  NORMALIZER_THREAD: z.enum(["on", "off"], { error: "expected on or off" }).default("on"),
   /** Time allowed for ingest to answer a resync request (and the wait before asking again). */
   RESYNC_REQUEST_TIMEOUT_MS: env.positiveInt(10_000),
 });

@@ -15,4 +15,13 @@ const logger = createLogger({
   level: config.LOG_LEVEL,
   secrets: [config.NATS_PASSWORD, config.NATS_TOKEN],
 });
-runService(async () => [await startNormalizer(config, { logger })], { logger, gcTuning: config.GC_TUNING });
+runService(
+  async () => [
+    await startNormalizer(config, {
+      logger,
+      // Closes in order (the last checkpoints stay as they are) and exits; the restart continues.
+      onFatal: () => process.kill(process.pid, "SIGTERM"),
+    }),
+  ],
+  { logger, gcTuning: config.GC_TUNING },
+);

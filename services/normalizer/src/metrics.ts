@@ -1,4 +1,5 @@
 import { Counter, Gauge, Tally, talliesBy, type Registry } from "@l2flow/runtime";
+import type { ProcessorEvents } from "./symbol.js";
 
 /** The normalizer's Prometheus metrics (README, "Metrics"). */
 export function normalizerMetrics(registry: Registry) {
@@ -132,3 +133,24 @@ export function normalizerMetrics(registry: Registry) {
 
 /** The metrics object `normalizerMetrics` returns. */
 export type NormalizerMetrics = ReturnType<typeof normalizerMetrics>;
+
+/** The processors' events, counted into the metrics. */
+export function processorEvents(m: NormalizerMetrics): ProcessorEvents {
+  return {
+    raw: (kind) => m.rawOf(kind).inc(),
+    bookUpdate: () => m.bookUpdateTally.inc(),
+    bookSnapshot: () => m.bookTally.inc(),
+    gap: (reason, crossed) => {
+      m.gaps.inc({ reason });
+      if (crossed) m.crossed.inc();
+    },
+    refresh: () => m.refreshes.inc(),
+    bufferDrop: () => m.bufferDrops.inc(),
+    tradeOutOfOrder: (outcome) => m.tradesOutOfOrder.inc({ outcome }),
+    window: (w) => {
+      m.windows.inc({ interval: w.interval, reason: String(w.closeReason) });
+      if (w.lateEventCount > 0) m.late.inc(w.lateEventCount);
+      m.windowLag.set(Math.max(0, (Date.now() - w.endTimeMs) / 1000));
+    },
+  };
+}

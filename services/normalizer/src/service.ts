@@ -31,8 +31,11 @@ import {
   type Registry,
 } from "@l2flow/runtime";
 import type { NormalizerConfig } from "./config.js";
-import { normalizerMetrics } from "./metrics.js";
+import { normalizerMetrics, processorEvents } from "./metrics.js";
 import { ownsSymbol } from "./partition.js";
+import { LocalHost, type ProcessorHost } from "./port.js";
+import type { ProcessorOptions } from "./symbol.js";
+import { startProcessingThread } from "./thread-host.js";
 import { SymbolWorker, type WorkerContext } from "./worker.js";
 
 /** Subjects of MD_WINDOW start so (`md.window.binance.`). */
@@ -55,6 +58,8 @@ export const RAW_FILTER = STREAM_SUBJECTS[STREAMS.raw][0];
 export const CONSUME_WINDOW = 2_048;
 /** Outputs waiting on JetStream beyond which reading MD_RAW pauses. */
 const MAX_OUTPUTS_IN_FLIGHT = 50_000;
+/** Raw messages handed to the processing thread and not yet processed beyond which reading pauses. */
+const MAX_RAW_IN_PROCESSING = 8_192;
 /**
  * How long nats-server keeps this normalizer's consumer of MD_RAW once nothing pulls from it: what a
  * SIGKILLed normalizer leaves behind goes this much later. nats.js gives an ordered consumer 5 min and
@@ -80,6 +85,11 @@ export interface NormalizerDeps {
   readonly logger: Logger;
   /** Default: a new registry with Node's default metrics. */
   readonly registry?: Registry;
+  /**
+   * Told when the normalizer cannot go on (its processing thread died): the composition root stops
+   * the process, and a restart continues from the checkpoints. Until then `/healthz` fails.
+   */
+  readonly onFatal?: (err: Error) => void;
 }
 
 /**
@@ -108,6 +118,30 @@ export async function startNormalizer(
       : ownsSymbol(symbol, config.NORMALIZER_PARTITION, config.NORMALIZER_PARTITIONS);
 
   try {
+    const options: ProcessorOptions = {
+      bookDepth: config.BOOK_DEPTH,
+      bookEveryNDiffs: config.BOOK_EVERY_N_DIFFS,
+      intervals: config.WINDOW_INTERVALS,
+      latenessMs: config.WINDOW_LATENESS_MS,
+      maxBufferedDiffs: config.MAX_BUFFERED_DIFFS,
+      maxLevelsPerSide: config.BOOK_MAX_LEVELS,
+      refreshHistory: config.BOOK_REFRESH_INTERVAL_MS > 0 ? REFRESH_HISTORY_DIFFS : 0,
+      reorderDiffs: config.DIFF_REORDER_WINDOW,
+    };
+    // The thread loads its code while NATS is connected to. It is closed last, after the workers
+    // stopped (ResourceStack closes in reverse order): their last checkpoints come from it.
+    const hostStarting: Promise<ProcessorHost> =
+      config.NORMALIZER_THREAD === "on"
+        ? startProcessingThread(options, processorEvents(m), (err) => {
+            logger.fatal(
+              { err },
+              "the processing thread stopped; nothing more is normalized (a restart continues from the checkpoints)",
+            );
+            deps.onFatal?.(err);
+          })
+        : Promise.resolve(new LocalHost(options, processorEvents(m)));
+    const hostOrNone = hostStarting.catch(() => undefined); // (its failure is thrown where awaited)
+    resources.defer(async () => (await hostOrNone)?.close());
     const bus: Bus = await connectBus({ ...natsOptions(config, "normalizer"), logger });
     resources.defer(() => bus.drain());
     await provisionTopology(bus);
@@ -165,6 +199,8 @@ export async function startNormalizer(
       await Promise.all([normQueue.close(10_000), windowQueue.close(10_000)]);
     });
 
+    const host = await hostStarting;
+
     const context: WorkerContext = {
       position: { seq: 0, caughtUp: false },
       bus,
@@ -172,16 +208,7 @@ export async function startNormalizer(
       stateKv,
       putState,
       putBook,
-      options: {
-        bookDepth: config.BOOK_DEPTH,
-        bookEveryNDiffs: config.BOOK_EVERY_N_DIFFS,
-        intervals: config.WINDOW_INTERVALS,
-        latenessMs: config.WINDOW_LATENESS_MS,
-        maxBufferedDiffs: config.MAX_BUFFERED_DIFFS,
-        maxLevelsPerSide: config.BOOK_MAX_LEVELS,
-        refreshHistory: config.BOOK_REFRESH_INTERVAL_MS > 0 ? REFRESH_HISTORY_DIFFS : 0,
-        reorderDiffs: config.DIFF_REORDER_WINDOW,
-      },
+      host,
       refreshIntervalMs: config.BOOK_REFRESH_INTERVAL_MS,
       name: config.NORMALIZER_NAME,
       checkpointIntervalMs: config.CHECKPOINT_INTERVAL_MS,
@@ -295,10 +322,12 @@ export async function startNormalizer(
           }
           context.position.seq = msg.seq;
           context.position.caughtUp = msg.info.pending === 0;
-          // Backpressure: stop reading while the outputs wait on JetStream.
+          // Backpressure: stop reading while the processing thread is behind or the outputs wait on
+          // JetStream.
+          if (host.pending > MAX_RAW_IN_PROCESSING) await host.below(MAX_RAW_IN_PROCESSING / 2);
           while (queue.pending > MAX_OUTPUTS_IN_FLIGHT && !closing)
             await new Promise((r) => setTimeout(r, 5));
-          if (closing) break;
+          if (closing || host.failure !== undefined) break;
         }
       } finally {
         current = undefined;
@@ -310,7 +339,7 @@ export async function startNormalizer(
     /** Reads until closed; a consumer that fails is replaced from the position reached. */
     const reading = (async () => {
       let from = fromSeq;
-      while (!closing) {
+      while (!closing && host.failure === undefined) {
         try {
           await read(from);
         } catch (err) {
@@ -329,6 +358,8 @@ export async function startNormalizer(
       closing = true;
       await current?.messages.close().catch(() => undefined);
       await reading;
+      // Every message read is processed and its outputs queued before the final checkpoints.
+      await host.idle();
       await Promise.all([...workers.values()].map((w) => w.stop(true)));
     });
 
@@ -353,6 +384,10 @@ export async function startNormalizer(
       logger,
       readiness: () =>
         bus.isConnected() ? { ready: true } : { ready: false, reason: "NATS is not connected" },
+      liveness: () =>
+        host.failure === undefined
+          ? { ready: true }
+          : { ready: false, reason: `the processing thread stopped: ${host.failure.message}` },
     });
     resources.push(ops);
     logger.info(

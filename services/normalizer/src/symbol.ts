@@ -62,6 +62,8 @@ export interface ProcessorOptions {
 
 /** Counts a caller may turn into metrics. */
 export interface ProcessorEvents {
+  /** A raw message handled (usable or not), by its subject's kind token. */
+  raw?(kind: string): void;
   bookUpdate?(): void;
   bookSnapshot?(): void;
   gap?(reason: string, crossed: boolean): void;
@@ -74,8 +76,11 @@ export interface ProcessorEvents {
    * `repeat` has an id already had (dropped).
    */
   tradeOutOfOrder?(outcome: "late" | "repeat"): void;
-  window?(w: Window): void;
+  window?(w: ClosedWindow): void;
 }
+
+/** What `ProcessorEvents.window` is told of a closed window. */
+export type ClosedWindow = Pick<Window, "interval" | "closeReason" | "lateEventCount" | "endTimeMs">;
 
 /** A raw message the processor cannot use (counted and skipped). */
 export class CorruptRaw extends L2flowError {
@@ -240,6 +245,7 @@ export class SymbolProcessor {
    * message it cannot use — nothing of it is applied.
    */
   handle(kind: string, data: Uint8Array, receiveTimeUs: number, out: Output[], fx: Effects, seq = 0): void {
+    this.#events.raw?.(kind);
     switch (kind as Kind) {
       case "depth": {
         const d = parseDepthUpdate(data);

@@ -1,16 +1,10 @@
 import { readHeader, type Bus, type JsMsg, type KV, type PublishQueue } from "@l2flow/bus";
-import { FrameError } from "@l2flow/binance";
 import { HEADERS, subjects } from "@l2flow/contracts";
-import { L2flowError, type Logger, type LogLimiter } from "@l2flow/runtime";
+import type { Logger, LogLimiter } from "@l2flow/runtime";
 import type { NormalizerMetrics } from "./metrics.js";
 import { partitionOf } from "./partition.js";
-import {
-  SymbolProcessor,
-  type Effects,
-  type Output,
-  type ProcessorOptions,
-  type ProcessorState,
-} from "./symbol.js";
+import type { Handled, ProcessorHost, SymbolPort } from "./port.js";
+import type { Output, ProcessorState } from "./symbol.js";
 
 /** Where the normalizer's one consumer of MD_RAW is: shared by every worker. */
 export interface StreamPosition {
@@ -35,7 +29,8 @@ export interface WorkerContext {
    * sent now. `failed` runs if it is not stored.
    */
   readonly putBook: (symbol: string, bytes: Uint8Array, failed: () => void) => boolean;
-  readonly options: ProcessorOptions;
+  /** Where the symbols' processors run (this thread or the processing thread). */
+  readonly host: ProcessorHost;
   /** Checkpoint keys are `<name>.binance.<SYMBOL>` in `md_state`. */
   readonly name: string;
   readonly checkpointIntervalMs: number;
@@ -73,16 +68,17 @@ const QUIET_CHECKPOINT_INTERVALS = 12;
 
 /**
  * One symbol: its raw messages (handed over by the normalizer's one consumer of MD_RAW, in stream
- * order), the `SymbolProcessor`, outputs through the shared acked publish queues, and a checkpoint to
- * KV `md_state` every interval — written only once every output before it is stored, so a restart from
- * it (SIGKILL included) republishes at most what the duplicate window then drops. A checkpoint holds
+ * order), its `SymbolProcessor` (through a `SymbolPort`: on the processing thread its answers come
+ * later), outputs through the shared acked publish queues, and a checkpoint to KV `md_state` every
+ * interval — written only once every output before it is stored, so a restart from it (SIGKILL
+ * included) republishes at most what the duplicate window then drops. A checkpoint holds
  * the stream position it was taken at: every message of the symbol up to it is in the state, but for
  * diffs buffered while the book waits for a snapshot, which are read back from MD_RAW after a restart.
  */
 export class SymbolWorker {
   readonly symbol: string;
   readonly #c: WorkerContext;
-  readonly #proc: SymbolProcessor;
+  readonly #proc: SymbolPort;
   /** Stream sequence the state includes everything up to (the checkpoint's, then the last handled). */
   #seq = 0;
   #stopped = false;
@@ -90,6 +86,10 @@ export class SymbolWorker {
   readonly #unsettled = new Map<number, true>();
   #outputs = 0;
   #pending: PendingCheckpoint | undefined;
+  /** A checkpoint's state asked of the processor and not yet given. */
+  #capturing: Promise<void> | undefined;
+  /** An output was never stored: no checkpoint may be written past it. */
+  #lost = false;
   #writing = false;
   #lastCheckpointAt = Date.now();
   #checkpointSeq = 0;
@@ -110,7 +110,6 @@ export class SymbolWorker {
   constructor(symbol: string, context: WorkerContext) {
     this.symbol = symbol;
     this.#c = context;
-    const m = context.m;
     const every = context.refreshIntervalMs;
     const spread = partitionOf(symbol, 1_000_003);
     this.#nextRefreshAt = Date.now() + (every > 0 ? spread % every : 0);
@@ -119,22 +118,7 @@ export class SymbolWorker {
     // tick, every interval (with 100 BTCUSDT books the e2e bench's p99 did not change measurably,
     // but a burst grows with the books' size and count).
     this.#lastCheckpointAt = Date.now() - (spread % context.checkpointIntervalMs);
-    this.#proc = new SymbolProcessor(symbol, context.options, {
-      bookUpdate: () => m.bookUpdateTally.inc(),
-      bookSnapshot: () => m.bookTally.inc(),
-      gap: (reason, crossed) => {
-        m.gaps.inc({ reason });
-        if (crossed) m.crossed.inc();
-      },
-      refresh: () => m.refreshes.inc(),
-      bufferDrop: () => m.bufferDrops.inc(),
-      tradeOutOfOrder: (outcome) => m.tradesOutOfOrder.inc({ outcome }),
-      window: (w) => {
-        m.windows.inc({ interval: w.interval, reason: String(w.closeReason) });
-        if (w.lateEventCount > 0) m.late.inc(w.lateEventCount);
-        m.windowLag.set(Math.max(0, (Date.now() - w.endTimeMs) / 1000));
-      },
-    });
+    this.#proc = context.host.open(symbol, { handled: (h, seq) => this.#handled(h, seq) });
   }
 
   get #key(): string {
@@ -197,7 +181,7 @@ export class SymbolWorker {
     if (entry === null || entry.operation !== "PUT" || entry.value.length === 0) return undefined;
     try {
       const cp = JSON.parse(entry.string()) as Checkpoint;
-      if (this.#proc.restore(cp.state)) return cp;
+      if (await this.#proc.restore(cp.state)) return cp;
       this.#c.logger.warn(
         { symbol: this.symbol },
         "checkpoint was written with other settings (book depth, intervals, lateness); rebuilding from the start of MD_RAW",
@@ -222,35 +206,35 @@ export class SymbolWorker {
       return;
     }
     if (refilling) this.#endRefill();
-    const { m, position } = this.#c;
+    const { position } = this.#c;
     const recvNs = readHeader(msg, HEADERS.receiveNs);
     const receiveTimeUs =
       recvNs !== undefined && /^[0-9]{1,20}$/.test(recvNs) ? Number(BigInt(recvNs) / 1000n) : 0;
-    const out: Output[] = [];
-    const fx: Effects = { resync: false, book: undefined };
-    m.rawOf(kind).inc();
-    try {
-      this.#proc.handle(kind, msg.data, receiveTimeUs, out, fx, msg.seq);
-    } catch (err) {
-      const code = err instanceof FrameError || err instanceof L2flowError ? err.code : "UNEXPECTED";
-      m.bad.inc({ code });
-      out.length = 0;
-      if (this.#c.limiter.take(`bad:${code}`) >= 0)
-        this.#c.logger.warn(
-          { err, subject: msg.subject, seq: msg.seq },
-          "skipped a raw message that cannot be used",
-        );
-    }
+    this.#proc.handle(kind, msg.data, receiveTimeUs, msg.seq);
     this.#seq = msg.seq;
     this.#lastMessageAt = Date.now();
     this.#idleClosed = false;
     if (kind === "depth") this.#sawDepth = true;
-    if (fx.resync) this.#resyncNow = true;
-    if (fx.book !== undefined) this.#bookBytes = fx.book;
-    this.#emit(out);
     if (position.caughtUp) this.tick(this.#lastMessageAt);
     else if (this.#lastMessageAt - this.#lastCheckpointAt >= this.#c.checkpointIntervalMs)
       this.#captureCheckpoint();
+  }
+
+  /** What the processor gave for a raw message (`seq`) or for closing the windows (`seq` 0). */
+  #handled(h: Handled, seq: number): void {
+    const { m, limiter, logger } = this.#c;
+    if (h.error !== undefined) {
+      const { code, message } = h.error;
+      m.bad.inc({ code });
+      if (limiter.take(`bad:${code}`) >= 0)
+        logger.warn(
+          { symbol: this.symbol, seq, code, error: message },
+          "skipped a raw message that cannot be used",
+        );
+    }
+    if (h.resync) this.#resyncNow = true;
+    if (h.book !== undefined) this.#bookBytes = h.book;
+    this.#emit(h.outputs);
   }
 
   #emit(out: readonly Output[]): void {
@@ -266,6 +250,7 @@ export class SymbolWorker {
           if (err !== undefined) {
             this.#c.m.outputsLost.inc();
             // Never checkpoint past a lost output: a restart then republishes it.
+            this.#lost = true;
             this.#pending = undefined;
             this.#lastCheckpointAt = Number.POSITIVE_INFINITY;
           }
@@ -276,11 +261,13 @@ export class SymbolWorker {
 
   /** Every message up to the checkpoint's position has been read: the buffer is whole again. */
   #endRefill(): void {
-    if (!this.#proc.endRefill())
-      this.#c.logger.warn(
-        { symbol: this.symbol },
-        "MD_RAW no longer holds every diff the checkpoint had buffered; the symbol resynchronises when its snapshot comes",
-      );
+    this.#proc.endRefill((whole) => {
+      if (!whole)
+        this.#c.logger.warn(
+          { symbol: this.symbol },
+          "MD_RAW no longer holds every diff the checkpoint had buffered; the symbol resynchronises when its snapshot comes",
+        );
+    });
   }
 
   /** Periodic work: idle close, snapshots wanted, the book in KV, checkpoints. */
@@ -290,9 +277,7 @@ export class SymbolWorker {
     if (this.#c.position.caughtUp) {
       if (!this.#idleClosed && now - this.#lastMessageAt >= this.#c.idleTimeoutMs) {
         this.#idleClosed = true;
-        const out: Output[] = [];
-        this.#proc.closeWindows(out);
-        this.#emit(out);
+        this.#proc.closeWindows();
       }
       this.#maybeResync(now);
       this.#maybeRefresh(now);
@@ -310,7 +295,7 @@ export class SymbolWorker {
         this.#lastBookPutAt = now;
       }
     }
-    if (this.#pending === undefined) {
+    if (this.#pending === undefined && this.#capturing === undefined) {
       const since = now - this.#lastCheckpointAt;
       const every = this.#c.checkpointIntervalMs;
       if (
@@ -378,9 +363,23 @@ export class SymbolWorker {
     // symbol's up to there, not only up to its own last message.
     const seq = Math.max(this.#seq, this.#c.position.seq);
     this.#seq = seq;
-    const cp: Checkpoint = { seq, state: this.#proc.serialize() };
-    this.#pending = { json: JSON.stringify(cp), seq, outputsBefore: this.#outputs };
     this.#lastCheckpointAt = Date.now();
+    // The state comes after the outputs of every message before it: those are the ones the
+    // checkpoint waits for. Written as JSON.stringify({ seq, state }) would write it.
+    const capturing = this.#proc.serialize().then(
+      (state) => {
+        if (!this.#lost)
+          this.#pending = { json: `{"seq":${seq},"state":${state}}`, seq, outputsBefore: this.#outputs };
+      },
+      (err: unknown) => {
+        if (this.#c.limiter.take("checkpoint") >= 0)
+          this.#c.logger.warn({ err, symbol: this.symbol }, "could not take a checkpoint");
+      },
+    );
+    this.#capturing = capturing;
+    void capturing.finally(() => {
+      if (this.#capturing === capturing) this.#capturing = undefined;
+    });
   }
 
   async #writeCheckpoint(): Promise<void> {
@@ -408,6 +407,7 @@ export class SymbolWorker {
     this.#stopped = true;
     if (!flush || Math.max(this.#seq, this.#c.position.seq) <= this.#checkpointSeq) return;
     this.#captureCheckpoint();
+    await this.#capturing;
     const deadline = Date.now() + 5_000;
     while (this.#pending !== undefined && Date.now() < deadline) {
       await this.#writeCheckpoint();

@@ -20,7 +20,8 @@ import { loadConfig as ingestConfig, startIngest, type IngestService } from "@l2
 import { loadConfig, startNormalizer, type NormalizerService } from "@l2flow/normalizer";
 
 const enc = new TextEncoder();
-const RAW_KIND: Record<string, RawKind | undefined> = {
+/** The raw subject kind token of each recorded stream kind (others are not stored in MD_RAW). */
+export const RAW_KIND: Record<string, RawKind | undefined> = {
   "depth@100ms": "depth",
   trade: "trade",
   aggTrade: "aggtrade",
