@@ -2,9 +2,9 @@
  * The normalizer keeping up (issue 4 item 7): raw messages per second it consumes from MD_RAW and
  * turns into books, trades, gaps and windows — every output confirmed stored by JetStream — with MD_RAW filled
  * beforehand from the real recordings spread over many renamed symbols, so the consumer is the only
- * limit. Each instance is the built service in a process of its own, as deployed: one process (its
- * processing on a thread of its own, the default), the same with everything on its main thread, and
- * two partitions (the scale-out path), side by side.
+ * limit. Each instance is the built service in a process of its own, as deployed: one process, the
+ * same with its processing on a thread of its own (`NORMALIZER_THREAD=on`), and two partitions (the
+ * scale-out path), side by side.
  */
 import { DeliverPolicy } from "@nats-io/jetstream";
 import { connectBus, provisionTopology, PULL_EXPIRES_MS, type Bus } from "@l2flow/bus";
@@ -74,9 +74,9 @@ interface Layout {
 const LAYOUTS: readonly Layout[] = [
   { label: "one process", partitions: 1, env: {} },
   {
-    label: "one process, processing on the main thread (NORMALIZER_THREAD=off)",
+    label: "one process, processing on a thread of its own (NORMALIZER_THREAD=on)",
     partitions: 1,
-    env: { NORMALIZER_THREAD: "off" },
+    env: { NORMALIZER_THREAD: "on" },
   },
   { label: "2 partitions, a process each", partitions: 2, env: {} },
 ];
@@ -231,8 +231,8 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       `MD_RAW is filled first with ${copies} renamed copies of the 10-symbol recording and ${Math.max(1, copies / 4)} of BTCUSDT ` +
         "(diffs, trades, snapshots), then the normalizer processes start (the built service, as deployed): one ordered consumer per " +
         "instance reads all of MD_RAW (no acks on the read side; each partition reads everything and keeps its own symbols), books " +
-        "after every diff, 1 s and 1 m windows; by default the processing (parsing, books, windows, encoding) runs on a thread " +
-        "of its own and NATS on the main thread. A raw message counts as handled once processed. " +
+        "after every diff, 1 s and 1 m windows; with NORMALIZER_THREAD=on the processing (parsing, books, windows, encoding) runs " +
+        "on a thread of its own and NATS on the main thread. A raw message counts as handled once processed. " +
         "Ingest's target on this machine is 50k frames/s. nats-server shares the 2 cores, " +
         "storing every output; a partition per core scales past one process where there are cores to give. " +
         "Keeping pace is judged on the running rate, from the tenth of MD_RAW handled on: the rate from process start also " +

@@ -225,11 +225,11 @@ describe("normalizer over the recordings", () => {
     expect(compared).toBeGreaterThan(300);
   });
 
-  // The reference ran with its processing on a thread of its own (the default); this run has it on the
-  // main thread, so the two ways give the same bytes too.
-  it("gives byte-identical outputs when the same MD_RAW is replayed again, with the processing on the main thread", async () => {
+  // The reference ran with its processing on the main thread (the default); this run has it on a
+  // thread of its own, so the two ways give the same bytes too.
+  it("gives byte-identical outputs when the same MD_RAW is replayed again, with the processing on a thread of its own", async () => {
     const { nats, bus } = await natsWith([ten, btc]);
-    const config = loadConfig({ ...ENV, NATS_URL: nats.url, NORMALIZER_THREAD: "off" });
+    const config = loadConfig({ ...ENV, NATS_URL: nats.url, NORMALIZER_THREAD: "on" });
     const normalizer = await startNormalizer(config, {
       logger: captureLogs().logger,
     });
@@ -251,7 +251,14 @@ describe("normalizer over the recordings", () => {
         ["--conditions=l2flow-source", "--import", "tsx", "services/normalizer/src/main.ts"],
         {
           cwd: ROOT,
-          env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "warn", ...ENV, NATS_URL: nats.url },
+          // On its thread: what a restart continues from is taken across the threads.
+          env: {
+            PATH: process.env.PATH ?? "",
+            LOG_LEVEL: "warn",
+            ...ENV,
+            NATS_URL: nats.url,
+            NORMALIZER_THREAD: "on",
+          },
           stdio: "ignore",
         },
       );

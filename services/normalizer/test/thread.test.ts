@@ -225,9 +225,9 @@ async function runThrough(host: ProcessorHost, messages: ReturnType<typeof rawMe
 }
 
 describe("the processing thread", () => {
-  it("is on unless NORMALIZER_THREAD=off, and a bad value is named", () => {
-    expect(loadConfig({}).NORMALIZER_THREAD).toBe("on");
-    expect(loadConfig({ NORMALIZER_THREAD: "off" }).NORMALIZER_THREAD).toBe("off");
+  it("is off unless NORMALIZER_THREAD=on, and a bad value is named", () => {
+    expect(loadConfig({}).NORMALIZER_THREAD).toBe("off");
+    expect(loadConfig({ NORMALIZER_THREAD: "on" }).NORMALIZER_THREAD).toBe("on");
     expect(() => loadConfig({ NORMALIZER_THREAD: "yes" })).toThrow(
       /NORMALIZER_THREAD="yes": expected on or off/,
     );
