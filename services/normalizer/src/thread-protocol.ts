@@ -133,8 +133,8 @@ export function readHandled(r: BatchReader): Handled {
  * thread (where the metrics are) in the same order as far as each kind goes.
  */
 export interface EventLog {
-  /** Raw messages handled, by kind. */
-  raw: Record<string, number>;
+  /** Raw messages handled, by kind (any subject token, `__proto__` included: a Map). */
+  raw: Map<string, number>;
   bookUpdates: number;
   bookSnapshots: number;
   refreshes: number;
@@ -148,11 +148,11 @@ export class EventRecorder implements ProcessorEvents {
   #log: EventLog = EventRecorder.#empty();
 
   static #empty(): EventLog {
-    return { raw: {}, bookUpdates: 0, bookSnapshots: 0, refreshes: 0, bufferDrops: 0, calls: [] };
+    return { raw: new Map(), bookUpdates: 0, bookSnapshots: 0, refreshes: 0, bufferDrops: 0, calls: [] };
   }
 
   raw(kind: string): void {
-    this.#log.raw[kind] = (this.#log.raw[kind] ?? 0) + 1;
+    this.#log.raw.set(kind, (this.#log.raw.get(kind) ?? 0) + 1);
   }
 
   bookUpdate(): void {
@@ -188,7 +188,7 @@ export class EventRecorder implements ProcessorEvents {
 
 /** Tells `events` what a recorder kept. */
 export function replayEvents(log: EventLog, events: ProcessorEvents): void {
-  for (const [kind, n] of Object.entries(log.raw)) for (let i = 0; i < n; i++) events.raw?.(kind);
+  for (const [kind, n] of log.raw) for (let i = 0; i < n; i++) events.raw?.(kind);
   for (let i = 0; i < log.bookUpdates; i++) events.bookUpdate?.();
   for (let i = 0; i < log.bookSnapshots; i++) events.bookSnapshot?.();
   for (let i = 0; i < log.refreshes; i++) events.refresh?.();

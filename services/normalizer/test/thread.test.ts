@@ -129,6 +129,7 @@ describe("batches between the threads", () => {
     };
     recorder.raw("depth");
     recorder.bookUpdate();
+    recorder.raw("__proto__");
     recorder.raw("trade");
     recorder.raw("depth");
     recorder.bookUpdate();
@@ -143,6 +144,7 @@ describe("batches between the threads", () => {
     expect(seen).toEqual([
       "raw depth",
       "raw depth",
+      "raw __proto__",
       "raw trade",
       "update",
       "update",
@@ -156,7 +158,7 @@ describe("batches between the threads", () => {
     // Only what the metrics read of a window crosses over.
     expect(log.calls[1]).toEqual(["window", w("1s", 2)]);
     expect(recorder.take()).toEqual({
-      raw: {},
+      raw: new Map(),
       bookUpdates: 0,
       bookSnapshots: 0,
       refreshes: 0,
