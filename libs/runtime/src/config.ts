@@ -1,9 +1,13 @@
 import { z } from "zod";
 import { ConfigError } from "./errors.js";
-import { GC_TUNING_MODES } from "./gc.js";
 
 /** Environment variables as a plain record (usually `process.env`). */
 export type Env = Readonly<Record<string, string | undefined>>;
+
+/** The values of a variable that switches something on or off (`env.onOff`). */
+export const ON_OFF = ["on", "off"] as const;
+/** `on` or `off`. */
+export type OnOff = (typeof ON_OFF)[number];
 
 /**
  * Validates environment variables against a zod object schema whose keys are the variable names.
@@ -105,6 +109,8 @@ export const env = {
           .map((s) => s.trim())
           .filter((s) => s.length > 0),
       ),
+  /** `on` or `off`. */
+  onOff: (fallback: OnOff) => z.enum(ON_OFF, { error: "expected on or off" }).default(fallback),
   /** true/false/1/0/yes/no. */
   bool: (fallback: boolean) =>
     z
@@ -187,5 +193,5 @@ export const opsEnvShape = {
   METRICS_PORT: env.port(9464),
   LOG_LEVEL: env.logLevel(),
   /** `on`: the V8 flags of `GC_TUNING_FLAGS` (gc.ts); `off`: V8's defaults. */
-  GC_TUNING: z.enum(GC_TUNING_MODES, { error: "expected on or off" }).default("on"),
+  GC_TUNING: env.onOff("on"),
 } as const;

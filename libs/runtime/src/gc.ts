@@ -1,4 +1,5 @@
 import { setFlagsFromString } from "node:v8";
+import type { OnOff } from "./config.js";
 
 /**
  * V8 flags every service sets as it starts (`GC_TUNING=on`, the default).
@@ -21,11 +22,8 @@ import { setFlagsFromString } from "node:v8";
  */
 export const GC_TUNING_FLAGS: readonly string[] = ["--incremental-marking-soft-trigger=60"];
 
-/** The values of a service's `GC_TUNING` (config.ts validates it against these). */
-export const GC_TUNING_MODES = ["on", "off"] as const;
-
 /** A service's `GC_TUNING`. */
-export type GcTuning = (typeof GC_TUNING_MODES)[number];
+export type GcTuning = OnOff;
 
 /**
  * Sets `GC_TUNING_FLAGS` (`mode` "on") or leaves V8's defaults ("off"). V8 reads these when it

@@ -67,7 +67,7 @@ const schema = z.object({
    * machine it is measured on, shared with nats-server, it gained 8-45 % messages per second, and
    * its RSS broke the 400-symbol soak's 200 MB bound (README, "Known limits").
    */
-  NORMALIZER_THREAD: z.enum(["on", "off"], { error: "expected on or off" }).default("off"),
+  NORMALIZER_THREAD: env.onOff("off"),
   /** Time allowed for ingest to answer a resync request (and the wait before asking again). */
   RESYNC_REQUEST_TIMEOUT_MS: env.positiveInt(10_000),
 });
