@@ -28,14 +28,6 @@ const out = new BatchWriter(256 * 1024);
 /** Answer batches the main thread has read and given back. */
 const spare: ArrayBuffer[] = [];
 
-const counts = (w: BatchWriter, p: SymbolProcessor) =>
-  writeCounts(w, {
-    needsSnapshot: p.needsSnapshot,
-    bookLevels: p.bookLevels,
-    bufferedDiffs: p.bufferedDiffs,
-    refillFrom: p.refillFrom,
-  });
-
 port.on("message", (batch: Batch) => {
   if (batch.returned !== undefined && spare.length < 4) spare.push(batch.returned);
   const r = new BatchReader(batch.bytes, batch.length);
@@ -57,7 +49,7 @@ port.on("message", (batch: Batch) => {
         out.u8(ANS.handled);
         out.u32(slot);
         out.f64(seq);
-        counts(out, p);
+        writeCounts(out, p);
         writeHandled(out, h);
         break;
       }
@@ -72,7 +64,7 @@ port.on("message", (batch: Batch) => {
         out.u8(ANS.restored);
         out.u32(slot);
         out.u8(ok ? 1 : 0);
-        counts(out, p);
+        writeCounts(out, p);
         break;
       }
       case CMD.endRefill:
@@ -84,7 +76,7 @@ port.on("message", (batch: Batch) => {
         out.u8(ANS.handled);
         out.u32(slot);
         out.f64(0);
-        counts(out, p);
+        writeCounts(out, p);
         writeHandled(out, closeWindowsOf(p));
         break;
       case CMD.serialize:

@@ -70,7 +70,8 @@ export interface Counts {
   refillFrom: number | undefined;
 }
 
-export function writeCounts(w: BatchWriter, c: Counts): void {
+/** Writes the counts (a `SymbolProcessor` is one: its getters are read, nothing is made). */
+export function writeCounts(w: BatchWriter, c: Readonly<Counts>): void {
   w.u8(c.needsSnapshot ? 1 : 0);
   w.u32(c.bookLevels);
   w.u32(c.bufferedDiffs);
