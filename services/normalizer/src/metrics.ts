@@ -112,6 +112,12 @@ export function normalizerMetrics(registry: Registry) {
       labelNames: ["outcome"],
       registers,
     }),
+    threadHeap: new Gauge({
+      name: "l2flow_normalizer_thread_heap_bytes",
+      help: "The processing thread's V8 heap (NORMALIZER_THREAD=on; the l2flow_nodejs_heap_* metrics are the main thread's), by what: used (live objects and garbage not yet collected), committed, external (Buffers and ArrayBuffers)",
+      labelNames: ["what"],
+      registers,
+    }),
     publishErrors: new Counter({
       name: "l2flow_normalizer_publish_errors_total",
       help: "Output publishes that failed and were sent again",

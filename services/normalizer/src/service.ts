@@ -132,12 +132,19 @@ export async function startNormalizer(
     // stopped (ResourceStack closes in reverse order): their last checkpoints come from it.
     const hostStarting: Promise<ProcessorHost> =
       config.NORMALIZER_THREAD === "on"
-        ? startProcessingThread(options, processorEvents(m), (err) => {
-            logger.fatal(
-              { err },
-              "the processing thread stopped; nothing more is normalized (a restart continues from the checkpoints)",
-            );
-            deps.onFatal?.(err);
+        ? startProcessingThread(options, processorEvents(m), {
+            onFailure: (err) => {
+              logger.fatal(
+                { err },
+                "the processing thread stopped; nothing more is normalized (a restart continues from the checkpoints)",
+              );
+              deps.onFatal?.(err);
+            },
+            onHeap: (h) => {
+              m.threadHeap.set({ what: "used" }, h.used);
+              m.threadHeap.set({ what: "committed" }, h.committed);
+              m.threadHeap.set({ what: "external" }, h.external);
+            },
           })
         : Promise.resolve(new LocalHost(options, processorEvents(m)));
     const hostOrNone = hostStarting.catch(() => undefined); // (its failure is thrown where awaited)

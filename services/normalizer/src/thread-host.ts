@@ -12,7 +12,9 @@ import {
   type AnswerBatch,
   type Batch,
   type Counts,
+  type HeapReport,
   type ThreadData,
+  type ThreadHeap,
 } from "./thread-protocol.js";
 
 /**
@@ -28,11 +30,19 @@ interface Waiter {
   readonly resolve: () => void;
 }
 
-/** Starts the processing thread; `onFailure` is told if it dies (nothing is processed after). */
+/** What the host tells its owner besides the answers. */
+export interface ThreadHooks {
+  /** The thread died: nothing is processed after. */
+  readonly onFailure: (err: Error) => void;
+  /** The thread's heap, every `HEAP_REPORT_MS`. */
+  readonly onHeap?: (heap: ThreadHeap) => void;
+}
+
+/** Starts the processing thread. */
 export async function startProcessingThread(
   options: ProcessorOptions,
   events: ProcessorEvents,
-  onFailure: (err: Error) => void,
+  hooks: ThreadHooks,
 ): Promise<ProcessorHost> {
   const data: ThreadData = { options };
   const here = import.meta.url;
@@ -59,7 +69,7 @@ export async function startProcessingThread(
     throw err;
   }
   worker.off("error", onError).off("exit", onExit);
-  return new ThreadHost(worker, events, onFailure);
+  return new ThreadHost(worker, events, hooks);
 }
 
 class ThreadPort implements SymbolPort {
@@ -148,7 +158,7 @@ class ThreadPort implements SymbolPort {
 class ThreadHost implements ProcessorHost {
   readonly #worker: Worker;
   readonly #events: ProcessorEvents;
-  readonly #onFailure: (err: Error) => void;
+  readonly #hooks: ThreadHooks;
   readonly #ports: ThreadPort[] = [];
   readonly #spare: ArrayBuffer[] = [];
   /** Answer batches read, to give back to the thread with the next command batch. */
@@ -161,11 +171,14 @@ class ThreadHost implements ProcessorHost {
   #failure: Error | undefined;
   #closed = false;
 
-  constructor(worker: Worker, events: ProcessorEvents, onFailure: (err: Error) => void) {
+  constructor(worker: Worker, events: ProcessorEvents, hooks: ThreadHooks) {
     this.#worker = worker;
     this.#events = events;
-    this.#onFailure = onFailure;
-    worker.on("message", (m: AnswerBatch) => this.#answers(m));
+    this.#hooks = hooks;
+    worker.on("message", (m: AnswerBatch | HeapReport) => {
+      if ("heap" in m) this.#hooks.onHeap?.(m.heap);
+      else this.#answers(m);
+    });
     worker.on("error", (err) => this.#fail(err));
     worker.on("exit", (code) => {
       if (!this.#closed) this.#fail(new Error(`the processing thread exited (code ${code})`));
@@ -274,7 +287,7 @@ class ThreadHost implements ProcessorHost {
     this.#failure = err;
     for (const p of this.#ports) p.fail(err);
     this.#wake();
-    this.#onFailure(err);
+    this.#hooks.onFailure(err);
   }
 
   below(n: number): Promise<void> {

@@ -3,6 +3,7 @@
  * encoding) runs here, on the commands the main thread sends in batches; the main thread keeps NATS
  * (reading MD_RAW, publishing, checkpoints). Started by `startProcessingThread`.
  */
+import { getHeapStatistics } from "node:v8";
 import { parentPort, workerData } from "node:worker_threads";
 import { BatchReader, BatchWriter } from "./batch.js";
 import { closeWindowsOf, handleRaw } from "./port.js";
@@ -11,11 +12,13 @@ import {
   ANS,
   CMD,
   EventRecorder,
+  HEAP_REPORT_MS,
   READY,
   writeCounts,
   writeHandled,
   type AnswerBatch,
   type Batch,
+  type HeapReport,
   type ThreadData,
 } from "./thread-protocol.js";
 
@@ -96,3 +99,14 @@ port.on("message", (batch: Batch) => {
 });
 // Loaded: the main thread starts handing over messages.
 port.postMessage(READY);
+
+/** The main thread's metrics cannot read this thread's heap: it is sent to them. */
+function reportHeap(): void {
+  const h = getHeapStatistics();
+  const report: HeapReport = {
+    heap: { used: h.used_heap_size, committed: h.total_heap_size, external: h.external_memory },
+  };
+  port.postMessage(report);
+}
+reportHeap();
+setInterval(reportHeap, HEAP_REPORT_MS).unref();

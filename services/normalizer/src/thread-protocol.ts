@@ -54,6 +54,21 @@ export interface AnswerBatch extends Batch {
   readonly events: EventLog;
 }
 
+/** The processing thread's V8 heap in bytes, which the main thread's metrics do not see. */
+export interface ThreadHeap {
+  readonly used: number;
+  readonly committed: number;
+  readonly external: number;
+}
+
+/** A message of its own from the processing thread, every `HEAP_REPORT_MS` (and once at start). */
+export interface HeapReport {
+  readonly heap: ThreadHeap;
+}
+
+/** How often the processing thread reports its heap: about a metrics scrape's interval. */
+export const HEAP_REPORT_MS = 5_000;
+
 /** The processing thread's first message: its code is loaded. */
 export const READY = "ready";
 

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, openKv, provisionTopology, type Bus } from "@l2flow/bus";
 import { BUCKETS, STREAMS, Window } from "@l2flow/contracts";
 import { readRecording, type Recording } from "@l2flow/recording";
-import { fixtures, startTestNats, type TestNats } from "@l2flow/testkit";
+import { fixtures, scrapeMetric, startTestNats, type TestNats } from "@l2flow/testkit";
 import { loadConfig, startNormalizer, type NormalizerService } from "@l2flow/normalizer";
 import {
   captureLogs,
@@ -236,6 +236,19 @@ describe("normalizer over the recordings", () => {
     try {
       await settled(bus);
       expectSameOutputs(await outputs(bus), reference.outputs);
+      // The thread's heap, which Node's default metrics (the main thread's) leave out, is on /metrics.
+      const used = await scrapeMetric(
+        normalizer.opsUrl,
+        "l2flow_normalizer_thread_heap_bytes",
+        'what="used"',
+      );
+      const committed = await scrapeMetric(
+        normalizer.opsUrl,
+        "l2flow_normalizer_thread_heap_bytes",
+        'what="committed"',
+      );
+      expect(used).toBeGreaterThan(1e6);
+      expect(committed).toBeGreaterThanOrEqual(used);
     } finally {
       await normalizer.close();
       await bus.close();

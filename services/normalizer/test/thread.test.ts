@@ -15,6 +15,7 @@ import {
   replayEvents,
   writeHandled,
   type EventLog,
+  type ThreadHeap,
 } from "../src/thread-protocol.js";
 import { RAW_KIND } from "./support.js";
 
@@ -251,8 +252,12 @@ describe("the processing thread", () => {
     const here = eventsOf();
     const there = eventsOf();
     const local = await runThrough(new LocalHost(OPTIONS, here.sink), messages);
-    const thread = await startProcessingThread(OPTIONS, there.sink, (err) => {
-      throw err;
+    const heaps: ThreadHeap[] = [];
+    const thread = await startProcessingThread(OPTIONS, there.sink, {
+      onFailure: (err) => {
+        throw err;
+      },
+      onHeap: (h) => heaps.push(h),
     });
     try {
       const remote = await runThrough(thread, messages);
@@ -278,6 +283,14 @@ describe("the processing thread", () => {
       expect(await b.restore(state)).toBe(true);
       expect(await b.serialize()).toBe(await a.serialize());
       expect(await b.restore({ ...state, fingerprint: "other" })).toBe(false);
+
+      // Its heap, which the main thread's metrics do not see, is reported (once at start, then every
+      // HEAP_REPORT_MS): a loaded isolate's, megabytes.
+      expect(heaps.length).toBeGreaterThan(0);
+      const heap = heaps.at(-1)!;
+      expect(heap.used).toBeGreaterThan(1e6);
+      expect(heap.committed).toBeGreaterThanOrEqual(heap.used);
+      expect(heap.external).toBeGreaterThanOrEqual(0);
     } finally {
       await thread.close();
     }
@@ -285,9 +298,15 @@ describe("the processing thread", () => {
 
   it("says so when it dies: nothing pending waits for it, and asking it more fails", async () => {
     let failed: Error | undefined;
-    const thread = await startProcessingThread(OPTIONS, {}, (err) => {
-      failed = err;
-    });
+    const thread = await startProcessingThread(
+      OPTIONS,
+      {},
+      {
+        onFailure: (err) => {
+          failed = err;
+        },
+      },
+    );
     try {
       const port = thread.open("BTCUSDT", { handled: () => undefined });
       const [m] = rawMessages();
