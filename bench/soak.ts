@@ -56,6 +56,7 @@ const { values } = parseArgs({
     "snapshot-limit": { type: "string", default: "100" },
     stagger: { type: "string", default: "auto" },
     "log-dir": { type: "string" },
+    "normalizer-env": { type: "string", default: "" },
   },
 });
 const minutes = Number(values.minutes);
@@ -78,6 +79,19 @@ const snapshotLimit = Number(values["snapshot-limit"]);
  * soaks before 2026-12-07 did), and the recording's densest 20 s arrive 400 times at once.
  */
 const staggerArg = values.stagger === "auto" ? undefined : Number(values.stagger);
+/**
+ * Settings for the normalizers besides the soak's own, `KEY=VALUE` comma-separated (e.g.
+ * `NORMALIZER_THREAD=on`): the report names them, and its file name says the run had some.
+ */
+const normalizerEnv = Object.fromEntries(
+  values["normalizer-env"]
+    .split(",")
+    .filter((kv) => kv.trim() !== "")
+    .map((kv) => {
+      const at = kv.indexOf("=");
+      return at > 0 ? [kv.slice(0, at).trim(), kv.slice(at + 1).trim()] : ["", kv];
+    }),
+);
 if (
   !(minutes > 0) ||
   !Number.isInteger(copies) ||
@@ -87,10 +101,11 @@ if (
   !Number.isInteger(snapshotLimit) ||
   snapshotLimit < 1 ||
   snapshotLimit > 5000 ||
-  (staggerArg !== undefined && !(staggerArg >= 0))
+  (staggerArg !== undefined && !(staggerArg >= 0)) ||
+  "" in normalizerEnv
 ) {
   process.stderr.write(
-    "usage: npm run soak -- [--minutes N (> 0)] [--copies N (integer >= 1)] [--normalizers N (integer >= 1)] [--snapshot-limit N (1-5000)] [--stagger auto|S (>= 0)] [--log-dir DIR]\n",
+    "usage: npm run soak -- [--minutes N (> 0)] [--copies N (integer >= 1)] [--normalizers N (integer >= 1)] [--snapshot-limit N (1-5000)] [--stagger auto|S (>= 0)] [--normalizer-env KEY=VALUE,...] [--log-dir DIR]\n",
   );
   process.exit(2);
 }
@@ -469,6 +484,7 @@ const children: Record<string, ChildProcess> = Object.fromEntries(
         WINDOW_INTERVALS: "1s",
         NORMALIZER_PARTITIONS: String(normalizers),
         NORMALIZER_PARTITION: String(i),
+        ...normalizerEnv,
       }),
     ),
     service(
@@ -491,6 +507,9 @@ interface HeapSample {
   external: number;
   /** A normalizer's book levels (`l2flow_normalizer_book_levels`), NaN for other services. */
   levels: number;
+  /** A normalizer's processing thread's heap used and committed (NORMALIZER_THREAD=on), else NaN. */
+  threadUsed: number;
+  threadTotal: number;
 }
 /**
  * Below this share of the plan replayed, a pass says it was at a lighter load: the simulator shares the
@@ -509,9 +528,11 @@ const heap: Record<string, HeapSample[]> = Object.fromEntries(Object.keys(childr
 const heapSample = async (port: number | undefined): Promise<HeapSample | undefined> => {
   try {
     const lines = (await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).split("\n");
-    const value = (name: string) => {
+    const value = (name: string, label = "") => {
       // `name value` or, with the service's default labels, `name{service="…"} value`.
-      const line = lines.find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+      const line = lines.find(
+        (l) => (l.startsWith(`${name} `) || l.startsWith(`${name}{`)) && l.includes(label),
+      );
       return line === undefined ? NaN : Number(line.split(" ").pop());
     };
     const mb = (name: string) => value(`l2flow_nodejs_${name}`) / 1024 / 1024;
@@ -520,6 +541,8 @@ const heapSample = async (port: number | undefined): Promise<HeapSample | undefi
       total: mb("heap_size_total_bytes"),
       external: mb("external_memory_bytes"),
       levels: value("l2flow_normalizer_book_levels"),
+      threadUsed: value("l2flow_normalizer_thread_heap_bytes", 'what="used"') / 1024 / 1024,
+      threadTotal: value("l2flow_normalizer_thread_heap_bytes", 'what="committed"') / 1024 / 1024,
     };
     return Number.isNaN(sample.used) ? undefined : sample;
   } catch {
@@ -704,6 +727,10 @@ try {
     const h = heap[k]!.slice(0, v.length).slice(-12);
     const range = (pick: (x: HeapSample) => number) =>
       h.length > 0 ? `${Math.min(...h.map(pick)).toFixed(0)}–${Math.max(...h.map(pick)).toFixed(0)}` : "-";
+    // A normalizer with its processing thread has a second heap: "main + thread".
+    const threaded = h.length > 0 && h.every((x) => !Number.isNaN(x.threadUsed));
+    const heapRange = (main: (x: HeapSample) => number, thread: (x: HeapSample) => number) =>
+      threaded ? `${range(main)} + ${range(thread)}` : range(main);
     // Book levels held, first minute → last minute (what a normalizer's memory grows with).
     const levels = heap[k]!.slice(0, v.length).map((x) => x.levels);
     const levelsGained =
@@ -720,8 +747,14 @@ try {
         levels.length === 0 || Number.isNaN(levels[0])
           ? "-"
           : `${fmt(avg(levels.slice(0, 12)))} → ${fmt(avg(levels.slice(-12)))}`,
-      heapUsed: range((x) => x.used),
-      heapTotal: range((x) => x.total),
+      heapUsed: heapRange(
+        (x) => x.used,
+        (x) => x.threadUsed,
+      ),
+      heapTotal: heapRange(
+        (x) => x.total,
+        (x) => x.threadTotal,
+      ),
       external: range((x) => x.external),
     };
   });
@@ -740,7 +773,13 @@ try {
   report.push(
     `# Soak ${new Date().toISOString().slice(0, 16)}Z: ${minutes} min, ${plan.symbols.length} symbols${normalizers > 1 ? `, ${normalizers} normalizer partitions` : ""}`,
     "",
-    `Faults: ${drops} WebSocket connections dropped, NATS stopped for 3 s once, ${killedAt === undefined ? "no normalizer killed (the run ended first)" : `${killed} killed with SIGKILL ${((killedAt - start) / 1000).toFixed(0)} s in and started again`}, one LLM call in five answered 500. Services' malloc: ${SERVICE_ALLOCATOR.name}.`,
+    `Faults: ${drops} WebSocket connections dropped, NATS stopped for 3 s once, ${killedAt === undefined ? "no normalizer killed (the run ended first)" : `${killed} killed with SIGKILL ${((killedAt - start) / 1000).toFixed(0)} s in and started again`}, one LLM call in five answered 500. Services' malloc: ${SERVICE_ALLOCATOR.name}.${
+      Object.keys(normalizerEnv).length > 0
+        ? ` Normalizers with ${Object.entries(normalizerEnv)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(", ")}.`
+        : ""
+    }`,
     "",
     `Replay: ${copies} copies of the ${durationS.toFixed(0)} s BTCUSDT recording (trades and diffs every 100 ms), ` +
       `${copiesApart}, its time ×${(1 / compress).toFixed(3)} to fill ${minutes} min, snapshots of ${snapshotLimit} levels a side: planned ${fmt(plan.plannedFrameRate)} frames/s ` +
@@ -764,7 +803,8 @@ try {
         `| ${m.service} | ${m.first.toFixed(0)} | ${m.last.toFixed(0)} | ${m.max.toFixed(0)} | ${m.levels === "-" ? "-" : m.books.toFixed(0)} | ${m.heapUsed} | ${m.heapTotal} | ${m.external} | ${Number.isNaN(m.cores) ? "died" : m.cores.toFixed(2)} | ${m.levels} |`,
     ),
     "",
-    "V8 heap and external memory: the last minute's low–high in MB, from each service's /metrics; book levels: " +
+    "V8 heap and external memory: the last minute's low–high in MB, from each service's /metrics (\"a + b\": the main " +
+      "thread's heap and the normalizer's processing thread's); book levels: " +
       "the levels a normalizer's books hold, first minute → last minute (its memory grows with them). CPU: cores used " +
       `during the replay, of the machine's ${availableParallelism()}; the simulator used ${simCores.toFixed(2)}, ` +
       `nats-server ${natsCores.toFixed(2)}.`,
@@ -803,7 +843,7 @@ mkdirSync(dir, { recursive: true });
 writeFileSync(
   join(
     dir,
-    `soak-${new Date().toISOString().slice(0, 10)}-${copies}sym${normalizers > 1 ? `-${normalizers}norm` : ""}${snapshotLimit !== 100 ? `-snap${snapshotLimit}` : ""}.md`,
+    `soak-${new Date().toISOString().slice(0, 10)}-${copies}sym${normalizers > 1 ? `-${normalizers}norm` : ""}${snapshotLimit !== 100 ? `-snap${snapshotLimit}` : ""}${Object.keys(normalizerEnv).length > 0 ? "-env" : ""}.md`,
   ),
   text,
 );

@@ -15,7 +15,6 @@
 import { epochNowNs } from "@l2flow/binance";
 import { connectBus } from "@l2flow/bus";
 import { BookSnapshot, Signal, Window } from "@l2flow/contracts";
-import type { GcTuning } from "@l2flow/runtime";
 import { startTestNats } from "@l2flow/testkit";
 import { LatencyHistogram, latencyMetrics, type LatencySummary } from "../lib/histogram.js";
 import { stats } from "../lib/measure.js";
@@ -59,10 +58,62 @@ const SETTLE_MAX_S = 30;
 /** A rate is held when, besides no growing lag, the last quarter's median frame → book is below this. */
 const HELD_MAX_P50_MS = 100;
 
+/**
+ * A comparison run's one change from the services' defaults, side by side with the default run at the
+ * same rate. The checks and the highest rate held use the default runs only.
+ */
+interface Variant {
+  /** What the row adds to its label, as the setting reads ("" for the defaults). */
+  readonly label: string;
+  /** Environment for every service. */
+  readonly all: Readonly<Record<string, string>>;
+  /** Environment for the normalizer alone. */
+  readonly normalizer: Readonly<Record<string, string>>;
+}
+
+const DEFAULTS: Variant = { label: "", all: {}, normalizer: {} };
+/** V8's default GC schedule in every service (libs/runtime gc.ts). */
+const GC_OFF: Variant = { label: "GC_TUNING=off", all: { GC_TUNING: "off" }, normalizer: {} };
+/** The normalizer's processing on a thread of its own, its NATS I/O on the main thread. */
+const THREAD: Variant = { label: "NORMALIZER_THREAD=on", all: {}, normalizer: { NORMALIZER_THREAD: "on" } };
+/** The comparison runs, each at 10k frames/s after the default one. */
+const VARIANTS_AT_10K: readonly Variant[] = [GC_OFF, THREAD];
+
+/**
+ * For targeted runs while developing (not for the recorded figures): `E2E_RATES=10000,15000` runs
+ * only those rates and no comparison runs; `E2E_SECONDS=30` measures that long at each rate;
+ * `E2E_VARIANTS=NORMALIZER_THREAD=on` runs those variants (by label, comma-separated) after each rate.
+ */
+function devOverrides(): { rates?: number[]; seconds?: number; variants?: Variant[] } {
+  const list = (name: string) =>
+    (process.env[name] ?? "")
+      .split(",")
+      .map((v) => v.trim())
+      .filter((v) => v !== "");
+  const rates = list("E2E_RATES").map(Number);
+  const seconds = Number(process.env.E2E_SECONDS);
+  const labels = list("E2E_VARIANTS");
+  const variants = labels.map((l) => {
+    const v = VARIANTS_AT_10K.find((x) => x.label === l);
+    if (v === undefined)
+      throw new Error(
+        `E2E_VARIANTS: unknown ${l}; expected one of ${VARIANTS_AT_10K.map((x) => x.label).join(", ")}`,
+      );
+    return v;
+  });
+  if (rates.some((r) => !(r > 0)))
+    throw new Error(`E2E_RATES: expected frames per second, got ${process.env.E2E_RATES}`);
+  return {
+    ...(rates.length > 0 ? { rates } : {}),
+    ...(seconds > 0 ? { seconds } : {}),
+    ...(labels.length > 0 ? { variants } : {}),
+  };
+}
+
 interface RateResult {
   readonly rate: number;
-  /** The services' `GC_TUNING`: "off" only in the comparison run at 10k. */
-  readonly gc: GcTuning;
+  /** The change from the defaults ("" for none): `Variant.label`. */
+  readonly variant: string;
   /** Seconds of the recording between copies' starts (`STAGGER_S` or less). */
   readonly stagger: number;
   readonly achieved: number;
@@ -96,7 +147,7 @@ async function runRate(
   rate: number,
   seconds: number,
   ctx: SuiteContext,
-  gc: GcTuning = "on",
+  variant: Variant = DEFAULTS,
 ): Promise<RateResult> {
   const nats = await startTestNats();
   const llm = await startFakeLlmProcess();
@@ -109,7 +160,7 @@ async function runRate(
     stagger: STAGGER_S,
     loop: true,
   });
-  const common = { NATS_URL: nats.url, GC_TUNING: gc };
+  const common = { NATS_URL: nats.url, ...variant.all };
   const children = {
     ingest: spawnService("ingest", {
       ...common,
@@ -119,8 +170,8 @@ async function runRate(
       SNAPSHOT_LIMIT: "100",
       WS_REDUNDANCY: "1",
     }),
-    normalizer: spawnService("normalizer", { ...common, WINDOW_INTERVALS: "1s" }),
-    analyzer: spawnService("analyzer", benchAnalyzerEnv(nats.url, llm.url, { GC_TUNING: gc })),
+    normalizer: spawnService("normalizer", { ...common, WINDOW_INTERVALS: "1s", ...variant.normalizer }),
+    analyzer: spawnService("analyzer", benchAnalyzerEnv(nats.url, llm.url, variant.all)),
   };
   const bus = await connectBus({ servers: nats.url, name: "bench-e2e" });
   const book = new LatencyHistogram();
@@ -184,7 +235,7 @@ async function runRate(
       await new Promise((r) => setTimeout(r, 100));
     }
     ctx.log(
-      `e2e: ${rate} frames/s over ${COPIES} symbols (simulator speed ${sim.speed.toFixed(2)}, copies ${sim.stagger} s apart${gc === "off" ? ", GC_TUNING=off" : ""})`,
+      `e2e: ${rate} frames/s over ${COPIES} symbols (simulator speed ${sim.speed.toFixed(2)}, copies ${sim.stagger} s apart${variant.label === "" ? "" : `, ${variant.label}`})`,
     );
     await sim.start();
     const warmupEnd = Date.now() + WARMUP_MAX_S * 1000;
@@ -243,7 +294,7 @@ async function runRate(
     );
     return {
       rate,
-      gc,
+      variant: variant.label,
       stagger: sim.stagger,
       achieved,
       book: book.summary(),
@@ -270,24 +321,25 @@ async function runRate(
 }
 
 export async function run(ctx: SuiteContext): Promise<SuiteResult> {
-  const rates = ctx.quick ? [2_000, 10_000] : [2_000, 5_000, 10_000, 20_000];
+  const dev = devOverrides();
+  const rates = dev.rates ?? (ctx.quick ? [2_000, 10_000] : [2_000, 5_000, 10_000, 20_000]);
   // A rate counts as held when it ran a minute without growing lag (issue 8 item 4).
-  const seconds = ctx.quick ? 8 : 60;
+  const seconds = dev.seconds ?? (ctx.quick ? 8 : 60);
   const results: RateResult[] = [];
   for (const rate of rates) {
     if (ctx.signal.aborted) break;
     results.push(await runRate(rate, seconds, ctx));
+    // Side by side with the default run: each variant at 10k (or at every rate asked for).
+    const variants = dev.variants ?? (dev.rates === undefined && rate === 10_000 ? VARIANTS_AT_10K : []);
+    for (const v of variants) if (!ctx.signal.aborted) results.push(await runRate(rate, seconds, ctx, v));
   }
-  // Side by side at 10k: the same services with V8's default GC schedule (libs/runtime gc.ts).
-  if (!ctx.signal.aborted && results.some((r) => r.rate === 10_000))
-    results.push(await runRate(10_000, seconds, ctx, "off"));
-  const tuned = results.filter((r) => r.gc === "on");
+  const tuned = results.filter((r) => r.variant === "");
   const held = tuned.filter((r) => r.held).map((r) => r.rate);
   // Between the highest rate held and the lowest not held, one more minute halfway, so the highest
   // rate held is known to within a quarter of the gap rather than the gap.
   const top = held.length > 0 ? Math.max(...held) : undefined;
   const above = tuned.filter((r) => !r.held && (top === undefined || r.rate > top)).map((r) => r.rate);
-  if (!ctx.quick && !ctx.signal.aborted && top !== undefined && above.length > 0) {
+  if (!ctx.quick && dev.rates === undefined && !ctx.signal.aborted && top !== undefined && above.length > 0) {
     const mid = Math.round((top + Math.min(...above)) / 2 / 500) * 500;
     if (mid > top && mid < Math.min(...above)) {
       const r = await runRate(mid, seconds, ctx);
@@ -295,11 +347,11 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       if (r.held) held.push(mid);
     }
   }
-  // By rate, the comparison run after the tuned one at its rate.
-  const offLast = (r: RateResult) => (r.gc === "off" ? 1 : 0);
-  results.sort((a, b) => a.rate - b.rate || offLast(a) - offLast(b));
+  // By rate, the comparison runs after the default one at their rate, in the order they ran.
+  const variantOrder = (r: RateResult) => (r.variant === "" ? 0 : 1);
+  results.sort((a, b) => a.rate - b.rate || variantOrder(a) - variantOrder(b));
   const rows: Row[] = results.map((r) => ({
-    label: `${r.rate / 1000}k frames/s${r.gc === "off" ? ", GC_TUNING=off" : ""}`,
+    label: `${r.rate / 1000}k frames/s${r.variant === "" ? "" : `, ${r.variant}`}`,
     metrics: [
       { name: "copies apart", value: `${r.stagger} s` },
       { name: "achieved", value: r.achieved, unit: "/s" },
@@ -350,12 +402,12 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
         `CPU per process at each rate (cores): ${results
           .map(
             (r) =>
-              `${r.rate / 1000}k${r.gc === "off" ? " (GC_TUNING=off)" : ""}: ${Object.entries(r.cpu)
+              `${r.rate / 1000}k${r.variant === "" ? "" : ` (${r.variant})`}: ${Object.entries(r.cpu)
                 .map(([k, v]) => `${k} ${v.toFixed(2)}`)
                 .join(", ")}`,
           )
           .join("; ")}. ` +
-        "The row marked GC_TUNING=off runs 10k again with V8's default GC schedule in every service, for comparison (libs/runtime gc.ts: with the services' capped old space, V8 otherwise starts a full mark-compact after nearly every scavenge); the checks and the highest rate held use the tuned runs. " +
+        "Comparison rows run 10k again with one setting changed: GC_TUNING=off, V8's default GC schedule in every service (libs/runtime gc.ts: with the services' capped old space, V8 otherwise starts a full mark-compact after nearly every scavenge); NORMALIZER_THREAD=on, the normalizer's processing on a thread of its own (off by default for its memory: README, \"Known limits\"). The checks and the highest rate held use the default runs. " +
         `A rate is held when the lag did not grow (last quarter's median ≤ 2 × the first's + 20 ms), the last quarter's median stays under ${HELD_MAX_P50_MS} ms (no standing backlog) and the simulator kept ≥ 95 % of its pace. ` +
         `Highest rate held for ${seconds} s here: ${held.length > 0 ? `${Math.max(...held)} frames/s` : "none of those tried"}` +
         (ctx.quick
