@@ -555,8 +555,25 @@ const heapSample = async (port: number | undefined): Promise<HeapSample | undefi
  * missed (it saw 173 MB in that run).
  */
 const rssPeak: Record<string, number> = {};
+/**
+ * Each service's /metrics read as its RSS reached its highest so far: where a peak's memory was (V8's
+ * heap, its young generation grown in a burst, or Buffers outside it), which the 5 s series misses.
+ */
+const atPeak: Record<string, HeapSample & { rss: number }> = {};
+const peakReads = new Set<string>();
 const peakSampler = setInterval(() => {
-  for (const [k, c] of Object.entries(children)) rssPeak[k] = Math.max(rssPeak[k] ?? 0, rssMb(c.pid));
+  for (const [k, c] of Object.entries(children)) {
+    const now = rssMb(c.pid);
+    if (now <= (rssPeak[k] ?? 0)) continue;
+    rssPeak[k] = now;
+    if (peakReads.has(k)) continue;
+    peakReads.add(k);
+    void heapSample(ports.get(k))
+      .then((sample) => {
+        if (sample !== undefined) atPeak[k] = { ...sample, rss: now };
+      })
+      .finally(() => peakReads.delete(k));
+  }
 }, 250);
 let simPeakMb = 0;
 const sampler = setInterval(() => {
@@ -808,6 +825,19 @@ try {
       "the levels a normalizer's books hold, first minute → last minute (its memory grows with them). CPU: cores used " +
       `during the replay, of the machine's ${availableParallelism()}; the simulator used ${simCores.toFixed(2)}, ` +
       `nats-server ${natsCores.toFixed(2)}.`,
+    "",
+    `At each service's highest RSS read (every 250 ms), its /metrics right after (MB: V8 heap used / committed, external): ${Object.keys(
+      children,
+    )
+      .map((k) => {
+        const p = atPeak[k];
+        if (p === undefined) return `${k} -`;
+        const thread = Number.isNaN(p.threadUsed)
+          ? ""
+          : ` + thread ${p.threadUsed.toFixed(0)} / ${p.threadTotal.toFixed(0)}`;
+        return `${k} at ${p.rss.toFixed(0)}: ${p.used.toFixed(0)} / ${p.total.toFixed(0)}${thread}, ${p.external.toFixed(0)}`;
+      })
+      .join("; ")}.`,
     "",
     failed
       ? "**Result: FAIL**"
