@@ -510,6 +510,9 @@ interface HeapSample {
   /** A normalizer's processing thread's heap used and committed (NORMALIZER_THREAD=on), else NaN. */
   threadUsed: number;
   threadTotal: number;
+  /** Ingest's bytes waiting to be sent (MB) and messages waiting or unconfirmed (its gauges, set each second), else NaN. */
+  ingestBuffered: number;
+  ingestWaiting: number;
 }
 /**
  * Below this share of the plan replayed, a pass says it was at a lighter load: the simulator shares the
@@ -543,6 +546,8 @@ const heapSample = async (port: number | undefined): Promise<HeapSample | undefi
       levels: value("l2flow_normalizer_book_levels"),
       threadUsed: value("l2flow_normalizer_thread_heap_bytes", 'what="used"') / 1024 / 1024,
       threadTotal: value("l2flow_normalizer_thread_heap_bytes", 'what="committed"') / 1024 / 1024,
+      ingestBuffered: value("l2flow_ingest_buffer_bytes") / 1024 / 1024,
+      ingestWaiting: value("l2flow_ingest_publish_in_flight"),
     };
     return Number.isNaN(sample.used) ? undefined : sample;
   } catch {
@@ -835,7 +840,10 @@ try {
         const thread = Number.isNaN(p.threadUsed)
           ? ""
           : ` + thread ${p.threadUsed.toFixed(0)} / ${p.threadTotal.toFixed(0)}`;
-        return `${k} at ${p.rss.toFixed(0)}: ${p.used.toFixed(0)} / ${p.total.toFixed(0)}${thread}, ${p.external.toFixed(0)}`;
+        const ingest = Number.isNaN(p.ingestBuffered)
+          ? ""
+          : ` (${p.ingestBuffered.toFixed(0)} MB waiting to be sent, ${fmt(p.ingestWaiting)} frames waiting or unconfirmed)`;
+        return `${k} at ${p.rss.toFixed(0)}: ${p.used.toFixed(0)} / ${p.total.toFixed(0)}${thread}, ${p.external.toFixed(0)}${ingest}`;
       })
       .join("; ")}.`,
     "",
