@@ -90,6 +90,11 @@ export interface NormalizerDeps {
    * the process, and a restart continues from the checkpoints. Until then `/healthz` fails.
    */
   readonly onFatal?: (err: Error) => void;
+  /**
+   * Starts the processing thread (NORMALIZER_THREAD=on). Default: `startProcessingThread`; a test
+   * wraps it to reach the running thread.
+   */
+  readonly startThread?: typeof startProcessingThread;
 }
 
 /**
@@ -132,7 +137,7 @@ export async function startNormalizer(
     // stopped (ResourceStack closes in reverse order): their last checkpoints come from it.
     const hostStarting: Promise<ProcessorHost> =
       config.NORMALIZER_THREAD === "on"
-        ? startProcessingThread(options, processorEvents(m), {
+        ? (deps.startThread ?? startProcessingThread)(options, processorEvents(m), {
             onFailure: (err) => {
               logger.fatal(
                 { err },

@@ -2,9 +2,9 @@
 // the thread itself answering exactly as the processors do on the main thread, on the real
 // recording; and what happens when it dies.
 import { describe, expect, it } from "vitest";
-import { loadConfig } from "@l2flow/normalizer";
+import { loadConfig, startNormalizer } from "@l2flow/normalizer";
 import { readRecording } from "@l2flow/recording";
-import { fixtures } from "@l2flow/testkit";
+import { fixtures, startTestNats, waitUntil } from "@l2flow/testkit";
 import { BatchReader, BatchWriter } from "../src/batch.js";
 import { LocalHost, type Handled, type ProcessorHost, type SymbolPort } from "../src/port.js";
 import type { ClosedWindow, ProcessorEvents, ProcessorOptions } from "../src/symbol.js";
@@ -17,7 +17,7 @@ import {
   type EventLog,
   type ThreadHeap,
 } from "../src/thread-protocol.js";
-import { RAW_KIND } from "./support.js";
+import { captureLogs, RAW_KIND } from "./support.js";
 
 const OPTIONS: ProcessorOptions = {
   bookDepth: 20,
@@ -326,6 +326,49 @@ describe("the processing thread", () => {
       await expect(port.serialize()).rejects.toThrow(/unknown command 99/);
     } finally {
       await thread.close();
+    }
+  });
+});
+
+describe("the service with its processing thread", () => {
+  it("stops being live when the thread dies: /healthz says why, onFatal is told, a fatal line is logged", async () => {
+    const nats = await startTestNats();
+    const { lines, logger } = captureLogs();
+    let host: ProcessorHost | undefined;
+    let fatal: Error | undefined;
+    const normalizer = await startNormalizer(
+      loadConfig({ NATS_URL: nats.url, METRICS_PORT: "0", NORMALIZER_THREAD: "on" }),
+      {
+        logger,
+        onFatal: (err) => {
+          fatal = err;
+        },
+        // The real thread, kept within reach.
+        startThread: async (...args) => (host = await startProcessingThread(...args)),
+      },
+    );
+    try {
+      expect((await fetch(`${normalizer.opsUrl}/healthz`)).status).toBe(200);
+      // A command it does not know ends the thread, as a crash in it would.
+      const raw = host as unknown as { command(op: number, slot: number): unknown; sent(): void };
+      raw.command(99, 0);
+      raw.sent();
+      await waitUntil(() => fatal !== undefined, 10_000, "onFatal");
+      expect(fatal?.message).toMatch(/unknown command 99/);
+      const res = await fetch(`${normalizer.opsUrl}/healthz`);
+      expect(res.status).toBe(503);
+      const body = (await res.json()) as { status: string; reason: string };
+      expect(body.status).toBe("unavailable");
+      expect(body.reason).toMatch(/^the processing thread stopped: .*unknown command 99/);
+      const fatalLines = lines
+        .map((l) => JSON.parse(l) as { level: string; msg: string })
+        .filter((l) => l.level === "fatal");
+      expect(fatalLines.map((l) => l.msg)).toEqual([
+        "the processing thread stopped; nothing more is normalized (a restart continues from the checkpoints)",
+      ]);
+    } finally {
+      await normalizer.close();
+      await nats.close();
     }
   });
 });
