@@ -1,3 +1,4 @@
+import { deflateRaw, inflateRawSync } from "node:zlib";
 import type { QueuedMessage } from "./queue.js";
 import { encodeHeaderBlock } from "./wire.js";
 
@@ -8,6 +9,11 @@ const SEGMENT_BYTES = 1024 * 1024;
  * record's head (length u32, flags u8, subject length u16, id length u16, header block length u32).
  */
 export const PACKED_RECORD_HEAD_BYTES = 13;
+/**
+ * zlib level of a sealed segment's compression: the fastest. Binance's JSON with its subjects, ids
+ * and headers shrinks ~4-6× even so, and an outage is when CPU is least needed for anything else.
+ */
+const DEFLATE_LEVEL = 1;
 const HAS_ID = 1;
 const HAS_BLOCK = 2;
 const HAS_SETTLE = 4;
@@ -29,6 +35,13 @@ class PackedMessage implements QueuedMessage {
   }
 }
 
+/** One segment: its bytes (deflated once sealed, when that made them smaller) and where its records end. */
+interface Segment {
+  bytes: Buffer;
+  end: number;
+  deflated: boolean;
+}
+
 /**
  * Messages waiting while NATS is unreachable, packed one after another into large byte segments:
  * subject, message id, encoded header block and payload, nothing else. Kept as objects, each
@@ -37,12 +50,18 @@ class PackedMessage implements QueuedMessage {
  * freed only by a full collection after the outage. Packed, a frame costs its bytes and 13 more, and
  * an outage's memory is a few large arrays that go when they are read.
  *
+ * A segment that is full (sealed: the next record starts another) is deflated off the main thread and
+ * kept so while it waits; `shift` inflates it again when reading reaches it. So an outage's frames take
+ * a fraction of their bytes in memory (`heldBytes`), while `bytes`, what a queue bounds, stays their
+ * packed size: how many frames an outage buffer keeps does not depend on how well they compress.
+ *
  * First in, first out; `shift` rebuilds a message (its payload a view of the segment, no copy).
  */
 export class PackedQueue {
-  #segments: Buffer[] = [];
-  /** Where each segment's records end (the last one's grows with each push). */
-  #ends: number[] = [];
+  #segments: Segment[] = [];
+  /** Sealed segments being deflated. */
+  #deflating = 0;
+  #whenDeflated: (() => void)[] = [];
   /** Read position in the first segment. */
   #read = 0;
   #size = 0;
@@ -59,6 +78,17 @@ export class PackedQueue {
   get bytes(): number {
     return this.#bytes;
   }
+  /** Memory the segments take: sealed ones deflated, the one being written and the one read whole. */
+  get heldBytes(): number {
+    let n = 0;
+    for (const seg of this.#segments) n += seg.bytes.length;
+    return n;
+  }
+
+  /** Resolves when no sealed segment is being deflated (for tests and measurements). */
+  deflated(): Promise<void> {
+    return this.#deflating === 0 ? Promise.resolve() : new Promise((r) => this.#whenDeflated.push(r));
+  }
 
   /**
    * Appends a message; returns its weight (its record's bytes). Throws a RangeError for headers
@@ -72,14 +102,14 @@ export class PackedQueue {
     if (subjectLen > 0xffff || idLen > 0xffff) throw new RangeError("subject or message id too long");
     const blockLen = block?.length ?? 0;
     const length = PACKED_RECORD_HEAD_BYTES + subjectLen + idLen + blockLen + item.data.length;
-    const last = this.#segments.length - 1;
-    let seg = this.#segments[last];
-    if (seg === undefined || seg.length - this.#ends[last]! < length) {
-      seg = Buffer.allocUnsafeSlow(Math.max(SEGMENT_BYTES, length));
-      this.#segments.push(seg);
-      this.#ends.push(0);
+    let last = this.#segments[this.#segments.length - 1];
+    if (last === undefined || last.bytes.length - last.end < length) {
+      if (last !== undefined) this.#seal(last);
+      last = { bytes: Buffer.allocUnsafeSlow(Math.max(SEGMENT_BYTES, length)), end: 0, deflated: false };
+      this.#segments.push(last);
     }
-    const start = this.#ends[this.#ends.length - 1]!;
+    const seg = last.bytes;
+    const start = last.end;
     let o = start;
     seg.writeUInt32LE(length, o);
     seg[o + 4] =
@@ -97,7 +127,7 @@ export class PackedQueue {
       o += blockLen;
     }
     seg.set(item.data, o);
-    this.#ends[this.#ends.length - 1] = start + length;
+    last.end = start + length;
     if (item.settle !== undefined) this.#settles.push(item.settle);
     this.#size++;
     this.#bytes += length;
@@ -107,13 +137,18 @@ export class PackedQueue {
   /** The oldest message and its weight, removed; undefined when empty. */
   shift(): { readonly item: QueuedMessage; readonly weight: number } | undefined {
     if (this.#size === 0) return undefined;
-    if (this.#read >= this.#ends[0]!) {
+    let head = this.#segments[0]!;
+    if (this.#read >= head.end) {
       // This segment is read: the next record starts the next one.
       this.#segments.shift();
-      this.#ends.shift();
       this.#read = 0;
+      head = this.#segments[0]!;
     }
-    const seg = this.#segments[0]!;
+    if (head.deflated) {
+      head.bytes = inflateRawSync(head.bytes);
+      head.deflated = false;
+    }
+    const seg = head.bytes;
     let o = this.#read;
     const length = seg.readUInt32LE(o);
     const flags = seg[o + 4]!;
@@ -135,7 +170,6 @@ export class PackedQueue {
     if (this.#size === 0) {
       // Nothing left: drop every segment now rather than keep the last one for the next outage.
       this.#segments = [];
-      this.#ends = [];
       this.#read = 0;
     }
     const item: QueuedMessage =
@@ -143,6 +177,21 @@ export class PackedQueue {
         ? new PackedMessage(subject, data, msgId, settle, block)
         : { subject, data, ...(settle !== undefined ? { settle } : {}) };
     return { item, weight: length };
+  }
+
+  /**
+   * Deflates a sealed segment on libuv's thread pool; the result replaces it only if it is smaller and
+   * the segment still waits behind the one being read (reading never meets a segment changing under it).
+   */
+  #seal(seg: Segment): void {
+    this.#deflating++;
+    deflateRaw(seg.bytes.subarray(0, seg.end), { level: DEFLATE_LEVEL }, (err, out) => {
+      if (err === null && out.length < seg.end && this.#segments.indexOf(seg) > 0) {
+        seg.bytes = out;
+        seg.deflated = true;
+      }
+      if (--this.#deflating === 0) for (const resolve of this.#whenDeflated.splice(0)) resolve();
+    });
   }
 
   #takeSettle(): (err?: Error) => void {
