@@ -27,7 +27,7 @@ import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { connectBus, listConsumers, type Bus } from "@l2flow/bus";
 import { intervalMs, Signal, STREAMS, Window } from "@l2flow/contracts";
 import { readRecording, type RecordedEvent, type Recording } from "@l2flow/recording";
-import { fixtures, startFakeLlm, startTestNats } from "@l2flow/testkit";
+import { fixtures, readMetric, startFakeLlm, startTestNats } from "@l2flow/testkit";
 import {
   benchAnalyzerEnv,
   cpuSeconds,
@@ -530,14 +530,9 @@ const RSS_BYTES_PER_BOOK_LEVEL = 100;
 const heap: Record<string, HeapSample[]> = Object.fromEntries(Object.keys(children).map((k) => [k, []]));
 const heapSample = async (port: number | undefined): Promise<HeapSample | undefined> => {
   try {
-    const lines = (await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).split("\n");
-    const value = (name: string, label = "") => {
-      // `name value` or, with the service's default labels, `name{service="…"} value`.
-      const line = lines.find(
-        (l) => (l.startsWith(`${name} `) || l.startsWith(`${name}{`)) && l.includes(label),
-      );
-      return line === undefined ? NaN : Number(line.split(" ").pop());
-    };
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    // NaN for a metric the service does not have (another service's, or the thread's when it is off).
+    const value = (name: string, labels = "") => readMetric(text, name, labels) ?? NaN;
     const mb = (name: string) => value(`l2flow_nodejs_${name}`) / 1024 / 1024;
     const sample = {
       used: mb("heap_size_used_bytes"),

@@ -227,6 +227,13 @@ async function runThrough(host: ProcessorHost, messages: ReturnType<typeof rawMe
   return { given, states, counts };
 }
 
+/** Ends a running thread as a crash in it would: it is sent a command it does not know (99). */
+function crash(host: ProcessorHost): void {
+  const raw = host as unknown as { command(op: number, slot: number): unknown; sent(): void };
+  raw.command(99, 0);
+  raw.sent();
+}
+
 describe("the processing thread", () => {
   it("is off unless NORMALIZER_THREAD=on, and a bad value is named", () => {
     expect(loadConfig({}).NORMALIZER_THREAD).toBe("off");
@@ -313,10 +320,7 @@ describe("the processing thread", () => {
       port.handle(m!.kind, m!.data, 0, 1);
       await thread.idle();
       expect(thread.failure).toBeUndefined();
-      // A command it does not know ends the thread (as a crash would).
-      const raw = thread as unknown as { command(op: number, slot: number): unknown; sent(): void };
-      raw.command(99, 0);
-      raw.sent();
+      crash(thread);
       port.handle(m!.kind, m!.data, 0, 2);
       const serialized = port.serialize();
       await expect(serialized).rejects.toThrow(/unknown command 99/);
@@ -349,10 +353,7 @@ describe("the service with its processing thread", () => {
     );
     try {
       expect((await fetch(`${normalizer.opsUrl}/healthz`)).status).toBe(200);
-      // A command it does not know ends the thread, as a crash in it would.
-      const raw = host as unknown as { command(op: number, slot: number): unknown; sent(): void };
-      raw.command(99, 0);
-      raw.sent();
+      crash(host!);
       await waitUntil(() => fatal !== undefined, 10_000, "onFatal");
       expect(fatal?.message).toMatch(/unknown command 99/);
       const res = await fetch(`${normalizer.opsUrl}/healthz`);
