@@ -5,7 +5,9 @@
  * its build, the simulator, the fake LLM and nats-server each in another. Measured by a subscriber here:
  * - frame → book: from ingest's receive stamp (`L2-Receive-Ns`, carried as the book's
  *   `receive_time_us`) until the book snapshot arrives on MD_NORM;
- * - window → signal: from a window's arrival on MD_WINDOW until its signal arrives on SIGNALS.
+ * - window → signal: from a window's arrival on MD_WINDOW until its signal arrives on SIGNALS;
+ * - frame → MD_RAW, the part of frame → book before the normalizer: from the same stamp until
+ *   nats-server delivers the raw diff to a plain subscriber here (every `RAW_SAMPLE_EVERY`th symbol).
  * Measuring starts once the start's backlog has drained (or stopped draining).
  * "Growing lag" compares the median frame → book latency of the last quarter with the first; a rate is
  * "held" when the lag did not grow, no standing backlog remains (last quarter's median under 100 ms)
@@ -14,7 +16,7 @@
  */
 import { epochNowNs } from "@l2flow/binance";
 import { connectBus } from "@l2flow/bus";
-import { BookSnapshot, Signal, Window } from "@l2flow/contracts";
+import { BookSnapshot, HEADERS, Signal, subjects, Window } from "@l2flow/contracts";
 import { startTestNats } from "@l2flow/testkit";
 import { LatencyHistogram, latencyMetrics, type LatencySummary } from "../lib/histogram.js";
 import { stats } from "../lib/measure.js";
@@ -55,6 +57,11 @@ const WARMUP_S = 2;
 const WARMUP_MAX_S = 30;
 /** Most seconds spent waiting for the start's backlog to drain before measuring. */
 const SETTLE_MAX_S = 30;
+/**
+ * Frame → MD_RAW is measured on every this-many-th symbol's diffs: the stage's share of the latency
+ * without this process reading every raw diff's headers beside every book.
+ */
+const RAW_SAMPLE_EVERY = 4;
 /** A rate is held when, besides no growing lag, the last quarter's median frame → book is below this. */
 const HELD_MAX_P50_MS = 100;
 
@@ -122,6 +129,8 @@ interface RateResult {
   readonly achieved: number;
   readonly book: LatencySummary;
   readonly signal: LatencySummary;
+  /** Frame → MD_RAW over the sampled symbols' diffs. */
+  readonly raw: LatencySummary;
   readonly firstQuarterP50Ms: number;
   readonly lastQuarterP50Ms: number;
   /** CPU used per process over the measured seconds, in cores (1 = one core busy). */
@@ -179,6 +188,7 @@ async function runRate(
   const bus = await connectBus({ servers: nats.url, name: "bench-e2e" });
   const book = new LatencyHistogram();
   const signal = new LatencyHistogram();
+  const raw = new LatencyHistogram();
   const samples: { at: number; ms: number }[] = [];
   const windowSeen = new Map<string, bigint>();
   /**
@@ -190,6 +200,9 @@ async function runRate(
   let books = 0;
   const booked = new Set<string>();
   const key = (symbol: string, interval: string, start: number) => `${symbol}:${interval}:${start}`;
+  // Ingest stamps frames with the wall clock read through the monotonic clock (epochNowNs); this
+  // process reads the same wall clock the same way.
+  const sinceStampMs = (receiveUs: number) => (Number(epochNowNs() / 1000n) - receiveUs) / 1000;
   bus.nc.subscribe("md.book.binance.>", {
     callback: (_e, m) => {
       if (phase === "warm-up") {
@@ -199,9 +212,7 @@ async function runRate(
       if (phase === "done") return;
       const b = BookSnapshot.decode(m.data);
       if (b.receiveTimeUs === 0) return;
-      // Ingest stamps frames with the wall clock read through the monotonic clock (epochNowNs); this
-      // process reads the same wall clock the same way.
-      const ms = (Number(epochNowNs() / 1000n) - b.receiveTimeUs) / 1000;
+      const ms = sinceStampMs(b.receiveTimeUs);
       if (phase === "settle") {
         settling.push(ms);
         return;
@@ -210,6 +221,16 @@ async function runRate(
       samples.push({ at: Date.now(), ms });
       books++;
     },
+  });
+  sim.symbols.forEach((symbol, i) => {
+    if (i % RAW_SAMPLE_EVERY !== 0) return;
+    bus.nc.subscribe(subjects.raw("depth", symbol), {
+      callback: (_e, m) => {
+        const stamp = phase === "measure" ? m.headers?.get(HEADERS.receiveNs) : undefined;
+        if (stamp === undefined || stamp === "") return;
+        raw.recordNs(Math.max(0, sinceStampMs(Number(BigInt(stamp) / 1000n))) * 1e6);
+      },
+    });
   });
   bus.nc.subscribe("md.window.binance.>", {
     callback: (_e, m) => {
@@ -290,7 +311,7 @@ async function runRate(
     const last = p50(inWindow.slice(inWindow.length - q));
     const lagGrows = last > first * 2 + 20;
     ctx.log(
-      `  ${books} books, achieved ${Math.round(achieved)} frames/s (${(onSchedule * 100).toFixed(0)} % of the simulator's pace); p50 first quarter ${first.toFixed(1)} ms, last ${last.toFixed(1)} ms; ` +
+      `  ${books} books (MD_RAW p99 ${raw.summary().p99Ms.toFixed(1)} ms), achieved ${Math.round(achieved)} frames/s (${(onSchedule * 100).toFixed(0)} % of the simulator's pace); p50 first quarter ${first.toFixed(1)} ms, last ${last.toFixed(1)} ms; ` +
         `CPU ${Object.entries(cpu)
           .map(([k, v]) => `${k} ${(v * 100).toFixed(0)}%`)
           .join(", ")}`,
@@ -302,6 +323,7 @@ async function runRate(
       achieved,
       book: book.summary(),
       signal: signal.summary(),
+      raw: raw.summary(),
       firstQuarterP50Ms: first,
       lastQuarterP50Ms: last,
       cpu,
@@ -359,6 +381,8 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       { name: "copies apart", value: `${r.stagger} s` },
       { name: "achieved", value: r.achieved, unit: "/s" },
       ...latencyMetrics(r.book, "book "),
+      { name: "MD_RAW p50", value: r.raw.p50Ms, unit: "ms" },
+      { name: "MD_RAW p99", value: r.raw.p99Ms, unit: "ms" },
       { name: "signal p50", value: r.signal.p50Ms, unit: "ms" },
       { name: "signal p99", value: r.signal.p99Ms, unit: "ms" },
       { name: "lag trend", value: `${r.firstQuarterP50Ms.toFixed(1)} → ${r.lastQuarterP50Ms.toFixed(1)} ms` },
@@ -402,6 +426,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
         "Each service runs as in production, a process of its own from its build (ingest with one connection set, the normalizer " +
         "publishing a book after every diff, the analyzer), beside the simulator's process, nats-server, the fake LLM's process " +
         "and this process (the subscriber that measures): all on this 2-core machine, so every stage shares the same two cores. " +
+        `"MD_RAW" is the frame → book latency's first part, ingest's: from the same receive stamp until nats-server hands the raw diff to a plain subscriber here (the diffs of every ${RAW_SAMPLE_EVERY}th symbol); the rest is the normalizer's (reading MD_RAW, the book, publishing it) and MD_NORM's delivery. ` +
         `CPU per process at each rate (cores): ${results
           .map(
             (r) =>
