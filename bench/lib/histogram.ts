@@ -90,3 +90,41 @@ export function latencyMetrics(s: LatencySummary, prefix = ""): Metric[] {
     { name: `${prefix}max`, value: s.maxMs, unit: "ms" },
   ];
 }
+
+/**
+ * (time, value) pairs kept in two growing `Float64Array`s: a measuring process recording one per
+ * message leaves nothing per sample for the GC to trace or promote (an object per sample did, and
+ * its collections paused the process that was timing the pipeline).
+ */
+export class TimedValues {
+  #at = new Float64Array(4096);
+  #values = new Float64Array(4096);
+  #n = 0;
+
+  /** Records `value` at time `at` (any clock; times must not decrease). */
+  push(at: number, value: number): void {
+    if (this.#n === this.#at.length) {
+      const grow = (a: Float64Array) => {
+        const b = new Float64Array(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.#at = grow(this.#at);
+      this.#values = grow(this.#values);
+    }
+    this.#at[this.#n] = at;
+    this.#values[this.#n++] = value;
+  }
+
+  /** Pairs recorded. */
+  get length(): number {
+    return this.#n;
+  }
+
+  /** The values recorded at or after time `from`, in the order recorded. */
+  valuesFrom(from: number): number[] {
+    let i = 0;
+    while (i < this.#n && this.#at[i]! < from) i++;
+    return Array.from(this.#values.subarray(i, this.#n));
+  }
+}

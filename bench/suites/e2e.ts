@@ -16,10 +16,12 @@
  */
 import { epochNowNs } from "@l2flow/binance";
 import { connectBus } from "@l2flow/bus";
-import { BookSnapshot, HEADERS, Signal, subjects, Window } from "@l2flow/contracts";
+import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
+import { HEADERS, Signal, subjects, Window } from "@l2flow/contracts";
 import { startTestNats } from "@l2flow/testkit";
-import { LatencyHistogram, latencyMetrics, type LatencySummary } from "../lib/histogram.js";
-import { stats } from "../lib/measure.js";
+import { LatencyHistogram, latencyMetrics, TimedValues, type LatencySummary } from "../lib/histogram.js";
+import { forceGc, stats } from "../lib/measure.js";
+import { BOOK_RECEIVE_TIME_US_FIELD, peekVarintField } from "../lib/peek.js";
 import {
   benchAnalyzerEnv,
   cpuSeconds,
@@ -131,6 +133,8 @@ interface RateResult {
   readonly signal: LatencySummary;
   /** Frame → MD_RAW over the sampled symbols' diffs. */
   readonly raw: LatencySummary;
+  /** This process's own pauses over the measured seconds (they delay what it times). */
+  readonly measurer: MeasurerPauses;
   readonly firstQuarterP50Ms: number;
   readonly lastQuarterP50Ms: number;
   /** CPU used per process over the measured seconds, in cores (1 = one core busy). */
@@ -148,6 +152,30 @@ interface RateResult {
    * schedules: below 1 when it fell behind (starved of CPU, or a socket ingest did not drain).
    */
   readonly onSchedule: number;
+}
+
+/** The measuring process's own pauses: its event loop's longest stall and its longest GC pause, ms. */
+interface MeasurerPauses {
+  readonly maxStallMs: number;
+  readonly longestGcMs: number;
+}
+
+/** Starts watching this process's event loop and GC; `stop` says how long its longest pauses were. */
+function measurerPauses(): { stop(): MeasurerPauses } {
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
+  let longestGcMs = 0;
+  const gc = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) longestGcMs = Math.max(longestGcMs, e.duration);
+  });
+  gc.observe({ entryTypes: ["gc"] });
+  return {
+    stop() {
+      loop.disable();
+      gc.disconnect();
+      return { maxStallMs: loop.max / 1e6, longestGcMs };
+    },
+  };
 }
 
 /** The median of `values`; 0 for none (a second in which no book arrived). */
@@ -189,7 +217,8 @@ async function runRate(
   const book = new LatencyHistogram();
   const signal = new LatencyHistogram();
   const raw = new LatencyHistogram();
-  const samples: { at: number; ms: number }[] = [];
+  // Kept lean (no decode, no object per book): this process's own pauses would count as latency.
+  const samples = new TimedValues();
   const windowSeen = new Map<string, bigint>();
   /**
    * warm-up: books only mark their symbol as served; settle: their latencies go to `settling`, read a
@@ -210,15 +239,15 @@ async function runRate(
         return;
       }
       if (phase === "done") return;
-      const b = BookSnapshot.decode(m.data);
-      if (b.receiveTimeUs === 0) return;
-      const ms = sinceStampMs(b.receiveTimeUs);
+      const receiveUs = peekVarintField(m.data, BOOK_RECEIVE_TIME_US_FIELD);
+      if (receiveUs === 0) return;
+      const ms = sinceStampMs(receiveUs);
       if (phase === "settle") {
         settling.push(ms);
         return;
       }
       book.recordNs(Math.max(0, ms) * 1e6);
-      samples.push({ at: Date.now(), ms });
+      samples.push(Date.now(), ms);
       books++;
     },
   });
@@ -284,12 +313,17 @@ async function runRate(
       previous = settledMs;
     }
     ctx.log(`  lag settled at a median of ${settledMs.toFixed(1)} ms; measuring`);
+    // This process's garbage so far goes now, and what waited meanwhile is read before measuring.
+    forceGc();
+    await new Promise((r) => setTimeout(r, 250));
+    const pauses = measurerPauses();
     const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
     const p0 = await sim.progress();
     const t0 = Date.now();
     phase = "measure";
     await new Promise((r) => setTimeout(r, seconds * 1000));
     const elapsed = (Date.now() - t0) / 1000;
+    const measurer = pauses.stop();
     const p1 = await sim.progress();
     const achieved = (p1.replayed - p0.replayed) / elapsed;
     // A replay that looped meanwhile restarted its recording time: no measure, counted as on pace.
@@ -304,17 +338,18 @@ async function runRate(
     await sim.pause();
     await new Promise((r) => setTimeout(r, 1_500));
     phase = "done";
-    const inWindow = samples.filter((s) => s.at >= t0);
+    const inWindow = samples.valuesFrom(t0);
     const q = Math.floor(inWindow.length / 4);
-    const p50 = (xs: { ms: number }[]) => median(xs.map((x) => x.ms));
-    const first = p50(inWindow.slice(0, q));
-    const last = p50(inWindow.slice(inWindow.length - q));
+    const first = median(inWindow.slice(0, q));
+    const last = median(inWindow.slice(inWindow.length - q));
     const lagGrows = last > first * 2 + 20;
     ctx.log(
       `  ${books} books (MD_RAW p99 ${raw.summary().p99Ms.toFixed(1)} ms), achieved ${Math.round(achieved)} frames/s (${(onSchedule * 100).toFixed(0)} % of the simulator's pace); p50 first quarter ${first.toFixed(1)} ms, last ${last.toFixed(1)} ms; ` +
         `CPU ${Object.entries(cpu)
           .map(([k, v]) => `${k} ${(v * 100).toFixed(0)}%`)
-          .join(", ")}`,
+          .join(
+            ", ",
+          )}; this process's longest stall ${measurer.maxStallMs.toFixed(1)} ms (GC ${measurer.longestGcMs.toFixed(1)} ms)`,
     );
     return {
       rate,
@@ -324,6 +359,7 @@ async function runRate(
       book: book.summary(),
       signal: signal.summary(),
       raw: raw.summary(),
+      measurer,
       firstQuarterP50Ms: first,
       lastQuarterP50Ms: last,
       cpu,
@@ -435,6 +471,13 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
                 .join(", ")}`,
           )
           .join("; ")}. ` +
+        "This process reads only each book's receive time (no decode) and keeps its samples in typed arrays, so that its own pauses add little to what it times; its longest event-loop stall and GC pause over each rate's measured seconds: " +
+        `${results
+          .map(
+            (r) =>
+              `${r.rate / 1000}k${r.variant === "" ? "" : ` (${r.variant})`} ${r.measurer.maxStallMs.toFixed(1)} / ${r.measurer.longestGcMs.toFixed(1)} ms`,
+          )
+          .join(", ")}. ` +
         "Comparison rows run 10k again with one setting changed: GC_TUNING=off, V8's default GC schedule in every service (libs/runtime gc.ts: with the services' capped old space, V8 otherwise starts a full mark-compact after nearly every scavenge); NORMALIZER_THREAD=on, the normalizer's processing on a thread of its own (off by default for its memory: README, \"Known limits\"). The checks and the highest rate held use the default runs. " +
         `A rate is held when the lag did not grow (last quarter's median ≤ 2 × the first's + 20 ms), the last quarter's median stays under ${HELD_MAX_P50_MS} ms (no standing backlog) and the simulator kept ≥ 95 % of its pace. ` +
         `Highest rate held for ${seconds} s here: ${held.length > 0 ? `${Math.max(...held)} frames/s` : "none of those tried"}` +
