@@ -197,7 +197,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       notes:
         `median of ${list.length} run(s) (${list.map((x) => `${(x.steadyPerSecond / 1000).toFixed(1)}k`).join(", ")} running); ` +
         "running = from the tenth of MD_RAW handled to the last message, from start = from spawning the process (start-up, " +
-        "reading checkpoints and MD_RAW's subjects, JIT warm-up included); outputs confirmed stored (MD_NORM by fenced batches, MD_WINDOW by an ack each)",
+        "reading checkpoints and MD_RAW's subjects, JIT warm-up included); outputs confirmed stored (MD_NORM and MD_WINDOW each by fenced batches)",
     });
     checks.push({
       name: `${layout.label}: handled every raw message`,

@@ -108,8 +108,8 @@ export function normalizerMetrics(registry: Registry) {
     }),
     outputsFenced: new Counter({
       name: "l2flow_normalizer_fenced_outputs_total",
-      help: "Outputs to MD_NORM sent under a batch's fence, by outcome: proven (stored, by the stream sequences of the fence's answer) or unconfirmed (a duplicate or another partition's outputs in the batch, a refusal, a loss; sent again with an ack each)",
-      labelNames: ["outcome"],
+      help: "Outputs sent under a batch's fence, by stream (MD_NORM, MD_WINDOW) and outcome: proven (stored, by the stream sequences of the fence's answer) or unconfirmed (a duplicate or another partition's outputs in the batch, a refusal, a loss; sent again with an ack each)",
+      labelNames: ["stream", "outcome"],
       registers,
     }),
     threadHeap: new Gauge({
@@ -130,8 +130,6 @@ export function normalizerMetrics(registry: Registry) {
     ...m,
     /** `raw` for one kind, counted per message. */
     rawOf: talliesBy(m.raw, "kind"),
-    /** `outputsFenced` for one outcome, counted per batch. */
-    fencedOf: talliesBy(m.outputsFenced, "outcome"),
     bookUpdateTally: new Tally(m.bookUpdates),
     bookTally: new Tally(m.books),
   };

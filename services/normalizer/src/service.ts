@@ -190,16 +190,18 @@ export async function startNormalizer(
         if (limiter.take("publish") >= 0) logger.warn({ err }, "publishing outputs failed; sending again");
       },
     };
-    // Trades, books and gaps (nearly every output) go to MD_NORM, a batch confirmed by one fence while
-    // this normalizer is its only publisher (with partitions the fences mostly prove nothing and it
-    // falls back to an ack each, see AckPipeline); windows to MD_WINDOW with an ack each, since a
-    // fence answers only for its own stream.
-    const normQueue = new PublishQueue(bus, {
-      ...queueOptions,
-      fences: true,
-      onFenced: (outcome, n) => m.fencedOf(outcome).inc(n),
-    });
-    const windowQueue = new PublishQueue(bus, queueOptions);
+    // Trades, books and gaps (nearly every output) go to MD_NORM, windows to MD_WINDOW: a queue each,
+    // since a fence answers only for its own stream. Each batch is confirmed by one fence while this
+    // normalizer is the stream's only publisher (with partitions the fences mostly prove nothing and
+    // it falls back to an ack each, see AckPipeline).
+    const fencedQueue = (stream: string) =>
+      new PublishQueue(bus, {
+        ...queueOptions,
+        fences: true,
+        onFenced: (outcome, n) => m.outputsFenced.inc({ stream, outcome }, n),
+      });
+    const normQueue = fencedQueue(STREAMS.norm);
+    const windowQueue = fencedQueue(STREAMS.window);
     const queue = {
       push: (item: QueuedMessage) =>
         (item.subject.startsWith(WINDOW_PREFIX) ? windowQueue : normQueue).push(item),

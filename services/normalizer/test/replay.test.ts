@@ -159,12 +159,29 @@ describe("normalizer over the recordings", () => {
     expect([...symbols].sort()).toEqual([...ten.symbols, ...btc.symbols].sort());
     expect(await metric(reference.normalizer.opsUrl, "l2flow_normalizer_crossed_books_total")).toBe(0);
     expect(await metric(reference.normalizer.opsUrl, "l2flow_normalizer_bad_messages_total")).toBe(0);
-    // MD_NORM's only publisher here: most of its outputs were confirmed by their batch's fence, none
-    // sent again (counted when each fence is answered).
-    const fenced = (outcome: string) =>
-      metric(reference.normalizer.opsUrl, "l2flow_normalizer_fenced_outputs_total", `outcome="${outcome}"`);
-    await waitUntil(async () => (await fenced("proven")) > books.length / 2, 5_000, "fenced outputs counted");
-    expect(await fenced("unconfirmed")).toBe(0);
+    // MD_NORM's and MD_WINDOW's only publisher here: most of its outputs were confirmed by their
+    // batch's fence, none sent again (counted when each fence is answered).
+    const fenced = (stream: string, outcome: string) =>
+      metric(
+        reference.normalizer.opsUrl,
+        "l2flow_normalizer_fenced_outputs_total",
+        `stream="${stream}",outcome="${outcome}"`,
+      );
+    await waitUntil(
+      async () => (await fenced("MD_NORM", "proven")) > books.length / 2,
+      5_000,
+      "fenced outputs counted",
+    );
+    // Windows likewise (each fence settles the messages before it in its batch; the fence itself
+    // has its own answer).
+    const windows = (await readStream(reference.bus, STREAMS.window, "md.window.binance.>")).length;
+    await waitUntil(
+      async () => (await fenced("MD_WINDOW", "proven")) > windows / 2,
+      5_000,
+      "fenced windows counted",
+    );
+    expect(await fenced("MD_NORM", "unconfirmed")).toBe(0);
+    expect(await fenced("MD_WINDOW", "unconfirmed")).toBe(0);
   });
 
   it("reports the price levels its books hold: those of each symbol's final book, rebuilt with a plain map", async () => {
