@@ -14,9 +14,9 @@
  * and the simulator kept its pace. Each rate runs a minute (8 s with --quick), and one more rate
  * halfway between the highest held and the lowest not held narrows down the highest rate held.
  */
+import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { epochNowNs } from "@l2flow/binance";
 import { connectBus } from "@l2flow/bus";
-import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { HEADERS, Signal, subjects, Window } from "@l2flow/contracts";
 import { startTestNats } from "@l2flow/testkit";
 import { LatencyHistogram, latencyMetrics, TimedValues, type LatencySummary } from "../lib/histogram.js";
@@ -316,9 +316,9 @@ async function runRate(
     // This process's garbage so far goes now, and what waited meanwhile is read before measuring.
     forceGc();
     await new Promise((r) => setTimeout(r, 250));
-    const pauses = measurerPauses();
     const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
     const p0 = await sim.progress();
+    const pauses = measurerPauses();
     const t0 = Date.now();
     phase = "measure";
     await new Promise((r) => setTimeout(r, seconds * 1000));
@@ -343,13 +343,12 @@ async function runRate(
     const first = median(inWindow.slice(0, q));
     const last = median(inWindow.slice(inWindow.length - q));
     const lagGrows = last > first * 2 + 20;
+    const cpuText = Object.entries(cpu)
+      .map(([k, v]) => `${k} ${(v * 100).toFixed(0)}%`)
+      .join(", ");
     ctx.log(
       `  ${books} books (MD_RAW p99 ${raw.summary().p99Ms.toFixed(1)} ms), achieved ${Math.round(achieved)} frames/s (${(onSchedule * 100).toFixed(0)} % of the simulator's pace); p50 first quarter ${first.toFixed(1)} ms, last ${last.toFixed(1)} ms; ` +
-        `CPU ${Object.entries(cpu)
-          .map(([k, v]) => `${k} ${(v * 100).toFixed(0)}%`)
-          .join(
-            ", ",
-          )}; this process's longest stall ${measurer.maxStallMs.toFixed(1)} ms (GC ${measurer.longestGcMs.toFixed(1)} ms)`,
+        `CPU ${cpuText}; this process's longest stall ${measurer.maxStallMs.toFixed(1)} ms (GC ${measurer.longestGcMs.toFixed(1)} ms)`,
     );
     return {
       rate,
