@@ -78,6 +78,8 @@ interface Variant {
   readonly all: Readonly<Record<string, string>>;
   /** Environment for the normalizer alone. */
   readonly normalizer: Readonly<Record<string, string>>;
+  /** Only ingest runs (no normalizer, no analyzer): frame → MD_RAW without the later stages' CPU. */
+  readonly ingestOnly?: boolean;
 }
 
 const DEFAULTS: Variant = { label: "", all: {}, normalizer: {} };
@@ -85,8 +87,10 @@ const DEFAULTS: Variant = { label: "", all: {}, normalizer: {} };
 const GC_OFF: Variant = { label: "GC_TUNING=off", all: { GC_TUNING: "off" }, normalizer: {} };
 /** The normalizer's processing on a thread of its own, its NATS I/O on the main thread. */
 const THREAD: Variant = { label: "NORMALIZER_THREAD=on", all: {}, normalizer: { NORMALIZER_THREAD: "on" } };
+/** Ingest alone beside the simulator and nats-server: how much of MD_RAW's tail is its own. */
+const INGEST_ONLY: Variant = { label: "ingest only", all: {}, normalizer: {}, ingestOnly: true };
 /** The comparison runs, each at 10k frames/s after the default one. */
-const VARIANTS_AT_10K: readonly Variant[] = [GC_OFF, THREAD];
+const VARIANTS_AT_10K: readonly Variant[] = [GC_OFF, THREAD, INGEST_ONLY];
 
 /**
  * For targeted runs while developing (not for the recorded figures): `E2E_RATES=10000,15000` runs
@@ -210,8 +214,16 @@ async function runRate(
       SNAPSHOT_LIMIT: "100",
       WS_REDUNDANCY: "1",
     }),
-    normalizer: spawnService("normalizer", { ...common, WINDOW_INTERVALS: "1s", ...variant.normalizer }),
-    analyzer: spawnService("analyzer", benchAnalyzerEnv(nats.url, llm.url, variant.all)),
+    ...(variant.ingestOnly === true
+      ? {}
+      : {
+          normalizer: spawnService("normalizer", {
+            ...common,
+            WINDOW_INTERVALS: "1s",
+            ...variant.normalizer,
+          }),
+          analyzer: spawnService("analyzer", benchAnalyzerEnv(nats.url, llm.url, variant.all)),
+        }),
   };
   const bus = await connectBus({ servers: nats.url, name: "bench-e2e" });
   const book = new LatencyHistogram();
@@ -228,6 +240,8 @@ async function runRate(
   const settling: number[] = [];
   let books = 0;
   const booked = new Set<string>();
+  /** Sampled symbols whose raw diffs have arrived (the warm-up's mark when only ingest runs). */
+  const rawSeen = new Set<string>();
   const key = (symbol: string, interval: string, start: number) => `${symbol}:${interval}:${start}`;
   // Ingest stamps frames with the wall clock read through the monotonic clock (epochNowNs); this
   // process reads the same wall clock the same way.
@@ -255,6 +269,7 @@ async function runRate(
     if (i % RAW_SAMPLE_EVERY !== 0) return;
     bus.nc.subscribe(subjects.raw("depth", symbol), {
       callback: (_e, m) => {
+        if (phase === "warm-up") rawSeen.add(symbol);
         const stamp = phase === "measure" ? m.headers?.get(HEADERS.receiveNs) : undefined;
         if (stamp === undefined || stamp === "") return;
         raw.recordNs(Math.max(0, sinceStampMs(Number(BigInt(stamp) / 1000n))) * 1e6);
@@ -292,10 +307,14 @@ async function runRate(
     );
     await sim.start();
     const warmupEnd = Date.now() + WARMUP_MAX_S * 1000;
-    while (booked.size < sim.symbols.length && Date.now() < warmupEnd)
-      await new Promise((r) => setTimeout(r, 100));
+    const sampled = Math.ceil(sim.symbols.length / RAW_SAMPLE_EVERY);
+    const warm = () =>
+      variant.ingestOnly === true ? rawSeen.size >= sampled : booked.size >= sim.symbols.length;
+    while (!warm() && Date.now() < warmupEnd) await new Promise((r) => setTimeout(r, 100));
     ctx.log(
-      `  books of ${booked.size}/${sim.symbols.length} symbols after the warm-up; measuring ${seconds} s`,
+      variant.ingestOnly === true
+        ? `  raw diffs of ${rawSeen.size}/${sampled} sampled symbols after the warm-up; measuring ${seconds} s`
+        : `  books of ${booked.size}/${sim.symbols.length} symbols after the warm-up; measuring ${seconds} s`,
     );
     await new Promise((r) => setTimeout(r, WARMUP_S * 1000));
     // At the higher rates the start (a snapshot per symbol, consumers starting) leaves a backlog that
@@ -423,13 +442,15 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       { name: "lag trend", value: `${r.firstQuarterP50Ms.toFixed(1)} → ${r.lastQuarterP50Ms.toFixed(1)} ms` },
     ],
     notes:
-      r.onSchedule < 0.95
-        ? `the simulator fell behind its pace (${(r.onSchedule * 100).toFixed(0)} %): not held`
-        : r.growing
-          ? "lag grows: not held"
-          : !r.held
-            ? `a standing backlog (last quarter's median ≥ ${HELD_MAX_P50_MS} ms): not held`
-            : "held",
+      r.variant === INGEST_ONLY.label
+        ? "ingest alone: frame → MD_RAW only (no book, no signal)"
+        : r.onSchedule < 0.95
+          ? `the simulator fell behind its pace (${(r.onSchedule * 100).toFixed(0)} %): not held`
+          : r.growing
+            ? "lag grows: not held"
+            : !r.held
+              ? `a standing backlog (last quarter's median ≥ ${HELD_MAX_P50_MS} ms): not held`
+              : "held",
   }));
   const at10k = defaults.find((r) => r.rate === 10_000);
   const at20k = defaults.find((r) => r.rate === 20_000);
@@ -477,7 +498,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
               `${r.rate / 1000}k${r.variant === "" ? "" : ` (${r.variant})`} ${r.measurer.maxStallMs.toFixed(1)} / ${r.measurer.longestGcMs.toFixed(1)} ms`,
           )
           .join(", ")}. ` +
-        "Comparison rows run 10k again with one setting changed: GC_TUNING=off, V8's default GC schedule in every service (libs/runtime gc.ts: with the services' capped old space, V8 otherwise starts a full mark-compact after nearly every scavenge); NORMALIZER_THREAD=on, the normalizer's processing on a thread of its own (off by default for its memory: README, \"Known limits\"). The checks and the highest rate held use the default runs. " +
+        "Comparison rows run 10k again with one setting changed: GC_TUNING=off, V8's default GC schedule in every service (libs/runtime gc.ts: with the services' capped old space, V8 otherwise starts a full mark-compact after nearly every scavenge); NORMALIZER_THREAD=on, the normalizer's processing on a thread of its own (off by default for its memory: README, \"Known limits\"); ingest only, no normalizer and no analyzer (how much of MD_RAW's tail is ingest's own, beside the simulator and nats-server). The checks and the highest rate held use the default runs. " +
         `A rate is held when the lag did not grow (last quarter's median ≤ 2 × the first's + 20 ms), the last quarter's median stays under ${HELD_MAX_P50_MS} ms (no standing backlog) and the simulator kept ≥ 95 % of its pace. ` +
         `Highest rate held for ${seconds} s here: ${held.length > 0 ? `${Math.max(...held)} frames/s` : "none of those tried"}` +
         (ctx.quick
