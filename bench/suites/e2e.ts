@@ -265,8 +265,8 @@ async function runRate(
       books++;
     },
   });
-  sim.symbols.forEach((symbol, i) => {
-    if (i % RAW_SAMPLE_EVERY !== 0) return;
+  const sampled = sim.symbols.filter((_, i) => i % RAW_SAMPLE_EVERY === 0);
+  for (const symbol of sampled)
     bus.nc.subscribe(subjects.raw("depth", symbol), {
       callback: (_e, m) => {
         if (phase === "warm-up") rawSeen.add(symbol);
@@ -275,7 +275,6 @@ async function runRate(
         raw.recordNs(Math.max(0, sinceStampMs(Number(BigInt(stamp) / 1000n))) * 1e6);
       },
     });
-  });
   bus.nc.subscribe("md.window.binance.>", {
     callback: (_e, m) => {
       if (phase !== "measure") return;
@@ -307,13 +306,12 @@ async function runRate(
     );
     await sim.start();
     const warmupEnd = Date.now() + WARMUP_MAX_S * 1000;
-    const sampled = Math.ceil(sim.symbols.length / RAW_SAMPLE_EVERY);
     const warm = () =>
-      variant.ingestOnly === true ? rawSeen.size >= sampled : booked.size >= sim.symbols.length;
+      variant.ingestOnly === true ? rawSeen.size >= sampled.length : booked.size >= sim.symbols.length;
     while (!warm() && Date.now() < warmupEnd) await new Promise((r) => setTimeout(r, 100));
     ctx.log(
       variant.ingestOnly === true
-        ? `  raw diffs of ${rawSeen.size}/${sampled} sampled symbols after the warm-up; measuring ${seconds} s`
+        ? `  raw diffs of ${rawSeen.size}/${sampled.length} sampled symbols after the warm-up; measuring ${seconds} s`
         : `  books of ${booked.size}/${sim.symbols.length} symbols after the warm-up; measuring ${seconds} s`,
     );
     await new Promise((r) => setTimeout(r, WARMUP_S * 1000));
