@@ -3,7 +3,8 @@
  * production, so its sending must not take the measured process's JavaScript thread.
  */
 import { createServer } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { parentPort } from "node:worker_threads";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { ToWorker, FromWorker } from "./blaster.js";
@@ -14,19 +15,20 @@ const post = (m: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(m
 const server = createServer((_req, res) => res.writeHead(404).end());
 const wss = new WebSocketServer({ noServer: true });
 const byStream = new Map<string, WebSocket>();
+/** The TCP socket under each WebSocket: the one its HTTP upgrade came on (ws has no public call for it). */
+const socketOf = new Map<WebSocket, Duplex>();
 server.on("upgrade", (req, socket, head) => {
   const url = new URL(req.url ?? "/", "http://x");
   const streams = (url.searchParams.get("streams") ?? "").split("/").filter((s) => s.length > 0);
   wss.handleUpgrade(req, socket, head, (ws) => {
     for (const s of streams) byStream.set(s, ws);
+    socketOf.set(ws, socket);
     ws.on("close", () => {
+      socketOf.delete(ws);
       for (const s of streams) if (byStream.get(s) === ws) byStream.delete(s);
     });
   });
 });
-
-/** The TCP socket under a WebSocket (ws keeps it in `_socket`). */
-const socketOf = (ws: WebSocket) => (ws as unknown as { _socket: Socket })._socket;
 
 let frames: { stream: string; bytes: Uint8Array }[] = [];
 
@@ -69,13 +71,13 @@ async function send(ratePerSecond: number): Promise<{ start: bigint; sentAt: Big
       if (ws === undefined) throw new Error(`no connection subscribed to ${f.stream}`);
       if (!corked.has(ws)) {
         if (ws.bufferedAmount >= 1 << 20) await drained(ws);
-        socketOf(ws).cork();
+        socketOf.get(ws)?.cork();
         corked.add(ws);
       }
       sentAt[i] = process.hrtime.bigint();
       ws.send(f.bytes);
     }
-    for (const ws of corked) socketOf(ws).uncork();
+    for (const ws of corked) socketOf.get(ws)?.uncork();
     if ((i & 4095) === 0) await new Promise((r) => setImmediate(r));
   }
   return { start, sentAt };

@@ -1,10 +1,13 @@
 /** Test clients for the simulator: a plain `ws` client that records everything, and a REST getter. */
+import type { Socket } from "node:net";
 import type { RecordedFrame, Recording } from "@l2flow/recording";
 import WebSocket, { type ClientOptions } from "ws";
 
 /** A connected client that keeps every text frame it receives. */
 export interface TestClient {
   readonly ws: WebSocket;
+  /** The TCP socket under `ws` (from the upgrade response; a test pauses it to stop reading). */
+  readonly socket: Socket;
   /** The simulator's connection id (from the upgrade response header). */
   readonly id: number;
   readonly messages: string[];
@@ -22,8 +25,10 @@ export async function connect(url: string, options: ClientOptions = {}): Promise
   const messages: string[] = [];
   const waiters = new Set<() => void>();
   let id = 0;
+  let socket: Socket | undefined;
   ws.on("upgrade", (res) => {
     id = Number(res.headers["x-simulator-connection-id"]);
+    socket = res.socket;
   });
   ws.on("message", (data) => {
     // The simulator sends text frames only; `ws` hands them over as one Buffer.
@@ -72,7 +77,7 @@ export async function connect(url: string, options: ClientOptions = {}): Promise
     }, 5_000);
     return reply!;
   };
-  return { ws, id, messages, closed, waitFor, request };
+  return { ws, socket: socket!, id, messages, closed, waitFor, request };
 }
 
 /** What a refused upgrade answered: the HTTP status. */

@@ -3,7 +3,7 @@
  * control requests, pings with a payload to echo and a pong deadline, the 5-messages-per-second
  * rule, a maximum lifetime, and the faults the simulator can inject.
  */
-import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { RawData, WebSocket } from "ws";
 import type { CloseReason, ConnectionStats, ResolvedSimulatorOptions } from "./options.js";
 import { SlidingWindowCounter } from "./limits.js";
@@ -30,8 +30,6 @@ export interface ConnectionRequest {
 const TEXT = { binary: false } as const;
 /** Frames held by `cork()` go out once they reach this many bytes (and at the end of the batch). */
 const CORK_FLUSH_BYTES = 64 * 1024;
-/** The TCP socket under a WebSocket (ws keeps it in `_socket`; undefined once it is gone). */
-const socketOf = (ws: WebSocket) => (ws as unknown as { _socket?: Socket | null })._socket ?? undefined;
 // setTimeout's longest delay; a longer lifetime is capped to it (~24.8 days).
 const MAX_TIMER_MS = 2_147_483_647;
 // Payloads remembered for echo matching; the pong deadline uses the oldest unanswered ping's time.
@@ -67,6 +65,8 @@ export class SimConnection {
 
   readonly #host: ConnectionHost;
   readonly #ws: WebSocket;
+  /** The TCP socket under `#ws`: the one the HTTP upgrade came on (ws has no public call for it). */
+  readonly #socket: Duplex;
   readonly #incoming: SlidingWindowCounter;
   #closedAt: number | undefined;
   #closeReason: CloseReason | undefined;
@@ -99,9 +99,10 @@ export class SimConnection {
   #malformed = 0;
   #maxBuffered = 0;
 
-  constructor(host: ConnectionHost, ws: WebSocket, request: ConnectionRequest) {
+  constructor(host: ConnectionHost, ws: WebSocket, socket: Duplex, request: ConnectionRequest) {
     this.#host = host;
     this.#ws = ws;
+    this.#socket = socket;
     this.id = request.id;
     this.path = request.path;
     this.combined = request.combined;
@@ -143,12 +144,12 @@ export class SimConnection {
    * Holds this connection's writes until `uncork()` (or `CORK_FLUSH_BYTES` of frames), so that a
    * replay batch's frames leave in a few socket writes, as a busy exchange's TCP stream coalesces
    * them (one write per frame cost the simulator more CPU than anything else it does when it replays
-   * hundreds of symbols). ws has no call for it: the socket under it is `_socket`.
+   * hundreds of symbols). ws has no call for it: the socket under it is corked.
    */
   cork(): void {
     if (this.#corked) return;
     this.#corked = true;
-    socketOf(this.#ws)?.cork();
+    if (!this.#socket.destroyed) this.#socket.cork();
   }
 
   /** Ends `cork()`: what it held goes out, and only then counts as queued for a slow client. */
@@ -156,7 +157,7 @@ export class SimConnection {
     if (!this.#corked) return;
     this.#corked = false;
     this.#corkedBytes = 0;
-    socketOf(this.#ws)?.uncork();
+    if (!this.#socket.destroyed) this.#socket.uncork();
     this.#checkBuffer();
   }
 

@@ -446,15 +446,15 @@ class BinanceSimulator implements Simulator, ConnectionHost, ReplaySink {
       streams,
     };
     this.#upgradeIds.set(req, request.id);
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, request));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, socket, request));
   }
 
-  #accept(ws: WebSocket, request: ConnectionRequest): void {
+  #accept(ws: WebSocket, socket: Duplex, request: ConnectionRequest): void {
     if (this.#closing) {
       ws.terminate();
       return;
     }
-    const connection = new SimConnection(this, ws, request);
+    const connection = new SimConnection(this, ws, socket, request);
     this.#open.set(connection.id, connection);
     this.#all.push(connection);
     if (this.#all.length > this.options.maxRecords) {
