@@ -23,11 +23,10 @@ import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { connectBus, listConsumers, type Bus } from "@l2flow/bus";
 import { intervalMs, Signal, STREAMS, Window } from "@l2flow/contracts";
 import { readRecording, type RecordedEvent, type Recording } from "@l2flow/recording";
-import { fixtures, readMetric, startFakeLlm, startTestNats } from "@l2flow/testkit";
+import { fixtures, forEachStored, readMetric, startFakeLlm, startTestNats } from "@l2flow/testkit";
 import {
   benchAnalyzerEnv,
   cpuSeconds,
@@ -116,39 +115,6 @@ const logDir = resolve(
 mkdirSync(logDir, { recursive: true });
 const log = (msg: string) =>
   process.stderr.write(`[soak ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
-
-/** Reads every message of `stream` matching `filter` into `onMessage`, keeping none of them. */
-async function readAll(
-  bus: Bus,
-  stream: string,
-  filter: string,
-  onMessage: (subject: string, data: Uint8Array) => void,
-): Promise<number> {
-  const info = await bus.jsm.consumers.add(stream, {
-    filter_subject: filter,
-    ack_policy: AckPolicy.None,
-    deliver_policy: DeliverPolicy.All,
-    inactive_threshold: 60_000_000_000,
-  });
-  const consumer = await bus.js.consumers.get(stream, info.name);
-  let total = 0;
-  for (let hiccups = 0; ;) {
-    let n = 0;
-    try {
-      for await (const m of await consumer.fetch({ max_messages: 10_000, expires: 3_000 })) {
-        onMessage(m.subject, m.data);
-        n++;
-      }
-    } catch (err) {
-      if (++hiccups > 10) throw err;
-      continue;
-    }
-    total += n;
-    if (n === 0) break;
-  }
-  await bus.jsm.consumers.delete(stream, info.name).catch(() => undefined);
-  return total;
-}
 
 /**
  * What the services logged (warnings and errors, as LOG_LEVEL=warn writes them), counted by service,
@@ -686,7 +652,7 @@ try {
   const readStart = Date.now();
   const tally = { trades: new IdTally(plan, "trades"), diffs: new IdTally(plan, "diffs") };
   const decoder = new TextDecoder();
-  const rawCount = await readAll(bus, STREAMS.raw, "md.raw.binance.>", (subject, data) => {
+  const rawCount = await forEachStored(bus, STREAMS.raw, "md.raw.binance.>", ({ subject, data }) => {
     const [, , , kind, symbol] = subject.split(".");
     if (kind !== "trade" && kind !== "depth") return;
     const o = JSON.parse(decoder.decode(data)) as { t?: number; u?: number };
@@ -698,7 +664,7 @@ try {
   // Signals per symbol and interval, by window start; then each closed window looked up as it is read.
   const signalKeys = new Map<string, Map<number, number>>();
   let signalCount = 0;
-  await readAll(bus, STREAMS.signals, "signal.binance.>", (_subject, data) => {
+  await forEachStored(bus, STREAMS.signals, "signal.binance.>", ({ data }) => {
     const d = Signal.decode(data);
     const k = `${d.symbol}:${d.interval}`;
     let byStart = signalKeys.get(k);
@@ -711,7 +677,7 @@ try {
   /** Windows stored more than once (per symbol and interval, the start times seen). */
   const windowStarts = new Map<string, Set<number>>();
   let windowsTwice = 0;
-  await readAll(bus, STREAMS.window, "md.window.binance.>", (_subject, data) => {
+  await forEachStored(bus, STREAMS.window, "md.window.binance.>", ({ data }) => {
     const d = Window.decode(data);
     windowCount++;
     const k = `${d.symbol}:${d.interval}`;

@@ -2,13 +2,13 @@
 // MD_RAW → normalizer → MD_NORM / MD_WINDOW → analyzer (HolySheep provider pointed at the fake
 // OpenAI server) → SIGNALS, over a real nats-server.
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { connectBus, listConsumers, type Bus } from "@l2flow/bus";
 import { BookSnapshot, Signal, STREAMS, Window } from "@l2flow/contracts";
 import { readRecording } from "@l2flow/recording";
 import { createLogger } from "@l2flow/runtime";
 import {
   fixtures,
+  readStream,
   startFakeLlm,
   startSimulator,
   startTestNats,
@@ -21,33 +21,6 @@ import { loadConfig as normalizerConfig, startNormalizer, type NormalizerService
 import { loadConfig as analyzerConfig, startAnalyzer, type AnalyzerService } from "@l2flow/analyzer";
 
 const API_KEY = "sk-e2e-secret-0123456789";
-
-/** Reads every message of a stream matching a subject filter, from the start, until none is pending. */
-async function readAll(
-  bus: Bus,
-  stream: string,
-  filter: string,
-): Promise<{ subject: string; data: Uint8Array }[]> {
-  // An ephemeral consumer with one filter subject: nats-server 2.9 has no multi-filter ordered consumers.
-  const info = await bus.jsm.consumers.add(stream, {
-    filter_subject: filter,
-    ack_policy: AckPolicy.None,
-    deliver_policy: DeliverPolicy.All,
-    inactive_threshold: 30_000_000_000,
-  });
-  const consumer = await bus.js.consumers.get(stream, info.name);
-  const out: { subject: string; data: Uint8Array }[] = [];
-  for (;;) {
-    const batch = await consumer.fetch({ max_messages: 1000, expires: 1000 });
-    let n = 0;
-    for await (const m of batch) {
-      out.push({ subject: m.subject, data: m.data });
-      n++;
-    }
-    if (n === 0) break;
-  }
-  return out;
-}
 
 describe("end to end: simulator → ingest → normalizer → analyzer", () => {
   let nats: TestNats;
@@ -124,7 +97,7 @@ describe("end to end: simulator → ingest → normalizer → analyzer", () => {
       const t = JSON.parse(e.data) as { u: number; b: string; B: string; a: string; A: string };
       tickers.set(t.u, t);
     }
-    const books = (await readAll(bus, STREAMS.norm, "md.book.binance.BTCUSDT")).map((m) =>
+    const books = (await readStream(bus, STREAMS.norm, "md.book.binance.BTCUSDT")).map((m) =>
       BookSnapshot.decode(m.data),
     );
     expect(books.length).toBeGreaterThan(3000);
@@ -144,11 +117,11 @@ describe("end to end: simulator → ingest → normalizer → analyzer", () => {
   });
 
   it("closes 1 s windows and answers each with exactly one HolySheep signal", async () => {
-    const windows = (await readAll(bus, STREAMS.window, "md.window.binance.1s.BTCUSDT")).map((m) =>
+    const windows = (await readStream(bus, STREAMS.window, "md.window.binance.1s.BTCUSDT")).map((m) =>
       Window.decode(m.data),
     );
     expect(windows.length).toBeGreaterThan(200);
-    const signals = (await readAll(bus, STREAMS.signals, "signal.binance.1s.BTCUSDT")).map((m) =>
+    const signals = (await readStream(bus, STREAMS.signals, "signal.binance.1s.BTCUSDT")).map((m) =>
       Signal.decode(m.data),
     );
     const byWindow = new Map<number, number>();

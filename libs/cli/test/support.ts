@@ -3,9 +3,9 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import type { Bus } from "@l2flow/bus";
-import { HEADERS, STREAMS } from "@l2flow/contracts";
+import { STREAMS } from "@l2flow/contracts";
 import { main, type CliIo } from "@l2flow/cli";
-import { fixtures } from "@l2flow/testkit";
+import { fixtures, readStream } from "@l2flow/testkit";
 
 /** What a command printed, and its exit code. */
 export interface Run {
@@ -55,32 +55,16 @@ export interface StoredRaw {
   readonly headers: Record<string, string>;
 }
 
+const decoder = new TextDecoder();
+
 /** Every message of MD_RAW, in stream order. */
 export async function readRaw(bus: Bus): Promise<StoredRaw[]> {
-  const info = await bus.jsm.streams.info(STREAMS.raw);
-  const total = info.state.messages;
-  const out: StoredRaw[] = [];
-  if (total === 0) return out;
-  const consumer = await bus.js.consumers.get(STREAMS.raw, { filter_subjects: "md.raw.>" });
-  const decoder = new TextDecoder();
-  while (out.length < total) {
-    const batch = await consumer.fetch({ max_messages: Math.min(1_000, total - out.length), expires: 2_000 });
-    let got = 0;
-    for await (const m of batch) {
-      got++;
-      const headers: Record<string, string> = {};
-      for (const k of m.headers?.keys() ?? []) headers[k] = m.headers!.get(k);
-      out.push({
-        subject: m.subject,
-        data: decoder.decode(m.data),
-        msgId: headers[HEADERS.msgId] ?? "",
-        headers,
-      });
-    }
-    if (got === 0) break;
-  }
-  await consumer.delete().catch(() => undefined);
-  return out;
+  return (await readStream(bus, STREAMS.raw, "md.raw.>")).map((m) => ({
+    subject: m.subject,
+    data: decoder.decode(m.data),
+    msgId: m.msgId,
+    headers: { ...m.headers },
+  }));
 }
 
 /** Polls `check` until it holds or `timeoutMs` passes; returns its last value. */

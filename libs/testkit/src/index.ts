@@ -4,3 +4,4 @@ export * from "./simulator/index.js";
 export * from "./fake-llm.js";
 export * from "./metrics.js";
 export * from "./wait.js";
+export * from "./stream.js";

@@ -2,12 +2,12 @@
 // straight into MD_WINDOW and the signals read back from SIGNALS.
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { connectBus, provisionTopology, publish, type Bus } from "@l2flow/bus";
-import { msgIds, Signal, STREAMS, subjects, Window } from "@l2flow/contracts";
+import { msgIds, Signal, STREAM_SUBJECTS, STREAMS, subjects, Window } from "@l2flow/contracts";
 import { createLogger } from "@l2flow/runtime";
 import {
+  readStream,
   scrapeMetric,
   startFakeLlm,
   startTestNats,
@@ -54,23 +54,9 @@ async function publishWindows(bus: Bus, windows: readonly Window[]): Promise<voi
 }
 
 async function readSignals(bus: Bus): Promise<Signal[]> {
-  const info = await bus.jsm.consumers.add(STREAMS.signals, {
-    ack_policy: AckPolicy.None,
-    deliver_policy: DeliverPolicy.All,
-    inactive_threshold: 30_000_000_000,
-  });
-  const c = await bus.js.consumers.get(STREAMS.signals, info.name);
-  const out: Signal[] = [];
-  for (;;) {
-    let n = 0;
-    for await (const m of await c.fetch({ max_messages: 1000, expires: 1000 })) {
-      out.push(Signal.decode(m.data));
-      n++;
-    }
-    if (n === 0) break;
-  }
-  await bus.jsm.consumers.delete(STREAMS.signals, info.name);
-  return out;
+  return (await readStream(bus, STREAMS.signals, STREAM_SUBJECTS[STREAMS.signals][0])).map((m) =>
+    Signal.decode(m.data),
+  );
 }
 
 /** Signals stored so far. */

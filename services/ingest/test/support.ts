@@ -1,11 +1,10 @@
 // Shared pieces of ingest's tests: reading MD_RAW back, the recording's ids, metrics.
-import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { expect } from "vitest";
 import type { Bus } from "@l2flow/bus";
 import { STREAMS } from "@l2flow/contracts";
 import type { Recording } from "@l2flow/recording";
 import { createLogger } from "@l2flow/runtime";
-import { scrapeMetric } from "@l2flow/testkit";
+import { readStream, scrapeMetric } from "@l2flow/testkit";
 
 /** One stored MD_RAW message. */
 export interface RawMessage {
@@ -14,35 +13,15 @@ export interface RawMessage {
   readonly headers: Readonly<Record<string, string>>;
 }
 
+const decoder = new TextDecoder();
+
 /** Every MD_RAW message under `filter`, from the start, until none is pending. */
 export async function readRaw(bus: Bus, filter: string): Promise<RawMessage[]> {
-  const info = await bus.jsm.consumers.add(STREAMS.raw, {
-    filter_subject: filter,
-    ack_policy: AckPolicy.None,
-    deliver_policy: DeliverPolicy.All,
-    inactive_threshold: 30_000_000_000,
-  });
-  const consumer = await bus.js.consumers.get(STREAMS.raw, info.name);
-  const out: RawMessage[] = [];
-  for (let hiccups = 0; ;) {
-    let n = 0;
-    try {
-      const batch = await consumer.fetch({ max_messages: 5000, expires: 2000 });
-      for await (const m of batch) {
-        const headers: Record<string, string> = {};
-        for (const k of m.headers?.keys() ?? []) headers[k] = m.headers!.get(k);
-        out.push({ subject: m.subject, json: m.json<Record<string, unknown>>(), headers });
-        n++;
-      }
-    } catch (err) {
-      // A busy machine can miss a pull's heartbeats: the next pull continues where this one stopped.
-      if (++hiccups > 5) throw err;
-      continue;
-    }
-    if (n === 0) break;
-  }
-  await bus.jsm.consumers.delete(STREAMS.raw, info.name).catch(() => undefined);
-  return out;
+  return (await readStream(bus, STREAMS.raw, filter)).map((m) => ({
+    subject: m.subject,
+    json: JSON.parse(decoder.decode(m.data)) as Record<string, unknown>,
+    headers: m.headers,
+  }));
 }
 
 /** Trade ids and diff final update ids of one symbol in a recording (each once). */

@@ -41,8 +41,12 @@ async function natsWith(recordings: readonly Recording[], options: PublishRecord
   return { nats, bus };
 }
 
-/** Waits until MD_NORM and MD_WINDOW stop growing for `quietMs` (windows idle-closed included). */
-async function settled(bus: Bus, quietMs = 1_500): Promise<void> {
+/**
+ * Waits until MD_NORM and MD_WINDOW hold at least `atLeast` messages and stop growing for `quietMs`
+ * (windows idle-closed included). A test that knows how many outputs to expect passes it: quiet
+ * alone also holds while a restarted process is still starting.
+ */
+async function settled(bus: Bus, quietMs = 1_500, atLeast = 1): Promise<void> {
   let last = -1;
   let since = Date.now();
   await waitUntil(
@@ -52,12 +56,15 @@ async function settled(bus: Bus, quietMs = 1_500): Promise<void> {
         last = n;
         since = Date.now();
       }
-      return n > 0 && Date.now() - since >= quietMs;
+      return n >= atLeast && Date.now() - since >= quietMs;
     },
     60_000,
     "the normalizer's outputs to settle",
   );
 }
+
+/** How many outputs `outputs` found. */
+const countOf = (outputs: Map<string, string[]>) => [...outputs.values()].reduce((n, l) => n + l.length, 0);
 
 /** Every output, grouped by subject, in stream order: what "the same outputs" means. */
 async function outputs(bus: Bus): Promise<Map<string, string[]>> {
@@ -251,7 +258,7 @@ describe("normalizer over the recordings", () => {
       logger: captureLogs().logger,
     });
     try {
-      await settled(bus);
+      await settled(bus, 1_500, countOf(reference.outputs));
       expectSameOutputs(await outputs(bus), reference.outputs);
       // The thread's heap, which Node's default metrics (the main thread's) leave out, is on /metrics.
       const used = await scrapeMetric(
@@ -294,7 +301,7 @@ describe("normalizer over the recordings", () => {
       );
     let child = spawnNormalizer();
     try {
-      const total = [...reference.outputs.values()].reduce((n, l) => n + l.length, 0);
+      const total = countOf(reference.outputs);
       // Killed mid-stream, after checkpoints exist.
       await waitUntil(
         async () =>
@@ -307,7 +314,7 @@ describe("normalizer over the recordings", () => {
       await new Promise((r) => child.once("exit", r));
       expect(await countStream(bus, STREAMS.norm)).toBeLessThan(total);
       child = spawnNormalizer();
-      await settled(bus, 2_000);
+      await settled(bus, 2_000, total);
       expectSameOutputs(await outputs(bus), reference.outputs);
     } finally {
       child.kill("SIGKILL");
@@ -364,7 +371,7 @@ describe("normalizer over the recordings", () => {
 
       const { lines, logger } = captureLogs();
       second = await startNormalizer(loadConfig({ ...ENV, NATS_URL: nats.url }), { logger });
-      await settled(bus, 2_000);
+      await settled(bus, 2_000, countOf(reference.outputs));
       expectSameOutputs(await outputs(bus), reference.outputs);
       expect(
         lines.filter((l) => l.includes("no longer holds every diff") || l.includes("too far back")),
@@ -432,7 +439,7 @@ describe("normalizer over the recordings", () => {
       ),
     );
     try {
-      await settled(bus);
+      await settled(bus, 1_500, countOf(reference.outputs));
       const [a, b] = parts.map((p) => p.symbols()) as [readonly string[], readonly string[]];
       expect(a.length).toBeGreaterThan(0);
       expect(b.length).toBeGreaterThan(0);
@@ -468,7 +475,7 @@ describe("normalizer over the recordings", () => {
       logger: captureLogs().logger,
     });
     try {
-      await settled(bus);
+      await settled(bus, 1_500, countOf(reference.outputs));
       expect(await metric(normalizer.opsUrl, "l2flow_normalizer_bad_messages_total")).toBe(bad.length);
       expectSameOutputs(await outputs(bus), reference.outputs);
     } finally {

@@ -1,17 +1,18 @@
 // Shared pieces of the normalizer's tests: MD_RAW filled from a recording as ingest would, streams
 // read back, and the bookTicker oracle.
-import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { afterAll, beforeAll } from "vitest";
 import { connectBus, provisionTopology, PublishQueue, type Bus } from "@l2flow/bus";
 import { BookSnapshot, HEADERS, msgIds, subjects, type RawKind } from "@l2flow/contracts";
 import type { Recording } from "@l2flow/recording";
 import { createLogger } from "@l2flow/runtime";
 import {
+  readStream,
   scrapeMetric,
   startSimulator,
   startTestNats,
   waitUntil,
   type Simulator,
+  type StoredMessage,
   type TestNats,
 } from "@l2flow/testkit";
 
@@ -120,40 +121,8 @@ export async function publishRecording(
 }
 
 /** One stored message. */
-export interface Stored {
-  readonly subject: string;
-  readonly data: Uint8Array;
-  readonly msgId: string;
-}
-
-/** Every message of `stream` under `filter`, in stream order. */
-export async function readStream(bus: Bus, stream: string, filter: string): Promise<Stored[]> {
-  const info = await bus.jsm.consumers.add(stream, {
-    filter_subject: filter,
-    ack_policy: AckPolicy.None,
-    deliver_policy: DeliverPolicy.All,
-    inactive_threshold: 30_000_000_000,
-  });
-  const consumer = await bus.js.consumers.get(stream, info.name);
-  const out: Stored[] = [];
-  for (let hiccups = 0; ;) {
-    let got = 0;
-    try {
-      const batch = await consumer.fetch({ max_messages: 5_000, expires: 2_000 });
-      for await (const m of batch) {
-        out.push({ subject: m.subject, data: m.data, msgId: m.headers?.get(HEADERS.msgId) ?? "" });
-        got++;
-      }
-    } catch (err) {
-      // A busy machine can miss a pull's heartbeats: the next pull continues where this one stopped.
-      if (++hiccups > 5) throw err;
-      continue;
-    }
-    if (got === 0) break;
-  }
-  await bus.jsm.consumers.delete(stream, info.name).catch(() => undefined);
-  return out;
-}
+export type Stored = StoredMessage;
+export { readStream };
 
 /** Messages in `stream` (all subjects). */
 export async function countStream(bus: Bus, stream: string): Promise<number> {
