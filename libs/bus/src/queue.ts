@@ -139,6 +139,13 @@ export class PublishQueue {
   get bytes(): number {
     return this.#bytes;
   }
+  /**
+   * Memory the messages waiting packed through an outage take now (`PackedQueue.heldBytes`: sealed
+   * segments deflated, so usually well below what `bytes` counts for them).
+   */
+  get packedMemory(): number {
+    return this.#packed.heldBytes;
+  }
   /** Sent and not yet answered. */
   get inFlight(): number {
     return this.#pipe.inFlight;

@@ -47,7 +47,12 @@ export function ingestMetrics(registry: Registry) {
     }),
     bufferBytes: new Gauge({
       name: "l2flow_ingest_buffer_bytes",
-      help: "Bytes waiting to be sent to NATS",
+      help: "Bytes waiting to be sent to NATS, as OUTAGE_BUFFER_BYTES bounds them",
+      registers,
+    }),
+    bufferMemory: new Gauge({
+      name: "l2flow_ingest_buffer_memory_bytes",
+      help: "Memory the frames waiting through an outage take: packed, full segments deflated (so usually below l2flow_ingest_buffer_bytes), the segment being written at its full size",
       registers,
     }),
     inFlight: new Gauge({

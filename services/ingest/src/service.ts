@@ -149,6 +149,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     });
     const gauges = setInterval(() => {
       m.bufferBytes.set(queue.bytes);
+      m.bufferMemory.set(queue.packedMemory);
       m.inFlight.set(queue.pending);
       reportLost();
     }, 1_000);
