@@ -64,6 +64,9 @@ async function readAlone(bus: Bus, total: number): Promise<number> {
   return n / (Number(process.hrtime.bigint() - start) / 1e9);
 }
 
+/** The normalizer's default: windows of a symbol with no messages for this long are closed. */
+const WINDOW_IDLE_TIMEOUT_MS = 5_000;
+
 /** A way to run the normalizer: instances, and settings of their own. */
 interface Layout {
   readonly label: string;
@@ -105,6 +108,7 @@ async function runOnce(layout: Layout, copies: number, ctx: SuiteContext) {
         NATS_URL: nats.url,
         METRICS_PORT: String(port),
         WINDOW_INTERVALS: "1s,1m",
+        WINDOW_IDLE_TIMEOUT_MS: String(WINDOW_IDLE_TIMEOUT_MS),
         NORMALIZER_PARTITIONS: String(partitions),
         NORMALIZER_PARTITION: String(i),
         ...layout.env,
@@ -130,10 +134,18 @@ async function runOnce(layout: Layout, copies: number, ctx: SuiteContext) {
       const seconds = since();
       const cpu = children.reduce((sum, c) => sum + cpuSeconds(c.pid), 0);
       const serverCpu = cpuSeconds(nats.pid) - serverCpu0;
-      // Outputs still in flight finish before the count below.
-      await new Promise((r) => setTimeout(r, 500));
-      const norm = (await bus.jsm.streams.info(STREAMS.norm)).state.messages;
-      const windows = (await bus.jsm.streams.info(STREAMS.window)).state.messages;
+      // Counted once the outputs in flight are stored and the last windows idle-closed: the streams
+      // unchanged for longer than the idle timeout.
+      const stored = async () =>
+        (await bus.jsm.streams.info(STREAMS.norm)).state.messages +
+        (await bus.jsm.streams.info(STREAMS.window)).state.messages;
+      let outputs = await stored();
+      for (let quietSince = Date.now(), until = Date.now() + 60_000; Date.now() < until;) {
+        await new Promise((r) => setTimeout(r, 200));
+        const now = await stored();
+        if (now !== outputs) [outputs, quietSince] = [now, Date.now()];
+        else if (Date.now() - quietSince > WINDOW_IDLE_TIMEOUT_MS + 1_000) break;
+      }
       return {
         total,
         handled,
@@ -144,7 +156,7 @@ async function runOnce(layout: Layout, copies: number, ctx: SuiteContext) {
         startupMs: firstAt * 1000,
         // Once started and warmed up (JIT, first snapshots): the pace a running normalizer keeps.
         steadyPerSecond: (handled - warmHandled) / (seconds - warmAt),
-        outputs: norm + windows,
+        outputs,
         readRate,
       };
     } finally {
@@ -197,7 +209,8 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       notes:
         `median of ${list.length} run(s) (${list.map((x) => `${(x.steadyPerSecond / 1000).toFixed(1)}k`).join(", ")} running); ` +
         "running = from the tenth of MD_RAW handled to the last message, from start = from spawning the process (start-up, " +
-        "reading checkpoints and MD_RAW's subjects, JIT warm-up included); outputs confirmed stored (MD_NORM and MD_WINDOW each by fenced batches)",
+        "reading checkpoints and MD_RAW's subjects, JIT warm-up included); outputs = messages in MD_NORM and MD_WINDOW once " +
+        "unchanged for longer than the window idle timeout, each confirmed stored (by fenced batches)",
     });
     checks.push({
       name: `${layout.label}: handled every raw message`,
@@ -210,6 +223,15 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       message: `${Math.round(rate.median)} raw msgs/s once running`,
     });
   }
+  // A pure function of MD_RAW: every layout and run stores the same outputs (their message ids make
+  // any resent one count once).
+  const counts = [...runs.values()].flat().map((x) => x.outputs);
+  if (counts.length > 1)
+    checks.push({
+      name: "every layout and run stored as many outputs (MD_NORM and MD_WINDOW)",
+      pass: counts.every((c) => c === counts[0]),
+      message: counts.join(", "),
+    });
   const reads = [...runs.values()].flat().map((x) => x.readRate);
   if (reads.length > 0) {
     const read = stats(reads);
