@@ -1,14 +1,15 @@
 import { deflateRaw, inflateRawSync } from "node:zlib";
 import type { QueuedMessage } from "./queue.js";
-import { encodeHeaderBlock } from "./wire.js";
+import { encodeHeaderBlock, msgIdOfBlock } from "./wire.js";
 
 /** Bytes of one segment; a record larger than this gets a segment of its own size. */
 const SEGMENT_BYTES = 1024 * 1024;
 /**
- * What a packed message takes besides its subject, message id, encoded headers and payload: its
- * record's head (length u32, flags u8, subject length u16, id length u16, header block length u32).
+ * What a packed message takes besides its subject, encoded headers and payload: its record's head
+ * (length u32, flags u8, subject length u16, header block length u32). Its message id is kept only
+ * in the header block (`Nats-Msg-Id`, the block's first line), and read from there when asked for.
  */
-export const PACKED_RECORD_HEAD_BYTES = 13;
+export const PACKED_RECORD_HEAD_BYTES = 11;
 /**
  * zlib level of a sealed segment's compression: the fastest. Binance's JSON with its subjects, ids
  * and headers still shrinks ~3.5× (BTCUSDT's trades and diffs), and an outage is when CPU is least
@@ -21,16 +22,20 @@ const HAS_SETTLE = 4;
 
 /**
  * A message that waited packed: its headers come back as the encoded block (`encode()`, which
- * `AckPipeline.send` writes as is), so `headers` is undefined.
+ * `AckPipeline.send` writes as is), so `headers` is undefined; its message id is read from the block
+ * when asked for (by an `onStored` that wants it, not by sending).
  */
 class PackedMessage implements QueuedMessage {
   constructor(
     readonly subject: string,
     readonly data: Uint8Array,
-    readonly msgId: string | undefined,
+    readonly hasId: boolean,
     readonly settle: ((err?: Error) => void) | undefined,
     readonly block: Uint8Array,
   ) {}
+  get msgId(): string | undefined {
+    return this.hasId ? msgIdOfBlock(this.block) : undefined;
+  }
   encode(): Uint8Array {
     return this.block;
   }
@@ -45,10 +50,10 @@ interface Segment {
 
 /**
  * Messages waiting while NATS is unreachable, packed one after another into large byte segments:
- * subject, message id, encoded header block and payload, nothing else. Kept as objects, each
+ * subject, encoded header block (with the message id) and payload, nothing else. Kept as objects, each
  * waiting frame cost about 290 bytes of V8 heap besides its payload (the message, its headers object
  * and strings, the Buffer object and the queue's entry), all of it promoted to the old generation and
- * freed only by a full collection after the outage. Packed, a frame costs its bytes and 13 more, and
+ * freed only by a full collection after the outage. Packed, a frame costs its bytes and 11 more, and
  * an outage's memory is a few large arrays that go when they are read.
  *
  * A segment that is full (sealed: the next record starts another) is deflated off the main thread and
@@ -99,10 +104,9 @@ export class PackedQueue {
     const withBlock = item.msgId !== undefined || item.headers !== undefined;
     const block = withBlock ? encodeHeaderBlock(item) : undefined;
     const subjectLen = Buffer.byteLength(item.subject, "utf8");
-    const idLen = item.msgId === undefined ? 0 : Buffer.byteLength(item.msgId, "utf8");
-    if (subjectLen > 0xffff || idLen > 0xffff) throw new RangeError("subject or message id too long");
+    if (subjectLen > 0xffff) throw new RangeError("subject too long");
     const blockLen = block?.length ?? 0;
-    const length = PACKED_RECORD_HEAD_BYTES + subjectLen + idLen + blockLen + item.data.length;
+    const length = PACKED_RECORD_HEAD_BYTES + subjectLen + blockLen + item.data.length;
     let last = this.#segments[this.#segments.length - 1];
     if (last === undefined || last.bytes.length - last.end < length) {
       if (last !== undefined) this.#seal(last);
@@ -118,11 +122,9 @@ export class PackedQueue {
       (block !== undefined ? HAS_BLOCK : 0) |
       (item.settle !== undefined ? HAS_SETTLE : 0);
     seg.writeUInt16LE(subjectLen, o + 5);
-    seg.writeUInt16LE(idLen, o + 7);
-    seg.writeUInt32LE(blockLen, o + 9);
+    seg.writeUInt32LE(blockLen, o + 7);
     o += PACKED_RECORD_HEAD_BYTES;
     o += seg.write(item.subject, o, "utf8");
-    if (item.msgId !== undefined) o += seg.write(item.msgId, o, "utf8");
     if (block !== undefined) {
       seg.set(block, o);
       o += blockLen;
@@ -154,13 +156,10 @@ export class PackedQueue {
     const length = seg.readUInt32LE(o);
     const flags = seg[o + 4]!;
     const subjectLen = seg.readUInt16LE(o + 5);
-    const idLen = seg.readUInt16LE(o + 7);
-    const blockLen = seg.readUInt32LE(o + 9);
+    const blockLen = seg.readUInt32LE(o + 7);
     o += PACKED_RECORD_HEAD_BYTES;
     const subject = seg.toString("utf8", o, o + subjectLen);
     o += subjectLen;
-    const msgId = (flags & HAS_ID) !== 0 ? seg.toString("utf8", o, o + idLen) : undefined;
-    o += idLen;
     const block = (flags & HAS_BLOCK) !== 0 ? seg.subarray(o, o + blockLen) : undefined;
     o += blockLen;
     const data = seg.subarray(o, this.#read + length);
@@ -175,7 +174,7 @@ export class PackedQueue {
     }
     const item: QueuedMessage =
       block !== undefined
-        ? new PackedMessage(subject, data, msgId, settle, block)
+        ? new PackedMessage(subject, data, (flags & HAS_ID) !== 0, settle, block)
         : { subject, data, ...(settle !== undefined ? { settle } : {}) };
     return { item, weight: length };
   }

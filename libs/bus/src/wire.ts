@@ -45,6 +45,7 @@ const HEAD = "NATS/1.0\r\n";
 const MSG_ID = "Nats-Msg-Id";
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
+const decoder = new TextDecoder();
 
 /**
  * Writes `HPUB` messages for one connection straight into 256 KiB chunks, each filled once by many messages, in the wire format
@@ -289,6 +290,18 @@ function asciiToken(b: Buffer, o: number, s: string, what: string): number {
 export function encodeHeaderBlock(f: HeaderFields): Uint8Array {
   const out = new Uint8Array(asciiHeaderSize(f));
   return asciiHeaders(out, 0, f) < 0 ? headerBytes(f) : out;
+}
+
+const ID_LINE_START = HEAD.length + MSG_ID.length + 2; // "NATS/1.0\r\nNats-Msg-Id: "
+
+/**
+ * The message id of a block `encodeHeaderBlock` made for fields with a `msgId` (its first header
+ * line); undefined when the block does not start with that line.
+ */
+export function msgIdOfBlock(block: Uint8Array): string | undefined {
+  const end = block.indexOf(13, ID_LINE_START);
+  if (end < 0 || decoder.decode(block.subarray(0, ID_LINE_START)) !== `${HEAD}${MSG_ID}: `) return undefined;
+  return decoder.decode(block.subarray(ID_LINE_START, end));
 }
 
 /** The header block of `f` as UTF-8, every key and value checked first (any Unicode). */

@@ -280,11 +280,7 @@ describe("bus through a NATS restart", () => {
       const subject = "md.raw.binance.trade.QUEUEUSDT";
       const id = (i: number) => `q:${String(i).padStart(2, "0")}`;
       const each =
-        PACKED_RECORD_HEAD_BYTES +
-        subject.length +
-        id(0).length +
-        new EncodedHeaders({}, id(0)).encode().length +
-        size;
+        PACKED_RECORD_HEAD_BYTES + subject.length + new EncodedHeaders({}, id(0)).encode().length + size;
       const stored: string[] = [];
       const dropped: string[] = [];
       let maxInFlight = 0;
