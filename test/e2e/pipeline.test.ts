@@ -3,11 +3,12 @@
 // OpenAI server) → SIGNALS, over a real nats-server.
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { connectBus, listConsumers, type Bus } from "@l2flow/bus";
-import { BookSnapshot, Signal, STREAMS, Window } from "@l2flow/contracts";
+import { BookSnapshot, DegradedReason, Signal, STREAMS, Window } from "@l2flow/contracts";
 import { readRecording } from "@l2flow/recording";
 import { createLogger } from "@l2flow/runtime";
 import {
   fixtures,
+  readMetric,
   readStream,
   startFakeLlm,
   startSimulator,
@@ -138,6 +139,27 @@ describe("end to end: simulator → ingest → normalizer → analyzer", () => {
     }
     expect(llm.requests.length).toBeGreaterThan(0);
     expect(llm.requests[0]?.headers.authorization).toBe(`Bearer ${API_KEY}`);
+
+    // The counters agree with what was stored, labelled by the contracts' enum names.
+    const analyzerMetrics = await (await fetch(`${analyzer.opsUrl}/metrics`)).text();
+    const signalsBy = (reason: string) =>
+      readMetric(analyzerMetrics, "l2flow_analyzer_signals_total", `degraded_reason="${reason}"`) ?? 0;
+    expect(signalsBy("none")).toBe(llmSignals.length);
+    const degraded = new Map<string, number>();
+    for (const s of signals.filter((x) => x.degraded)) {
+      const reason = DegradedReason[s.degradedReason];
+      degraded.set(reason, (degraded.get(reason) ?? 0) + 1);
+    }
+    for (const [reason, n] of degraded) expect(signalsBy(reason), reason).toBe(n);
+    const normalizerMetrics = await (await fetch(`${normalizer.opsUrl}/metrics`)).text();
+    expect(
+      readMetric(normalizerMetrics, "l2flow_normalizer_windows_total", 'interval="1s"'),
+    ).toBeGreaterThanOrEqual(windows.length);
+    const reasons = [
+      ...normalizerMetrics.matchAll(/^l2flow_normalizer_windows_total\{[^}]*reason="([^"]+)"/gm),
+    ];
+    expect(reasons.length).toBeGreaterThan(0);
+    for (const [, reason] of reasons) expect(reason).toMatch(/^WINDOW_CLOSE_REASON_(WATERMARK|IDLE)$/);
   });
 
   it("never logs the API key", () => {

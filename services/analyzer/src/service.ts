@@ -7,7 +7,7 @@ import {
   type JsMsg,
   type RunningConsumer,
 } from "@l2flow/bus";
-import { EXCHANGE, msgIds, Signal, STREAMS, subjects, Window } from "@l2flow/contracts";
+import { DegradedReason, EXCHANGE, msgIds, Signal, STREAMS, subjects, Window } from "@l2flow/contracts";
 import {
   Counter,
   createMetricsRegistry,
@@ -167,7 +167,10 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
       metrics.windows.inc({ outcome: "analyzed" });
       metrics.signals.inc({
         provider: signal.provider,
-        degraded_reason: signal.degraded ? String(signal.degradedReason) : "none",
+        // The enum's name, as l2flow_analyzer_degraded_signals_total's reason.
+        degraded_reason: signal.degraded
+          ? (DegradedReason[signal.degradedReason] ?? String(signal.degradedReason))
+          : "none",
       });
       metrics.signalLatency.observe((performance.now() - started) / 1000);
     };

@@ -1,7 +1,8 @@
+import { WindowCloseReason } from "@l2flow/contracts";
 import { Counter, Gauge, Tally, talliesBy, type Registry } from "@l2flow/runtime";
 import type { ProcessorEvents } from "./symbol.js";
 
-/** The normalizer's Prometheus metrics (README, "Metrics"). */
+/** The normalizer's Prometheus metrics (docs/operations.md, "Metrics"). */
 export function normalizerMetrics(registry: Registry) {
   const registers = [registry];
   const m = {
@@ -152,7 +153,11 @@ export function processorEvents(m: NormalizerMetrics): ProcessorEvents {
     bufferDrop: () => m.bufferDrops.inc(),
     tradeOutOfOrder: (outcome) => m.tradesOutOfOrder.inc({ outcome }),
     window: (w) => {
-      m.windows.inc({ interval: w.interval, reason: String(w.closeReason) });
+      // The enum's name (WINDOW_CLOSE_REASON_WATERMARK, …), as the analyzer labels DegradedReason.
+      m.windows.inc({
+        interval: w.interval,
+        reason: WindowCloseReason[w.closeReason] ?? String(w.closeReason),
+      });
       if (w.lateEventCount > 0) m.late.inc(w.lateEventCount);
       m.windowLag.set(Math.max(0, (Date.now() - w.endTimeMs) / 1000));
     },
