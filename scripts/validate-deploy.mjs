@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Validates the deployment files offline (CI runs it): docker-compose.yml against the compose schema
 // (dclint), every object of both Kustomize overlays against the Kubernetes 1.27 schemas
-// (kubernetes-models; KEDA's ScaledObject with @kubernetes-models/keda), the ServiceMonitor's shape
+// (kubernetes-models; KEDA's ScaledObject with @kubernetes-models/keda), the ServiceMonitor's and PrometheusRule's shapes
 // by hand, and the NATS Helm values: the keys the chart needs and the same users and permissions as
 // deploy/nats/auth.conf. Exits 1 with every problem listed.
 import { execFileSync } from "node:child_process";
@@ -73,6 +73,19 @@ function checkServiceMonitor(o, where) {
   for (const e of eps ?? [])
     if (typeof e.port !== "string") problems.push(`${where}: ServiceMonitor endpoint without a named port`);
 }
+/** The operator's PrometheusRule: named groups of rules, each an alert with an expression and a severity. */
+function checkPrometheusRule(o, where) {
+  const groups = o.spec?.groups;
+  if (!o.metadata?.name || !Array.isArray(groups) || groups.length === 0)
+    problems.push(`${where}: PrometheusRule needs metadata.name and spec.groups`);
+  for (const g of groups ?? []) {
+    if (typeof g.name !== "string" || !Array.isArray(g.rules) || g.rules.length === 0)
+      problems.push(`${where}: a rule group needs a name and rules`);
+    for (const r of g.rules ?? [])
+      if (typeof r.alert !== "string" || typeof r.expr !== "string" || typeof r.labels?.severity !== "string")
+        problems.push(`${where}: rule ${r.alert ?? "?"} needs alert, expr and labels.severity`);
+  }
+}
 for (const overlay of ["dev", "prod"]) {
   let text;
   let name = `overlay ${overlay}`;
@@ -97,6 +110,10 @@ for (const overlay of ["dev", "prod"]) {
     kinds.set(o.kind, (kinds.get(o.kind) ?? 0) + 1);
     if (key === "monitoring.coreos.com/v1/ServiceMonitor") {
       checkServiceMonitor(o, where);
+      continue;
+    }
+    if (key === "monitoring.coreos.com/v1/PrometheusRule") {
+      checkPrometheusRule(o, where);
       continue;
     }
     const Model = MODELS[key];
@@ -128,6 +145,7 @@ for (const overlay of ["dev", "prod"]) {
     "NetworkPolicy",
     "ScaledObject",
     "ServiceMonitor",
+    "PrometheusRule",
     "ConfigMap",
   ])
     if (!kinds.has(k)) problems.push(`${name}: no ${k} rendered`);
