@@ -149,6 +149,12 @@ async function runOnce(layout: Layout, copies: number, ctx: SuiteContext) {
         if (now !== outputs) [outputs, quietSince] = [now, Date.now()];
         else if (Date.now() - quietSince > WINDOW_IDLE_TIMEOUT_MS + 1_000) break;
       }
+      // What the count depends on, for a run that differs: windows closed by the idle timeout (only
+      // once an instance has read all of MD_RAW), and how many instances say they have.
+      const sumOf = async (name: string, labels = "") =>
+        (await Promise.all(urls.map((u) => scrapeMetric(u, name, labels)))).reduce((a, b) => a + b, 0);
+      const idleWindows = await sumOf("l2flow_normalizer_windows_total", 'reason="WINDOW_CLOSE_REASON_IDLE"');
+      const caughtUp = await sumOf("l2flow_normalizer_caught_up");
       return {
         total,
         handled,
@@ -160,6 +166,8 @@ async function runOnce(layout: Layout, copies: number, ctx: SuiteContext) {
         // Once started and warmed up (JIT, first snapshots): the pace a running normalizer keeps.
         steadyPerSecond: (handled - warmHandled) / (seconds - warmAt),
         outputs,
+        idleWindows,
+        caughtUp,
         readRate,
       };
     } finally {
@@ -233,7 +241,10 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
     checks.push({
       name: "every layout and run stored as many outputs (MD_NORM and MD_WINDOW)",
       pass: counts.every((c) => c === counts[0]),
-      message: counts.join(", "),
+      message: [...runs.values()]
+        .flat()
+        .map((x) => `${x.outputs} (${x.idleWindows} idle-closed, ${x.caughtUp} instance(s) caught up)`)
+        .join(", "),
     });
   const reads = [...runs.values()].flat().map((x) => x.readRate);
   if (reads.length > 0) {

@@ -97,6 +97,16 @@ export function normalizerMetrics(registry: Registry) {
       help: "Checkpoints written to KV md_state",
       registers,
     }),
+    rawPending: new Gauge({
+      name: "l2flow_normalizer_raw_pending",
+      help: "Messages of MD_RAW not yet read by this instance (its consumer's pending count at the last message): how far behind it is",
+      registers,
+    }),
+    caughtUp: new Gauge({
+      name: "l2flow_normalizer_caught_up",
+      help: "1 once this instance has read all of MD_RAW (windows idle-close only then), 0 while it is behind",
+      registers,
+    }),
     outputsInFlight: new Gauge({
       name: "l2flow_normalizer_outputs_in_flight",
       help: "Outputs waiting for JetStream's ack",

@@ -216,7 +216,7 @@ export async function startNormalizer(
     const host = await hostStarting;
 
     const context: WorkerContext = {
-      position: { seq: 0, caughtUp: false },
+      position: { seq: 0, caughtUp: false, pending: 0 },
       bus,
       queue,
       stateKv,
@@ -335,6 +335,7 @@ export async function startNormalizer(
             w?.handle(msg, kind);
           }
           context.position.seq = msg.seq;
+          context.position.pending = msg.info.pending;
           context.position.caughtUp = msg.info.pending === 0;
           // Backpressure: stop reading while the processing thread is behind or the outputs wait on
           // JetStream.
@@ -389,6 +390,8 @@ export async function startNormalizer(
       m.bookLevels.set(levels);
       m.bufferedDiffs.set(buffered);
       m.outputsInFlight.set(queue.pending);
+      m.rawPending.set(context.position.pending);
+      m.caughtUp.set(context.position.caughtUp ? 1 : 0);
     }, 100);
     resources.defer(() => clearInterval(ticker));
 

@@ -12,6 +12,8 @@ export interface StreamPosition {
   seq: number;
   /** True while nothing is pending on the consumer: the normalizer has read all of MD_RAW. */
   caughtUp: boolean;
+  /** Messages of MD_RAW not yet read, as the last one read said (its consumer's pending count). */
+  pending: number;
 }
 
 /** What every worker of a normalizer shares. */

@@ -477,6 +477,13 @@ describe("normalizer over the recordings", () => {
     try {
       await settled(bus, 1_500, countOf(reference.outputs));
       expect(await metric(normalizer.opsUrl, "l2flow_normalizer_bad_messages_total")).toBe(bad.length);
+      // It has read everything: nothing pending, caught up (the gauges follow every 100 ms).
+      await waitUntil(
+        async () => (await metric(normalizer.opsUrl, "l2flow_normalizer_caught_up")) === 1,
+        5_000,
+        "l2flow_normalizer_caught_up 1",
+      );
+      expect(await metric(normalizer.opsUrl, "l2flow_normalizer_raw_pending")).toBe(0);
       expectSameOutputs(await outputs(bus), reference.outputs);
     } finally {
       await normalizer.close();
