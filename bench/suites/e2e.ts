@@ -194,7 +194,8 @@ async function runRate(
   variant: Variant = DEFAULTS,
 ): Promise<RateResult> {
   const nats = await startTestNats();
-  const llm = await startFakeLlmProcess();
+  // No analyzer, no LLM: the ingest-only row leaves out every process it does not measure.
+  const llm = variant.ingestOnly === true ? undefined : await startFakeLlmProcess();
   const sim = await startSimulatorProcess({
     recording: "btcusdt",
     copies: COPIES,
@@ -222,7 +223,7 @@ async function runRate(
             WINDOW_INTERVALS: "1s",
             ...variant.normalizer,
           }),
-          analyzer: spawnService("analyzer", benchAnalyzerEnv(nats.url, llm.url, variant.all)),
+          analyzer: spawnService("analyzer", benchAnalyzerEnv(nats.url, llm!.url, variant.all)),
         }),
   };
   const bus = await connectBus({ servers: nats.url, name: "bench-e2e" });
@@ -293,7 +294,7 @@ async function runRate(
     simulator: sim.pid,
     ...Object.fromEntries(Object.entries(children).map(([k, c]) => [k, c.pid])),
     "nats-server": nats.pid,
-    "fake LLM": llm.pid,
+    ...(llm !== undefined ? { "fake LLM": llm.pid } : {}),
   };
   try {
     const deadline = Date.now() + 30_000;
@@ -392,7 +393,7 @@ async function runRate(
     await bus.close();
     await stopAll(Object.values(children));
     await sim.close();
-    await llm.close();
+    await llm?.close();
     await nats.close();
   }
 }
