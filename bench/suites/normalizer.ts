@@ -149,10 +149,16 @@ async function runOnce(layout: Layout, copies: number, ctx: SuiteContext) {
         if (now !== outputs) [outputs, quietSince] = [now, Date.now()];
         else if (Date.now() - quietSince > WINDOW_IDLE_TIMEOUT_MS + 1_000) break;
       }
+      // A process that died after its last message (its fatal log goes to the discarded stdout)
+      // would store no idle-closed windows: say so.
+      const exited = children.filter((c) => c.exitCode !== null || c.signalCode !== null).length;
       // What the count depends on, for a run that differs: windows closed by the idle timeout (only
       // once an instance has read all of MD_RAW), and how many instances say they have.
       const sumOf = async (name: string, labels = "") =>
-        (await Promise.all(urls.map((u) => scrapeMetric(u, name, labels)))).reduce((a, b) => a + b, 0);
+        (await Promise.all(urls.map((u) => scrapeMetric(u, name, labels).catch(() => 0)))).reduce(
+          (a, b) => a + b,
+          0,
+        );
       const idleWindows = await sumOf("l2flow_normalizer_windows_total", 'reason="WINDOW_CLOSE_REASON_IDLE"');
       const caughtUp = await sumOf("l2flow_normalizer_caught_up");
       return {
@@ -168,6 +174,7 @@ async function runOnce(layout: Layout, copies: number, ctx: SuiteContext) {
         outputs,
         idleWindows,
         caughtUp,
+        exited,
         readRate,
       };
     } finally {
@@ -243,7 +250,11 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       pass: counts.every((c) => c === counts[0]),
       message: [...runs.values()]
         .flat()
-        .map((x) => `${x.outputs} (${x.idleWindows} idle-closed, ${x.caughtUp} instance(s) caught up)`)
+        .map(
+          (x) =>
+            `${x.outputs} (${x.idleWindows} idle-closed, ${x.caughtUp} instance(s) caught up` +
+            `${x.exited > 0 ? `, ${x.exited} exited` : ""})`,
+        )
         .join(", "),
     });
   const reads = [...runs.values()].flat().map((x) => x.readRate);
