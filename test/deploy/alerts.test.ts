@@ -96,15 +96,31 @@ const CASES: readonly AlertCase[] = [
   },
   {
     alert: "L2flowIngestBuffering",
-    input: [{ series: `l2flow_ingest_buffer_bytes{${I}}`, values: "0 0 2e7 2e7 2e7 2e7" }],
+    input: [
+      { series: `l2flow_ingest_buffer_bytes{${I}}`, values: "0 0 2e7 2e7 2e7 2e7" },
+      { series: `l2flow_ingest_buffer_limit_bytes{${I}}`, values: "67108864+0x5" },
+    ],
     at: 4,
     firing: [{ labels: ingest, summary: "ingest i0 has frames waiting for NATS" }],
   },
   {
     name: "frames waiting, but not throughout 2 minutes",
     alert: "L2flowIngestBuffering",
-    input: [{ series: `l2flow_ingest_buffer_bytes{${I}}`, values: "0 0 2e7 2e7 0 2e7" }],
+    input: [
+      { series: `l2flow_ingest_buffer_bytes{${I}}`, values: "0 0 2e7 2e7 0 2e7" },
+      { series: `l2flow_ingest_buffer_limit_bytes{${I}}`, values: "67108864+0x5" },
+    ],
     at: 5,
+    firing: [],
+  },
+  {
+    name: "a quarter of a larger buffer not reached",
+    alert: "L2flowIngestBuffering",
+    input: [
+      { series: `l2flow_ingest_buffer_bytes{${I}}`, values: "0 0 2e7 2e7 2e7 2e7" },
+      { series: `l2flow_ingest_buffer_limit_bytes{${I}}`, values: "268435456+0x5" },
+    ],
+    at: 4,
     firing: [],
   },
   {

@@ -50,6 +50,11 @@ export function ingestMetrics(registry: Registry) {
       help: "Bytes waiting to be sent to NATS, as OUTAGE_BUFFER_BYTES bounds them",
       registers,
     }),
+    bufferLimit: new Gauge({
+      name: "l2flow_ingest_buffer_limit_bytes",
+      help: "OUTAGE_BUFFER_BYTES: what l2flow_ingest_buffer_bytes may reach before the oldest frames are dropped",
+      registers,
+    }),
     bufferMemory: new Gauge({
       name: "l2flow_ingest_buffer_memory_bytes",
       help: "Memory the frames waiting through an outage take: packed, full segments deflated (so usually below l2flow_ingest_buffer_bytes), the segment being written at its full size",

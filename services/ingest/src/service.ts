@@ -147,6 +147,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     bus.onConnectionChange((up) => {
       if (up) reportLost();
     });
+    m.bufferLimit.set(config.OUTAGE_BUFFER_BYTES);
     const gauges = setInterval(() => {
       m.bufferBytes.set(queue.bytes);
       m.bufferMemory.set(queue.packedMemory);

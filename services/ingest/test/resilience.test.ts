@@ -100,6 +100,7 @@ describe("ingest resilience", () => {
     await sleep(2_000);
     const buffered = await metric(ingest.opsUrl, "l2flow_ingest_buffer_bytes");
     expect(buffered).toBeLessThanOrEqual(20_000);
+    expect(await metric(ingest.opsUrl, "l2flow_ingest_buffer_limit_bytes")).toBe(20_000);
     await nats.restart();
     await waitUntil(
       async () =>
