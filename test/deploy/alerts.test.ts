@@ -194,6 +194,26 @@ const CASES: readonly AlertCase[] = [
     firing: [],
   },
   {
+    alert: "L2flowNormalizerFallingBehind",
+    input: [{ series: `l2flow_normalizer_raw_pending{${N}}`, values: "0 60000+1000x12" }],
+    at: 12,
+    firing: [
+      { labels: normalizer, summary: "normalizer n0 has had over 50k raw messages unread for 10 minutes" },
+    ],
+  },
+  {
+    name: "a backlog caught up within 10 minutes",
+    alert: "L2flowNormalizerFallingBehind",
+    input: [
+      {
+        series: `l2flow_normalizer_raw_pending{${N}}`,
+        values: "0 200000 150000 100000 60000 20000 0 0 0 0 0 0",
+      },
+    ],
+    at: 11,
+    firing: [],
+  },
+  {
     alert: "L2flowNormalizerCrossedBook",
     input: [{ series: `l2flow_normalizer_crossed_books_total{${N}}`, values: "0 0 1 1" }],
     at: 3,
