@@ -87,8 +87,9 @@ export function createLogger(options: LoggerOptions): Logger {
 }
 
 /**
- * Limits how often one kind of event is logged: `shouldLog(key)` is true at most once per
- * `intervalMs` per key (default 10 s), and reports how many were suppressed in between.
+ * Limits how often one kind of event is logged: `take(key)` lets one through at most once per
+ * `intervalMs` per key (default 10 s) and says how many were suppressed in between, which the
+ * services log as `suppressed` on the line.
  */
 export class LogLimiter {
   readonly #intervalMs: number;

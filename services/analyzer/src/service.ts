@@ -141,8 +141,12 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
         window = Window.decode(msg.data);
       } catch (err) {
         metrics.windows.inc({ outcome: "poison" });
-        if (badInput.take("decode") >= 0)
-          logger.warn({ subject: msg.subject, err }, "window payload is not a Window; terminated");
+        const suppressed = badInput.take("decode");
+        if (suppressed >= 0)
+          logger.warn(
+            { suppressed, subject: msg.subject, err },
+            "window payload is not a Window; terminated",
+          );
         throw new PoisonWindow(`undecodable window on ${msg.subject}`, err);
       }
       if (!intervals.has(window.interval) || (symbols.size > 0 && !symbols.has(window.symbol))) {

@@ -123,9 +123,10 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
         m.dropped.inc({ reason });
         const symbol = rawSubjectParts(item.subject)?.symbol;
         if (symbol !== undefined) lostSymbols.add(symbol);
-        if (limiter.take(`dropped-${reason}`) >= 0)
+        const suppressed = limiter.take(`dropped-${reason}`);
+        if (suppressed >= 0)
           logger.error(
-            { reason, bufferBytes: config.OUTAGE_BUFFER_BYTES, subject: item.subject, err },
+            { suppressed, reason, bufferBytes: config.OUTAGE_BUFFER_BYTES, subject: item.subject, err },
             reason === "overflow"
               ? "outage buffer full: dropping the oldest frames; they will be reported as a gap"
               : "JetStream refused a frame every time it was sent; it is dropped and will be reported as a gap",
@@ -133,8 +134,12 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       },
       onPublishError: (err) => {
         m.publishErrors.inc({ code: err.code });
-        if (limiter.take("publish") >= 0)
-          logger.warn({ err }, "publish to MD_RAW failed; sending again (frames wait in the bounded buffer)");
+        const suppressed = limiter.take("publish");
+        if (suppressed >= 0)
+          logger.warn(
+            { suppressed, err },
+            "publish to MD_RAW failed; sending again (frames wait in the bounded buffer)",
+          );
       },
     });
     resources.defer(() => queue.close());
@@ -283,7 +288,8 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
         );
       },
       onError: (err, kind, symbol) => {
-        if (limiter.take("backfill") >= 0) logger.warn({ err, kind, symbol }, "trade backfill failed");
+        const suppressed = limiter.take("backfill");
+        if (suppressed >= 0) logger.warn({ suppressed, err, kind, symbol }, "trade backfill failed");
       },
     });
 
@@ -370,9 +376,10 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
         } catch (err) {
           const code = err instanceof FrameError ? err.code : "FRAME_UNKNOWN";
           m.bad.inc({ code });
-          if (limiter.take(code) >= 0)
+          const suppressed = limiter.take(code);
+          if (suppressed >= 0)
             logger.warn(
-              { code, connection: connId, sample: bytes.subarray(0, 120).toString("utf8") },
+              { suppressed, code, connection: connId, sample: bytes.subarray(0, 120).toString("utf8") },
               "rejected a malformed frame; the connection stays up",
             );
           return;
@@ -388,9 +395,10 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       const lane = laneOf(route.kind, route.symbol);
       if (lane === undefined) {
         m.bad.inc({ code: "FRAME_BAD_SYMBOL" });
-        if (limiter.take("FRAME_BAD_SYMBOL") >= 0)
+        const suppressed = limiter.take("FRAME_BAD_SYMBOL");
+        if (suppressed >= 0)
           logger.warn(
-            { code: "FRAME_BAD_SYMBOL", connection: connId, symbol: route.symbol.slice(0, 40) },
+            { suppressed, code: "FRAME_BAD_SYMBOL", connection: connId, symbol: route.symbol.slice(0, 40) },
             "rejected a frame whose symbol cannot be a subject token; the connection stays up",
           );
         return;

@@ -176,7 +176,8 @@ export async function startNormalizer(
       kvPipe.send(kvSubject(BUCKETS.book, bookKey(symbol)), bytes, undefined, (err) => {
         if (err === undefined) return;
         failed();
-        if (limiter.take("kv") >= 0) logger.warn({ err, symbol }, "could not update KV md_book");
+        const suppressed = limiter.take("kv");
+        if (suppressed >= 0) logger.warn({ suppressed, err, symbol }, "could not update KV md_book");
       });
       return true;
     };
@@ -187,7 +188,8 @@ export async function startNormalizer(
       maxRefusals: Number.POSITIVE_INFINITY,
       onPublishError: (err: BusError) => {
         m.publishErrors.inc({ code: err.code });
-        if (limiter.take("publish") >= 0) logger.warn({ err }, "publishing outputs failed; sending again");
+        const suppressed = limiter.take("publish");
+        if (suppressed >= 0) logger.warn({ suppressed, err }, "publishing outputs failed; sending again");
       },
     };
     // Trades, books and gaps (nearly every output) go to MD_NORM, windows to MD_WINDOW: a queue each,

@@ -228,9 +228,10 @@ export class SymbolWorker {
     if (h.error !== undefined) {
       const { code, message } = h.error;
       m.bad.inc({ code });
-      if (limiter.take(`bad:${code}`) >= 0)
+      const suppressed = limiter.take(`bad:${code}`);
+      if (suppressed >= 0)
         logger.warn(
-          { symbol: this.symbol, seq, code, error: message },
+          { suppressed, symbol: this.symbol, seq, code, error: message },
           "skipped a raw message that cannot be used",
         );
     }
@@ -348,9 +349,10 @@ export class SymbolWorker {
         },
         (err: unknown) => {
           m.resyncs.inc({ reason, outcome: "no-answer" });
-          if (limiter.take(`resync:${this.symbol}`) >= 0)
+          const suppressed = limiter.take(`resync:${this.symbol}`);
+          if (suppressed >= 0)
             logger.warn(
-              { symbol: this.symbol, err, reason },
+              { suppressed, symbol: this.symbol, err, reason },
               "no ingest answered the snapshot request; asking again later",
             );
         },
@@ -374,8 +376,9 @@ export class SymbolWorker {
           this.#pending = { json: `{"seq":${seq},"state":${state}}`, seq, outputsBefore: this.#outputs };
       },
       (err: unknown) => {
-        if (this.#c.limiter.take("checkpoint") >= 0)
-          this.#c.logger.warn({ err, symbol: this.symbol }, "could not take a checkpoint");
+        const suppressed = this.#c.limiter.take("checkpoint");
+        if (suppressed >= 0)
+          this.#c.logger.warn({ suppressed, err, symbol: this.symbol }, "could not take a checkpoint");
       },
     );
     this.#capturing = capturing;
@@ -396,8 +399,12 @@ export class SymbolWorker {
       this.#checkpointSeq = p.seq;
       this.#c.m.checkpoints.inc();
     } catch (err) {
-      if (this.#c.limiter.take("checkpoint") >= 0)
-        this.#c.logger.warn({ err, symbol: this.symbol }, "could not write a checkpoint; will try again");
+      const suppressed = this.#c.limiter.take("checkpoint");
+      if (suppressed >= 0)
+        this.#c.logger.warn(
+          { suppressed, err, symbol: this.symbol },
+          "could not write a checkpoint; will try again",
+        );
     } finally {
       this.#writing = false;
     }
