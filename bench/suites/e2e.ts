@@ -194,8 +194,9 @@ async function runRate(
   variant: Variant = DEFAULTS,
 ): Promise<RateResult> {
   const nats = await startTestNats();
+  const ingestOnly = variant.ingestOnly === true;
   // No analyzer, no LLM: the ingest-only row leaves out every process it does not measure.
-  const llm = variant.ingestOnly === true ? undefined : await startFakeLlmProcess();
+  const llm = ingestOnly ? undefined : await startFakeLlmProcess();
   const sim = await startSimulatorProcess({
     recording: "btcusdt",
     copies: COPIES,
@@ -215,7 +216,7 @@ async function runRate(
       SNAPSHOT_LIMIT: "100",
       WS_REDUNDANCY: "1",
     }),
-    ...(variant.ingestOnly === true
+    ...(llm === undefined
       ? {}
       : {
           normalizer: spawnService("normalizer", {
@@ -223,7 +224,7 @@ async function runRate(
             WINDOW_INTERVALS: "1s",
             ...variant.normalizer,
           }),
-          analyzer: spawnService("analyzer", benchAnalyzerEnv(nats.url, llm!.url, variant.all)),
+          analyzer: spawnService("analyzer", benchAnalyzerEnv(nats.url, llm.url, variant.all)),
         }),
   };
   const bus = await connectBus({ servers: nats.url, name: "bench-e2e" });
@@ -307,11 +308,10 @@ async function runRate(
     );
     await sim.start();
     const warmupEnd = Date.now() + WARMUP_MAX_S * 1000;
-    const warm = () =>
-      variant.ingestOnly === true ? rawSeen.size >= sampled.length : booked.size >= sim.symbols.length;
+    const warm = () => (ingestOnly ? rawSeen.size >= sampled.length : booked.size >= sim.symbols.length);
     while (!warm() && Date.now() < warmupEnd) await new Promise((r) => setTimeout(r, 100));
     ctx.log(
-      variant.ingestOnly === true
+      ingestOnly
         ? `  raw diffs of ${rawSeen.size}/${sampled.length} sampled symbols after the warm-up; measuring ${seconds} s`
         : `  books of ${booked.size}/${sim.symbols.length} symbols after the warm-up; measuring ${seconds} s`,
     );

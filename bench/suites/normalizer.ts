@@ -241,15 +241,14 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       message: `${Math.round(rate.median)} raw msgs/s once running`,
     });
   }
+  const allRuns = [...runs.values()].flat();
   // A pure function of MD_RAW: every layout and run stores the same outputs (their message ids make
   // any resent one count once).
-  const counts = [...runs.values()].flat().map((x) => x.outputs);
-  if (counts.length > 1)
+  if (allRuns.length > 1)
     checks.push({
       name: "every layout and run stored as many outputs (MD_NORM and MD_WINDOW)",
-      pass: counts.every((c) => c === counts[0]),
-      message: [...runs.values()]
-        .flat()
+      pass: allRuns.every((x) => x.outputs === allRuns[0]!.outputs),
+      message: allRuns
         .map(
           (x) =>
             `${x.outputs} (${x.idleWindows} idle-closed, ${x.caughtUp} instance(s) caught up` +
@@ -257,7 +256,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
         )
         .join(", "),
     });
-  const reads = [...runs.values()].flat().map((x) => x.readRate);
+  const reads = allRuns.map((x) => x.readRate);
   if (reads.length > 0) {
     const read = stats(reads);
     rows.push({
