@@ -99,7 +99,7 @@ export function normalizerMetrics(registry: Registry) {
     }),
     rawPending: new Gauge({
       name: "l2flow_normalizer_raw_pending",
-      help: "Messages of MD_RAW not yet read by this instance (its consumer's pending count at the last message): how far behind it is",
+      help: "Messages of MD_RAW not yet read by this instance (its consumer's pending count at the last message; asked of nats-server once reading has been quiet for 1 s): how far behind it is",
       registers,
     }),
     caughtUp: new Gauge({

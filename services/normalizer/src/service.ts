@@ -56,6 +56,12 @@ export const RAW_FILTER = STREAM_SUBJECTS[STREAMS.raw][0];
  * alive, so this bounds what a normalizer far behind holds (one consumer for every symbol).
  */
 export const CONSUME_WINDOW = 2_048;
+/**
+ * Nothing delivered for this long and nothing waiting in the client, a normalizer that is not caught
+ * up asks nats-server whether anything is left to read (each message's own count of what follows it
+ * can be stale, see `checkCaughtUp`).
+ */
+const QUIET_CHECK_MS = 1_000;
 /** Outputs waiting on JetStream beyond which reading MD_RAW pauses. */
 const MAX_OUTPUTS_IN_FLIGHT = 50_000;
 /** Raw messages handed to the processing thread and not yet processed beyond which reading pauses. */
@@ -284,6 +290,46 @@ export async function startNormalizer(
 
     let current: { consumer: Consumer; messages: ConsumerMessages } | undefined;
     /**
+     * When the last message read was done with (+Infinity while one is: it may wait on backpressure
+     * with more delivered behind it). Quiet since then, nothing delivered is waiting.
+     */
+    let lastReadAt = Number.NEGATIVE_INFINITY;
+    let lastCheckAt = Number.NEGATIVE_INFINITY;
+    let checking = false;
+    /**
+     * Whether anything is left in MD_RAW for this normalizer, asked of nats-server once reading has
+     * been quiet for `QUIET_CHECK_MS`. The last message's own count of the messages after it (what
+     * `caughtUp` follows while messages come) is as of its delivery: messages it counted may leave
+     * MD_RAW before they are delivered (a purge, `max_age` while the normalizer is behind), and
+     * nats-server 2.9 has been reported to count wrong (nats-server#5367). Left at that, a normalizer
+     * whose input went quiet would never see itself caught up: its symbols' open windows would never
+     * close on the idle timeout, nor would it ask for resync or refresh snapshots. Caught up when the
+     * stream holds nothing after the position reached, or the consumer has nothing left to deliver.
+     */
+    const checkCaughtUp = async (): Promise<void> => {
+      const reading = current;
+      if (checking || reading === undefined) return;
+      checking = true;
+      lastCheckAt = Date.now();
+      const seq = context.position.seq;
+      try {
+        const [stream, consumer] = await Promise.all([
+          bus.jsm.streams.info(STREAMS.raw),
+          reading.consumer.info(),
+        ]);
+        // A message read meanwhile said itself what is left.
+        if (context.position.seq !== seq || current !== reading) return;
+        const { messages, last_seq } = stream.state;
+        const left = messages === 0 || last_seq <= seq ? 0 : consumer.num_pending;
+        context.position.pending = left;
+        context.position.caughtUp = left === 0;
+      } catch {
+        // NATS away or the consumer being replaced: asked again on a later tick.
+      } finally {
+        checking = false;
+      }
+    };
+    /**
      * The server-side consumer delivering now. An ordered consumer that replaces its server-side
      * consumer while NATS is away (a restart) cannot delete the old one, and nats-server keeps it for
      * its inactive threshold (5 min), "pending" growing in every listing. So whenever another consumer
@@ -321,14 +367,10 @@ export async function startNormalizer(
       current = { consumer, messages };
       try {
         if (closing) return;
-        // With nothing to read, no message will say the normalizer is caught up.
-        void consumer.info().then(
-          (i) => {
-            if (i.num_pending === 0 && i.delivered.consumer_seq === 0) context.position.caughtUp = true;
-          },
-          () => undefined,
-        );
+        // With nothing to read, no message will say the normalizer is caught up: asked at once.
+        void checkCaughtUp();
         for await (const msg of messages) {
+          lastReadAt = Number.POSITIVE_INFINITY;
           if (msg.info.consumer !== consumerName) replaced(msg.info.consumer);
           const raw = rawSubjectParts(msg.subject);
           if (raw !== undefined) {
@@ -345,6 +387,7 @@ export async function startNormalizer(
           while (queue.pending > MAX_OUTPUTS_IN_FLIGHT && !closing)
             await new Promise((r) => setTimeout(r, 5));
           if (closing || host.failure !== undefined) break;
+          lastReadAt = Date.now();
         }
       } finally {
         current = undefined;
@@ -382,6 +425,12 @@ export async function startNormalizer(
 
     const ticker = setInterval(() => {
       const now = Date.now();
+      if (
+        !context.position.caughtUp &&
+        now - lastReadAt >= QUIET_CHECK_MS &&
+        now - lastCheckAt >= QUIET_CHECK_MS
+      )
+        void checkCaughtUp();
       let levels = 0;
       let buffered = 0;
       for (const w of workers.values()) {
