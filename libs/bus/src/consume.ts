@@ -82,18 +82,41 @@ export async function ensureConsumer(bus: Bus, options: Omit<ConsumerOptions, "h
   }
 }
 
+/** Gives a message held longer than this since its last delivery or progress note another `working()`. */
+const workingEvery = (ackWaitMs: number) => Math.max(50, Math.floor(ackWaitMs / 4));
+
+/** A message delivered and not yet handed to the handler. */
+interface Waiting {
+  readonly msg: JsMsg;
+  /** When the server last restarted its ack wait: the delivery, or the last `working()`. */
+  touchedAt: number;
+}
+
 /**
  * Binds a durable pull consumer and runs `handler` on every message, ending each in exactly one of
  * ack, nak with a delay (retryable errors) or term (poison), chosen from the error.
+ *
+ * Messages delivered while `concurrency` handlers run wait here (at most `maxAckPending`), and their
+ * ack wait runs meanwhile: each gets a progress note (`working()`, which restarts it) every quarter
+ * of the ack wait it waits, and one as its handler starts once its ack wait has run a second (a
+ * quarter of a shorter one), so the handler has nearly the whole ack wait. Without that, a message waiting behind slow handlers for longer
+ * than the ack wait was delivered again (to this or another replica) and handled twice (for the
+ * analyzer: an LLM call paid twice). The ack wait thus bounds one handler, and how long a replica
+ * that stopped answering (killed) keeps its messages. Those still waiting when the consumer stops are
+ * left to their ack wait, as a killed replica's are: a nak then would have nats-server deliver them
+ * again into this consumer's pull requests still open (up to `PULL_EXPIRES_MS`), where nobody reads
+ * them (tried: of four nak'ed messages, one never reached the next replica and one came twice).
  */
 export async function startConsumer(bus: Bus, options: ConsumerOptions): Promise<RunningConsumer> {
   await ensureConsumer(bus, options);
   const concurrency = Math.max(1, options.concurrency ?? 1);
   const nakDelay = options.nakDelayMs ?? defaultNakDelay;
+  const noteEvery = workingEvery(options.ackWaitMs ?? 30_000);
   const log = options.logger;
   let stopped = false;
   let stopCurrent: (() => void) | undefined;
   const running = new Set<Promise<void>>();
+  const waiting: Waiting[] = [];
 
   const handle = async (msg: JsMsg) => {
     try {
@@ -117,6 +140,28 @@ export async function startConsumer(bus: Bus, options: ConsumerOptions): Promise
     }
   };
 
+  /** Starts handlers for waiting messages, in delivery order, while fewer than `concurrency` run. */
+  const pump = () => {
+    while (!stopped && running.size < concurrency && waiting.length > 0) {
+      const w = waiting.shift()!;
+      if (Date.now() - w.touchedAt >= Math.min(1_000, noteEvery)) w.msg.working();
+      const p = handle(w.msg).finally(() => {
+        running.delete(p);
+        pump();
+      });
+      running.add(p);
+    }
+  };
+  const notes = setInterval(() => {
+    const now = Date.now();
+    for (const w of waiting)
+      if (now - w.touchedAt >= noteEvery) {
+        w.msg.working();
+        w.touchedAt = now;
+      }
+  }, noteEvery);
+  notes.unref();
+
   const loop = async () => {
     while (!stopped) {
       try {
@@ -128,13 +173,8 @@ export async function startConsumer(bus: Bus, options: ConsumerOptions): Promise
         stopCurrent = () => void messages.stop();
         if (stopped) messages.stop();
         for await (const msg of messages) {
-          if (concurrency === 1) {
-            await handle(msg);
-          } else {
-            const p = handle(msg).finally(() => running.delete(p));
-            running.add(p);
-            if (running.size >= concurrency) await Promise.race(running);
-          }
+          waiting.push({ msg, touchedAt: Date.now() });
+          pump();
           if (stopped) break;
         }
         stopCurrent = undefined;
@@ -147,6 +187,8 @@ export async function startConsumer(bus: Bus, options: ConsumerOptions): Promise
         await new Promise((r) => setTimeout(r, 1_000));
       }
     }
+    clearInterval(notes);
+    waiting.length = 0;
     await Promise.allSettled(running);
   };
   const done = loop();

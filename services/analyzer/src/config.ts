@@ -48,7 +48,8 @@ const schema = z.object({
   /** How long a batch waits to fill before it is sent anyway. */
   ANALYZER_BATCH_WAIT_MS: env.nonNegativeInt(250),
   /**
-   * A window not acked this long is redelivered (to any replica). 0 = long enough for a timed-out
+   * A window not acked this long after its analysis started is redelivered (to any replica); one
+   * waiting for a free LLM call is kept from redelivery meanwhile. 0 = long enough for a timed-out
    * call, its retries and the fallback (at least 30 s).
    */
   ANALYZER_ACK_WAIT_MS: env.nonNegativeInt(0),

@@ -232,6 +232,22 @@ describe("analyzer service", () => {
     expect(await metric(a.opsUrl, "l2flow_analyzer_windows_total", 'outcome="analyzed"')).toBe(4);
   });
 
+  it("windows waiting for a free LLM call longer than the ack wait are not redelivered: one call each", async () => {
+    // One call at a time, 300 ms each: the tenth window waits ~2.7 s in this replica's hands, well
+    // past the 1 s ack wait. Redelivered, it would be analysed (and paid for) twice.
+    llm.setDefault({ kind: "slow", delayMs: 300, then: { kind: "json", body: good } });
+    const a = await start({ LLM_CONCURRENCY: "1", ANALYZER_ACK_WAIT_MS: "1000" });
+    const windows = Array.from({ length: 10 }, (_, i) => window(`W${i}USDT`, 40_000));
+    await publishWindows(bus, windows);
+    const signals = await stored(bus, 10);
+    expect(signals).toHaveLength(10);
+    expect(llm.requests).toHaveLength(10);
+    expect(await metric(a.opsUrl, "l2flow_analyzer_windows_total", 'outcome="analyzed"')).toBe(10);
+    const info = await bus.jsm.consumers.info(STREAMS.window, "analyzer");
+    expect(info.num_redelivered).toBe(0);
+    expect(info.num_ack_pending).toBe(0);
+  });
+
   it("a replica killed mid-stream: its unacked windows go to the other, still one signal each", async () => {
     // The first replica's LLM calls hang, so its windows stay unacked when it is killed.
     llm.setDefault({ kind: "hang" });
