@@ -1,9 +1,10 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { FakeBinanceWs, maxInWindow } from "../test/fake-binance-ws.js";
 import {
   BinanceStreamConnection,
   BinanceWsError,
   combinedStreamUrl,
+  epochNowNs,
   type CloseInfo,
   type StreamConnectionOptions,
 } from "./ws.js";
@@ -249,5 +250,34 @@ describe("BinanceStreamConnection", () => {
     });
     await expect(conn.open()).rejects.toMatchObject({ code: "WS_CONNECT_FAILED", retryable: true });
     expect(closes[0]?.kind).toBe("error");
+  });
+});
+
+describe("epochNowNs", () => {
+  const MINUTE_NS = 61_000_000_000n;
+  /** The offset from the monotonic clock in use now, in ms. */
+  const offsetMs = () => Number(epochNowNs(1n) - 1n) / 1e6;
+
+  it("follows a step of the wall clock at its next check, and keeps its offset for less than 2 ms", () => {
+    const realNow = Date.now.bind(Date);
+    expect(Math.abs(Number(epochNowNs() / 1_000_000n) - realNow())).toBeLessThan(5);
+    const before = offsetMs();
+    let stepMs = 3_600_000; // NTP sets the clock an hour on
+    const spy = vi.spyOn(Date, "now").mockImplementation(() => realNow() + stepMs);
+    try {
+      expect(Math.abs(Number(epochNowNs() / 1_000_000n) - realNow())).toBeLessThan(5); // not checked yet
+      epochNowNs(process.hrtime.bigint() + MINUTE_NS); // a minute later: checked
+      expect(Math.abs(Number(epochNowNs() / 1_000_000n) - Date.now())).toBeLessThan(5);
+      expect(offsetMs() - before).toBeCloseTo(stepMs, -1);
+      // A millisecond more is Date.now()'s own resolution: the offset stays.
+      const after = offsetMs();
+      stepMs += 1;
+      epochNowNs(process.hrtime.bigint() + MINUTE_NS);
+      expect(offsetMs()).toBe(after);
+    } finally {
+      spy.mockRestore();
+      epochNowNs(process.hrtime.bigint() + MINUTE_NS); // back to the real clock for later tests
+    }
+    expect(Math.abs(offsetMs() - before)).toBeLessThan(3);
   });
 });

@@ -135,17 +135,28 @@ export interface ConnectionStats {
 
 let anchorHr = 0n;
 let anchorOffsetNs = 0n;
+/** Checking the wall clock every this long... */
+const REANCHOR_EVERY_NS = 60_000_000_000n;
+/** ...the offset follows it once it is this far off (a step of the clock), not for less. */
+const REANCHOR_STEP_NS = 2_000_000n;
 
 /**
  * Wall-clock time in integer nanoseconds since the Unix epoch, from the monotonic clock anchored to
- * the wall clock (re-anchored every 60 s, so it follows NTP corrections; it may step by that
- * correction, a few ms at most, at a re-anchor).
+ * the wall clock: at the first call precisely (the process's time origin), then checked against
+ * `Date.now()` every 60 s and moved when the wall clock stepped more than 2 ms away (NTP setting the
+ * clock after the process started, a VM resumed). Smaller differences are `Date.now()`'s own
+ * millisecond, so between steps the time never jumps back or forth.
  */
 export function epochNowNs(hr: bigint = process.hrtime.bigint()): bigint {
-  if (hr - anchorHr > 60_000_000_000n || anchorHr === 0n) {
-    const wallNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
+  if (anchorHr === 0n) {
     anchorHr = process.hrtime.bigint();
+    const wallNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
     anchorOffsetNs = wallNs - anchorHr;
+  } else if (hr - anchorHr > REANCHOR_EVERY_NS) {
+    anchorHr = process.hrtime.bigint();
+    const offset = BigInt(Date.now()) * 1_000_000n + 500_000n - anchorHr; // mid-millisecond
+    const drift = offset - anchorOffsetNs;
+    if (drift > REANCHOR_STEP_NS || drift < -REANCHOR_STEP_NS) anchorOffsetNs = offset;
   }
   return hr + anchorOffsetNs;
 }
