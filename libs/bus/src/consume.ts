@@ -15,7 +15,10 @@ export interface ConsumerOptions {
   readonly filterSubject?: string;
   /** Where a new durable starts. Default "all". */
   readonly deliverPolicy?: "all" | "new";
-  /** Redelivery after this long without an ack. Default 30 000 ms. */
+  /**
+   * Redelivery after this long without an ack or a progress note (the consumer sends those while it
+   * holds a message): how long a replica that stopped answering keeps its messages. Default 30 000 ms.
+   */
   readonly ackWaitMs?: number;
   /** Unacked messages outstanding at most. Default 1 000. */
   readonly maxAckPending?: number;
@@ -82,11 +85,11 @@ export async function ensureConsumer(bus: Bus, options: Omit<ConsumerOptions, "h
   }
 }
 
-/** Gives a message held longer than this since its last delivery or progress note another `working()`. */
-const workingEvery = (ackWaitMs: number) => Math.max(50, Math.floor(ackWaitMs / 4));
+/** A message held longer than this since its delivery or its last progress note gets another. */
+const noteInterval = (ackWaitMs: number) => Math.max(50, Math.floor(ackWaitMs / 4));
 
-/** A message delivered and not yet handed to the handler. */
-interface Waiting {
+/** A message delivered and not yet acked, nak'ed or terminated. */
+interface Held {
   readonly msg: JsMsg;
   /** When the server last restarted its ack wait: the delivery, or the last `working()`. */
   touchedAt: number;
@@ -96,27 +99,28 @@ interface Waiting {
  * Binds a durable pull consumer and runs `handler` on every message, ending each in exactly one of
  * ack, nak with a delay (retryable errors) or term (poison), chosen from the error.
  *
- * Messages delivered while `concurrency` handlers run wait here (at most `maxAckPending`), and their
- * ack wait runs meanwhile: each gets a progress note (`working()`, which restarts it) every quarter
- * of the ack wait it waits, and one as its handler starts once its ack wait has run a second (a
- * quarter of a shorter one), so the handler has nearly the whole ack wait. Without that, a message waiting behind slow handlers for longer
- * than the ack wait was delivered again (to this or another replica) and handled twice (for the
- * analyzer: an LLM call paid twice). The ack wait thus bounds one handler, and how long a replica
- * that stopped answering (killed) keeps its messages. Those still waiting when the consumer stops are
- * left to their ack wait, as a killed replica's are: a nak then would have nats-server deliver them
- * again into this consumer's pull requests still open (up to `PULL_EXPIRES_MS`), where nobody reads
- * them (tried: of four nak'ed messages, one never reached the next replica and one came twice).
+ * Every message this consumer holds, waiting for one of the `concurrency` handlers (at most
+ * `maxAckPending` of them) or in its handler, gets a progress note (`working()`, which restarts its
+ * ack wait) every quarter of the ack wait. So the ack wait is how long a replica that stopped
+ * answering (killed, hung) keeps its messages, not a limit on waiting plus handling: a message held
+ * longer used to be delivered again (to this or another replica) and handled twice (for the
+ * analyzer, an LLM call paid twice, behind slow calls or a long Retry-After). A handler must end on
+ * its own (every wait in it bounded). Messages still waiting when the consumer stops are left to
+ * their ack wait, as a killed replica's are: a nak would have nats-server deliver them again into
+ * this consumer's pull requests still open (up to `PULL_EXPIRES_MS`), where nobody reads them (tried:
+ * of four nak'ed messages one never reached the next replica and one came twice).
  */
 export async function startConsumer(bus: Bus, options: ConsumerOptions): Promise<RunningConsumer> {
   await ensureConsumer(bus, options);
   const concurrency = Math.max(1, options.concurrency ?? 1);
   const nakDelay = options.nakDelayMs ?? defaultNakDelay;
-  const noteEvery = workingEvery(options.ackWaitMs ?? 30_000);
+  const noteEvery = noteInterval(options.ackWaitMs ?? 30_000);
   const log = options.logger;
   let stopped = false;
   let stopCurrent: (() => void) | undefined;
   const running = new Set<Promise<void>>();
-  const waiting: Waiting[] = [];
+  const held = new Set<Held>();
+  const waiting: Held[] = [];
 
   const handle = async (msg: JsMsg) => {
     try {
@@ -143,9 +147,9 @@ export async function startConsumer(bus: Bus, options: ConsumerOptions): Promise
   /** Starts handlers for waiting messages, in delivery order, while fewer than `concurrency` run. */
   const pump = () => {
     while (!stopped && running.size < concurrency && waiting.length > 0) {
-      const w = waiting.shift()!;
-      if (Date.now() - w.touchedAt >= Math.min(1_000, noteEvery)) w.msg.working();
-      const p = handle(w.msg).finally(() => {
+      const h = waiting.shift()!;
+      const p = handle(h.msg).finally(() => {
+        held.delete(h);
         running.delete(p);
         pump();
       });
@@ -154,10 +158,10 @@ export async function startConsumer(bus: Bus, options: ConsumerOptions): Promise
   };
   const notes = setInterval(() => {
     const now = Date.now();
-    for (const w of waiting)
-      if (now - w.touchedAt >= noteEvery) {
-        w.msg.working();
-        w.touchedAt = now;
+    for (const h of held)
+      if (now - h.touchedAt >= noteEvery) {
+        h.msg.working();
+        h.touchedAt = now;
       }
   }, noteEvery);
   notes.unref();
@@ -173,7 +177,9 @@ export async function startConsumer(bus: Bus, options: ConsumerOptions): Promise
         stopCurrent = () => void messages.stop();
         if (stopped) messages.stop();
         for await (const msg of messages) {
-          waiting.push({ msg, touchedAt: Date.now() });
+          const h: Held = { msg, touchedAt: Date.now() };
+          held.add(h);
+          waiting.push(h);
           pump();
           if (stopped) break;
         }
@@ -187,9 +193,9 @@ export async function startConsumer(bus: Bus, options: ConsumerOptions): Promise
         await new Promise((r) => setTimeout(r, 1_000));
       }
     }
-    clearInterval(notes);
-    waiting.length = 0;
+    for (const h of waiting.splice(0)) held.delete(h);
     await Promise.allSettled(running);
+    clearInterval(notes);
   };
   const done = loop();
   let stopping: Promise<void> | undefined;

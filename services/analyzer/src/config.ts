@@ -48,11 +48,11 @@ const schema = z.object({
   /** How long a batch waits to fill before it is sent anyway. */
   ANALYZER_BATCH_WAIT_MS: env.nonNegativeInt(250),
   /**
-   * A window not acked this long after its analysis started is redelivered (to any replica); one
-   * waiting for a free LLM call is kept from redelivery meanwhile. 0 = long enough for a timed-out
-   * call, its retries and the fallback (at least 30 s).
+   * How long a window a replica took stays with it once the replica stops answering (killed, hung)
+   * before another replica gets it. A replica that is alive keeps its windows however long their
+   * analysis takes (it tells nats-server it is working on them).
    */
-  ANALYZER_ACK_WAIT_MS: env.nonNegativeInt(0),
+  ANALYZER_ACK_WAIT_MS: env.positiveInt(30_000),
   /** Durable consumer name shared by every replica. */
   ANALYZER_DURABLE: z
     .string()

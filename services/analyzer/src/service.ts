@@ -25,6 +25,18 @@ import type { AnalyzerConfig } from "./config.js";
 import { WindowBatcher } from "./batcher.js";
 import { createSignalMaker, type SignalMaker } from "./signals.js";
 
+/**
+ * Keeps `w` among a symbol's latest `max` windows, in start-time order, once each (whatever order
+ * they were analysed in).
+ */
+function remember(past: Window[], w: Window, max: number): void {
+  let i = past.length;
+  while (i > 0 && past[i - 1]!.startTimeMs >= w.startTimeMs) i--;
+  if (past[i]?.startTimeMs === w.startTimeMs) past[i] = w;
+  else past.splice(i, 0, w);
+  if (past.length > max) past.splice(0, past.length - max);
+}
+
 /** A running analyzer. */
 export interface AnalyzerService {
   /** Base URL of `/metrics`, `/healthz`, `/readyz`. */
@@ -155,12 +167,13 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
       }
       const key = `${window.interval}.${window.symbol}`;
       const past = history.get(key) ?? [];
-      const recent = past.slice(-config.ANALYZER_HISTORY);
+      // Only windows before this one: a window delivered again (its replica killed, its publish
+      // failed) or late comes after later windows of its symbol, which must not reach its prompt.
+      const recent = past.filter((w) => w.startTimeMs < window.startTimeMs).slice(-config.ANALYZER_HISTORY);
       const signal =
         batcher !== undefined ? await batcher.submit(window, recent) : await maker.analyze(window, recent);
       if (config.ANALYZER_HISTORY > 0) {
-        past.push(window);
-        if (past.length > config.ANALYZER_HISTORY) past.shift();
+        remember(past, window, config.ANALYZER_HISTORY);
         history.set(key, past);
       }
       await publishSignal(
@@ -187,13 +200,9 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
       filterSubject: only !== undefined ? `md.window.${EXCHANGE}.${only}.>` : `md.window.${EXCHANGE}.>`,
       // Enough windows in hand to fill every batch of every concurrent call.
       concurrency: config.LLM_CONCURRENCY * config.ANALYZER_BATCH_SIZE,
-      // Long enough for a timed-out call plus its retries and the fallback, then a publish waiting
-      // out a NATS outage.
-      ackWaitMs:
-        config.ANALYZER_ACK_WAIT_MS > 0
-          ? config.ANALYZER_ACK_WAIT_MS
-          : Math.max(30_000, config.LLM_TIMEOUT_MS * (config.LLM_MAX_RETRIES + 2)) +
-            SIGNAL_PUBLISH_PATIENCE_MS,
+      // A window is kept from redelivery while this replica holds it (startConsumer's progress
+      // notes): this is how long a killed replica's windows wait before another takes them.
+      ackWaitMs: config.ANALYZER_ACK_WAIT_MS,
       maxAckPending: config.LLM_CONCURRENCY * config.ANALYZER_BATCH_SIZE * 16,
       handler,
       logger,

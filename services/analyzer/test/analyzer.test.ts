@@ -232,20 +232,49 @@ describe("analyzer service", () => {
     expect(await metric(a.opsUrl, "l2flow_analyzer_windows_total", 'outcome="analyzed"')).toBe(4);
   });
 
-  it("windows waiting for a free LLM call longer than the ack wait are not redelivered: one call each", async () => {
-    // One call at a time, 300 ms each: the tenth window waits ~2.7 s in this replica's hands, well
-    // past the 1 s ack wait. Redelivered, it would be analysed (and paid for) twice.
-    llm.setDefault({ kind: "slow", delayMs: 300, then: { kind: "json", body: good } });
+  it("a window held longer than the ack wait, waiting for a free LLM call or in one, is not redelivered: one call each", async () => {
+    // One call at a time, 1.2 s each, against a 1 s ack wait: each call outlasts it, and the last
+    // window waits ~2.4 s before its call starts. Redelivered, a window would be analysed (and paid
+    // for) twice.
+    llm.setDefault({ kind: "slow", delayMs: 1_200, then: { kind: "json", body: good } });
     const a = await start({ LLM_CONCURRENCY: "1", ANALYZER_ACK_WAIT_MS: "1000" });
-    const windows = Array.from({ length: 10 }, (_, i) => window(`W${i}USDT`, 40_000));
+    const windows = Array.from({ length: 3 }, (_, i) => window(`W${i}USDT`, 40_000));
     await publishWindows(bus, windows);
-    const signals = await stored(bus, 10);
-    expect(signals).toHaveLength(10);
-    expect(llm.requests).toHaveLength(10);
-    expect(await metric(a.opsUrl, "l2flow_analyzer_windows_total", 'outcome="analyzed"')).toBe(10);
+    const signals = await stored(bus, 3);
+    expect(signals).toHaveLength(3);
+    expect(llm.requests).toHaveLength(3);
+    expect(await metric(a.opsUrl, "l2flow_analyzer_windows_total", 'outcome="analyzed"')).toBe(3);
     const info = await bus.jsm.consumers.info(STREAMS.window, "analyzer");
     expect(info.num_redelivered).toBe(0);
     expect(info.num_ack_pending).toBe(0);
+  });
+
+  it("gives a window's prompt only earlier windows of its symbol, oldest first, whatever order they came in", async () => {
+    await start({ LLM_CONCURRENCY: "1" });
+    // Delivered out of order, as a redelivery or a late window comes after later ones.
+    await publishWindows(
+      bus,
+      [2, 1, 3, 0].map((k) => window("HISTUSDT", 50_000 + k * 1_000)),
+    );
+    await stored(bus, 4);
+    const iso = (k: number) => new Date(50_000 + k * 1_000).toISOString();
+    const prompts = new Map<string, string[]>();
+    for (const r of llm.requests) {
+      const text = r.body.messages?.[1]?.content ?? "";
+      const own = /"start":"([^"]+)"/.exec(text)?.[1] ?? "";
+      const past = text.includes("Previous windows:")
+        ? text
+            .split("Previous windows:\n")[1]!
+            .split("\n")
+            .map((l) => l.split(" ")[0]!)
+            .filter((l) => l.endsWith("Z"))
+        : [];
+      prompts.set(own, past);
+    }
+    expect(prompts.get(iso(2))).toEqual([]);
+    expect(prompts.get(iso(1))).toEqual([]);
+    expect(prompts.get(iso(3))).toEqual([iso(1), iso(2)]);
+    expect(prompts.get(iso(0))).toEqual([]);
   });
 
   it("a replica killed mid-stream: its unacked windows go to the other, still one signal each", async () => {
