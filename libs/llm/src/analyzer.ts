@@ -247,7 +247,8 @@ export class SignalAnalyzer {
               ? await llm.complete(messages)
               : await llm.complete(messages, undefined, parse, maxTokens)
           ) as LlmAnswer<T>;
-          const cost = costUsd(this.#o.prices, res.model, res.promptTokens, res.completionTokens);
+          // Priced as the model asked for: a provider may answer with another name for it.
+          const cost = costUsd(this.#o.prices, llm.model, res.promptTokens, res.completionTokens);
           this.#charge(res.promptTokens + res.completionTokens, cost, res.calls - 1);
           this.#hooks.onLlmCall?.({
             outcome: "ok",

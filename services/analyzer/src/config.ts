@@ -1,6 +1,11 @@
 import { z } from "zod";
 import { isInterval, isSymbol } from "@l2flow/contracts";
-import { env, natsEnvShape, opsEnvShape, parseEnv, type Env } from "@l2flow/runtime";
+import { DEFAULT_PRICES, type ModelPrice } from "@l2flow/llm";
+import { ConfigError, env, natsEnvShape, opsEnvShape, parseEnv, type Env } from "@l2flow/runtime";
+
+const usdAmount = z.coerce
+  .number({ error: "expected a number of US dollars per million tokens, e.g. 0.28" })
+  .min(0, { error: "expected a number of US dollars per million tokens >= 0" });
 
 const schema = z.object({
   ...natsEnvShape,
@@ -28,6 +33,13 @@ const schema = z.object({
   LLM_BUDGET_REQUESTS_PER_MIN: env.positiveInt(120),
   /** Budget: tokens (prompt + completion) per minute per replica. */
   LLM_BUDGET_TOKENS_PER_MIN: env.positiveInt(200_000),
+  /**
+   * US dollars per million prompt and completion tokens of HOLYSHEEP_MODEL: what a signal costs and
+   * what LLM_BUDGET_USD_PER_DAY counts. Needed for a model without a built-in price (`DEFAULT_PRICES`
+   * in libs/llm); they replace it otherwise.
+   */
+  LLM_PRICE_INPUT_USD_PER_M: usdAmount.optional(),
+  LLM_PRICE_OUTPUT_USD_PER_M: usdAmount.optional(),
   /** Budget: US dollars per day per replica. */
   LLM_BUDGET_USD_PER_DAY: z.coerce
     .number({ error: "expected a number of US dollars, e.g. 5" })
@@ -66,5 +78,27 @@ export type AnalyzerConfig = z.infer<typeof schema>;
 /** Reads and validates the analyzer's environment; throws `ConfigError` naming each bad variable. */
 export function loadConfig(vars: Env): AnalyzerConfig {
   const config = parseEnv(schema, vars, { secretKeys: ["HOLYSHEEP_API_KEY", "NATS_PASSWORD", "NATS_TOKEN"] });
+  const {
+    LLM_PRICE_INPUT_USD_PER_M: input,
+    LLM_PRICE_OUTPUT_USD_PER_M: output,
+    HOLYSHEEP_MODEL: model,
+  } = config;
+  if ((input === undefined) !== (output === undefined))
+    throw new ConfigError(
+      `invalid configuration:\n  ${input === undefined ? "LLM_PRICE_INPUT_USD_PER_M" : "LLM_PRICE_OUTPUT_USD_PER_M"}: set it too (a model's price is both, in US dollars per million tokens)`,
+    );
+  if (config.HOLYSHEEP_API_KEY !== undefined && input === undefined && DEFAULT_PRICES[model] === undefined)
+    throw new ConfigError(
+      `invalid configuration:\n  HOLYSHEEP_MODEL="${model}": no built-in price (known: ${Object.keys(DEFAULT_PRICES).join(", ")}); set LLM_PRICE_INPUT_USD_PER_M and LLM_PRICE_OUTPUT_USD_PER_M (US dollars per million tokens), or the signals' cost and LLM_BUDGET_USD_PER_DAY would count nothing`,
+    );
   return { ...config, ANALYZER_SYMBOLS: config.ANALYZER_SYMBOLS.map((s) => s.toUpperCase()) };
+}
+
+/** What HOLYSHEEP_MODEL costs: the configured price, else the built-in one (0 for the rule provider). */
+export function modelPrice(config: AnalyzerConfig): ModelPrice {
+  const input = config.LLM_PRICE_INPUT_USD_PER_M;
+  const output = config.LLM_PRICE_OUTPUT_USD_PER_M;
+  if (input !== undefined && output !== undefined)
+    return { inputPerMillion: input, outputPerMillion: output };
+  return DEFAULT_PRICES[config.HOLYSHEEP_MODEL] ?? { inputPerMillion: 0, outputPerMillion: 0 };
 }

@@ -1,7 +1,7 @@
 import { DegradedReason, type Signal, type Window } from "@l2flow/contracts";
 import { HolySheepClient, SignalAnalyzer } from "@l2flow/llm";
 import { Counter, Gauge, Histogram, type Logger, type Registry } from "@l2flow/runtime";
-import type { AnalyzerConfig } from "./config.js";
+import { modelPrice, type AnalyzerConfig } from "./config.js";
 
 /** What the service needs from the LLM layer. */
 export interface SignalMaker {
@@ -61,6 +61,7 @@ export function createSignalMaker(
       : undefined;
   return new SignalAnalyzer({
     ...(llm !== undefined ? { llm } : {}),
+    prices: { [config.HOLYSHEEP_MODEL]: modelPrice(config) },
     maxRetries: config.LLM_MAX_RETRIES,
     concurrency: config.LLM_CONCURRENCY,
     breakerFailures: config.LLM_BREAKER_FAILURES,

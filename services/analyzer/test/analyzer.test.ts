@@ -161,6 +161,32 @@ describe("analyzer service", () => {
     expect(await metric(a.opsUrl, "l2flow_analyzer_llm_latency_seconds_count")).toBe(2);
   });
 
+  it("prices a model as configured, and refuses one without a price, whose spend nothing would count", async () => {
+    expect(() => loadConfig({ HOLYSHEEP_API_KEY: KEY, HOLYSHEEP_MODEL: "my-model" })).toThrow(
+      /HOLYSHEEP_MODEL="my-model": no built-in price .*set LLM_PRICE_INPUT_USD_PER_M and LLM_PRICE_OUTPUT_USD_PER_M/,
+    );
+    expect(() =>
+      loadConfig({ HOLYSHEEP_API_KEY: KEY, HOLYSHEEP_MODEL: "my-model", LLM_PRICE_INPUT_USD_PER_M: "1" }),
+    ).toThrow(/LLM_PRICE_OUTPUT_USD_PER_M: set it too/);
+    expect(() => loadConfig({ LLM_PRICE_INPUT_USD_PER_M: "-1", LLM_PRICE_OUTPUT_USD_PER_M: "1" })).toThrow(
+      /LLM_PRICE_INPUT_USD_PER_M="-1": expected a number of US dollars per million tokens >= 0/,
+    );
+    // Without a key (the rule provider) no price is needed.
+    expect(loadConfig({ HOLYSHEEP_MODEL: "my-model" }).HOLYSHEEP_MODEL).toBe("my-model");
+    const a = await start({
+      HOLYSHEEP_MODEL: "my-model",
+      LLM_PRICE_INPUT_USD_PER_M: "2",
+      LLM_PRICE_OUTPUT_USD_PER_M: "10",
+    });
+    await publishWindows(bus, [window("PRICEUSDT", 1_000)]);
+    const [signal] = await stored(bus, 1);
+    expect(signal!.model).toBe("my-model");
+    expect(signal!.promptTokens).toBeGreaterThan(0);
+    const expected = (signal!.promptTokens * 2 + signal!.completionTokens * 10) / 1_000_000;
+    expect(signal!.costUsd).toBeCloseTo(expected, 12);
+    expect(await metric(a.opsUrl, "l2flow_analyzer_llm_cost_usd_total")).toBeCloseTo(expected, 12);
+  });
+
   it("batches several symbols' windows into fewer LLM calls, one signal each", async () => {
     llm.setDefault(batchAnswer);
     await start({ ANALYZER_BATCH_SIZE: "5", ANALYZER_BATCH_WAIT_MS: "300", LLM_CONCURRENCY: "2" });
