@@ -13,6 +13,7 @@ import { fixtures, startSimulator, startTestNats, type Simulator, type TestNats 
 import { loadConfig as ingestConfig, startIngest, type IngestService } from "@l2flow/ingest";
 import { loadConfig as normalizerConfig, startNormalizer, type NormalizerService } from "@l2flow/normalizer";
 import { loadConfig as analyzerConfig, startAnalyzer, type AnalyzerService } from "@l2flow/analyzer";
+import { loadConfig as gatewayConfig, startGateway } from "@l2flow/gateway";
 
 const AUTH = fileURLToPath(new URL("../../deploy/nats/auth.conf", import.meta.url));
 const USERS = ["ingest", "normalizer", "analyzer", "gateway", "reader", "admin"] as const;
@@ -157,6 +158,15 @@ describe("NATS users and permissions (deploy/nats/auth.conf)", () => {
       });
       expect(entry?.data.length).toBeGreaterThan(0);
     }, 60_000);
+
+    it("the gateway starts with its own user, which may not change streams", async () => {
+      const gateway = await startGateway(gatewayConfig({ ...env("gateway"), GRPC_PORT: "0" }), { logger });
+      try {
+        expect((await fetch(`${gateway.opsUrl}/readyz`)).status).toBe(200);
+      } finally {
+        await gateway.close();
+      }
+    });
 
     it("ingest reads MD_RAW's last trade of a symbol (its trade ids continue across restarts), and no other stream", async () => {
       const bus = await as("ingest");

@@ -67,10 +67,16 @@ export type StreamName = (typeof STREAMS)[keyof typeof STREAMS];
 
 /** Options for `provisionTopology`. */
 export interface TopologyOptions {
-  /** Per-stream overrides of `DEFAULT_STREAM_LIMITS`. */
+  /**
+   * Per-stream limits over `DEFAULT_STREAM_LIMITS`: used when a stream is created, and applied to an
+   * existing one (only the fields given here).
+   */
   readonly streams?: Partial<Record<StreamName, Partial<StreamLimits>>>;
-  /** Replicas of the KV buckets. Default 1. */
-  readonly kvReplicas?: number;
+  /**
+   * Replicas of every stream and KV bucket (`STREAM_REPLICAS`): used when one is created, and
+   * applied to existing ones. Default: 1 for new ones; existing ones keep theirs.
+   */
+  readonly replicas?: number | undefined;
   /** Which streams to provision. Default: all four. */
   readonly only?: readonly StreamName[];
   /** Also create the KV buckets. Default true. */
@@ -96,32 +102,84 @@ export function streamConfig(
 }
 
 /**
- * Creates or updates l2flow's streams and KV buckets. Idempotent: running it again with the same
- * options changes nothing; with new limits it updates the streams in place.
+ * What an existing stream must change to fit l2flow: its subjects, limits retention and discarding
+ * the oldest always; age, bytes, duplicate window and replicas only where `given` sets them (an
+ * operator's `nats stream edit` stays otherwise). Undefined when it fits already.
+ */
+function streamUpdate(
+  current: StreamConfig,
+  name: StreamName,
+  given: Partial<StreamLimits>,
+): StreamConfig | undefined {
+  const wanted: StreamConfig = {
+    ...current,
+    subjects: [...STREAM_SUBJECTS[name]],
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    ...(given.maxAgeMs !== undefined ? { max_age: nanos(given.maxAgeMs) } : {}),
+    ...(given.maxBytes !== undefined ? { max_bytes: given.maxBytes } : {}),
+    ...(given.duplicateWindowMs !== undefined ? { duplicate_window: nanos(given.duplicateWindowMs) } : {}),
+    ...(given.replicas !== undefined ? { num_replicas: given.replicas } : {}),
+  };
+  const same =
+    wanted.subjects.join(" ") === (current.subjects ?? []).join(" ") &&
+    (["retention", "discard", "max_age", "max_bytes", "duplicate_window", "num_replicas"] as const).every(
+      (k) => wanted[k] === current[k],
+    );
+  return same ? undefined : wanted;
+}
+
+/**
+ * Creates l2flow's streams and KV buckets where missing, with `DEFAULT_STREAM_LIMITS` (and the
+ * options'); makes existing streams fit l2flow (subjects, limits retention, oldest discarded) and
+ * applies only the limits the options give. So retention, size and replicas an operator set on an
+ * existing stream survive every service's start (they used to be reset to the defaults, deleting
+ * what a longer `max_age` had kept), and a service whose NATS user may not change streams (the
+ * gateway's) starts once they exist. Idempotent: nothing is sent but stream info when all fits.
  */
 export async function provisionTopology(bus: Bus, options: TopologyOptions = {}): Promise<void> {
   const names: readonly StreamName[] = options.only ?? Object.values(STREAMS);
   for (const name of names) {
-    const limits = { ...DEFAULT_STREAM_LIMITS[name], ...options.streams?.[name] };
-    const config = streamConfig(name, limits);
+    const given: Partial<StreamLimits> = {
+      ...(options.replicas !== undefined ? { replicas: options.replicas } : {}),
+      ...options.streams?.[name],
+    };
+    let current: StreamConfig | undefined;
     try {
-      await bus.jsm.streams.info(name);
-      await bus.jsm.streams.update(name, config);
+      current = (await bus.jsm.streams.info(name)).config;
     } catch (err) {
-      if (isNotFound(err)) {
-        try {
-          await bus.jsm.streams.add(config);
-        } catch (addErr) {
-          throw streamError(name, addErr);
-        }
-      } else {
-        throw streamError(name, err);
+      if (!isNotFound(err)) throw streamError(name, err);
+    }
+    try {
+      if (current === undefined)
+        await bus.jsm.streams.add(streamConfig(name, { ...DEFAULT_STREAM_LIMITS[name], ...given }));
+      else {
+        const update = streamUpdate(current, name, given);
+        if (update !== undefined) await bus.jsm.streams.update(name, update);
       }
+    } catch (err) {
+      throw streamError(name, err);
     }
   }
   if (options.buckets ?? true) {
-    await openKv(bus, BUCKETS.book, { replicas: options.kvReplicas ?? 1 });
-    await openKv(bus, BUCKETS.state, { replicas: options.kvReplicas ?? 1 });
+    for (const bucket of [BUCKETS.book, BUCKETS.state]) {
+      await openKv(bus, bucket, { replicas: options.replicas ?? 1 });
+      if (options.replicas === undefined) continue;
+      const stream = `KV_${bucket}`;
+      const { config } = await bus.jsm.streams.info(stream);
+      if (config.num_replicas !== options.replicas)
+        await bus.jsm.streams
+          .update(stream, { ...config, num_replicas: options.replicas })
+          .catch((err: unknown) => {
+            throw new BusError(
+              "STREAM_CONFIG",
+              `cannot set the replicas of KV bucket ${bucket}: ${errMessage(err)}`,
+              {
+                cause: err,
+              },
+            );
+          });
+    }
   }
 }
 
@@ -143,11 +201,13 @@ function isNotFound(err: unknown): boolean {
 }
 
 function streamError(name: string, err: unknown): BusError {
-  return new BusError(
-    "STREAM_CONFIG",
-    `cannot create or update stream ${name}: ${errMessage(err)} (an existing stream with other subjects or storage may need to be removed with \`nats stream rm ${name}\`)`,
-    { cause: err },
-  );
+  const message = errMessage(err);
+  const hint = /permission/i.test(message)
+    ? "this NATS user may not create or change streams: start ingest, the normalizer or the analyzer first (they create them), or give the user $JS.API.STREAM.CREATE/UPDATE"
+    : `an existing stream with other subjects or storage may need to be removed with \`nats stream rm ${name}\``;
+  return new BusError("STREAM_CONFIG", `cannot create or update stream ${name}: ${message} (${hint})`, {
+    cause: err,
+  });
 }
 
 function errMessage(err: unknown): string {

@@ -48,6 +48,35 @@ describe("bus against a real nats-server", () => {
     expect(raw.config.subjects).toEqual(["md.raw.binance.>"]);
   });
 
+  it("keeps the limits an operator set on an existing stream, and puts back only what l2flow needs", async () => {
+    const { config } = await bus.jsm.streams.info(STREAMS.window);
+    const DAY_NS = 86_400_000_000_000;
+    // An operator keeps windows for 90 days and 5 GiB, and (wrongly) adds a subject.
+    await bus.jsm.streams.update(STREAMS.window, {
+      ...config,
+      max_age: 90 * DAY_NS,
+      max_bytes: 5 * 1024 ** 3,
+      subjects: [...config.subjects, "other.>"],
+    });
+    await provisionTopology(bus); // every service's start
+    const after = (await bus.jsm.streams.info(STREAMS.window)).config;
+    expect(after.max_age).toBe(90 * DAY_NS);
+    expect(after.max_bytes).toBe(5 * 1024 ** 3);
+    expect(after.subjects).toEqual(["md.window.binance.>"]);
+    expect(after.num_replicas).toBe(1);
+    // Limits given explicitly do apply.
+    await provisionTopology(bus, { streams: { MD_WINDOW: { maxAgeMs: 3_600_000 } }, replicas: 1 });
+    const given = (await bus.jsm.streams.info(STREAMS.window)).config;
+    expect(given.max_age).toBe(3_600_000_000_000);
+    expect(given.max_bytes).toBe(5 * 1024 ** 3);
+    // A stream that is missing is made with the defaults.
+    await bus.jsm.streams.delete(STREAMS.signals);
+    await provisionTopology(bus);
+    const made = (await bus.jsm.streams.info(STREAMS.signals)).config;
+    expect(made.max_age).toBe(30 * DAY_NS);
+    expect(made.duplicate_window).toBe(600_000 * 1_000_000);
+  });
+
   it("drops a second message with the same id", async () => {
     const data = new TextEncoder().encode('{"e":"trade","t":1}');
     const first = await publish(bus, "md.raw.binance.trade.DUPUSDT", data, {

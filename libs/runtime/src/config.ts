@@ -141,6 +141,16 @@ export const natsEnvShape = {
   NATS_TLS_KEY: z.string().optional(),
   /** How long to keep trying the first connection before giving up. */
   NATS_CONNECT_TIMEOUT_MS: env.positiveInt(30_000),
+  /**
+   * Replicas of l2flow's streams and KV buckets (3 on a JetStream cluster), applied to existing ones
+   * too. Unset: new ones get 1 and existing ones keep what they have.
+   */
+  STREAM_REPLICAS: z.coerce
+    .number({ error: "expected 1, 3 or 5 (JetStream replicas)" })
+    .int({ error: "expected 1, 3 or 5 (JetStream replicas)" })
+    .min(1, { error: "expected 1, 3 or 5 (JetStream replicas)" })
+    .max(5, { error: "expected 1, 3 or 5 (JetStream replicas)" })
+    .optional(),
 } as const;
 
 /** The NATS part of a parsed config, turned into connection options (structurally `BusOptions`). */

@@ -108,7 +108,7 @@ export async function startAnalyzer(config: AnalyzerConfig, deps: AnalyzerDeps):
   try {
     const bus: Bus = await connectBus({ ...natsOptions(config, "analyzer"), logger });
     resources.defer(() => bus.drain());
-    await provisionTopology(bus);
+    await provisionTopology(bus, { replicas: config.STREAM_REPLICAS });
 
     // Signals are published on an ack pipeline rather than with js.publish (a request, an inbox, a
     // timer and an Error for its stack, per signal). Closed after the consumer (ResourceStack closes

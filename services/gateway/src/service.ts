@@ -56,6 +56,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   try {
     const bus: Bus = await connectBus({ ...natsOptions(config, "gateway"), logger });
     resources.defer(() => bus.drain());
+    // Creates nothing where the streams exist (its NATS user may not): only checks them.
     await provisionTopology(bus);
     const books = await openKv(bus, BUCKETS.book);
     const jsm = await bus.js.jetstreamManager();

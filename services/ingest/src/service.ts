@@ -87,7 +87,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
   try {
     const bus: Bus = await connectBus({ ...natsOptions(config, "ingest"), logger });
     resources.defer(() => bus.drain());
-    await provisionTopology(bus);
+    await provisionTopology(bus, { replicas: config.STREAM_REPLICAS });
 
     // Symbols whose frames were never stored, reported as a gap once NATS is back.
     const lostSymbols = new Set<string>();

@@ -162,7 +162,7 @@ export async function startNormalizer(
     resources.defer(async () => (await hostOrNone)?.close());
     const bus: Bus = await connectBus({ ...natsOptions(config, "normalizer"), logger });
     resources.defer(() => bus.drain());
-    await provisionTopology(bus);
+    await provisionTopology(bus, { replicas: config.STREAM_REPLICAS });
     // md_book is opened only so it exists; it is written below as plain acked publishes.
     const [stateKv] = await Promise.all([openKv(bus, BUCKETS.state), openKv(bus, BUCKETS.book)]);
     // A KV put is a JetStream publish to `$KV.<bucket>.<key>`; through nats.js's KV client each is a
