@@ -51,7 +51,10 @@ export type SyncResult =
       readonly epoch: number;
       readonly lastUpdateId: number;
       readonly nextFirstUpdateId: number;
+      /** Event time of the first diff after the break. */
       readonly eventTime: number;
+      /** Event time of the last diff applied before it (0: none since the start). */
+      readonly lastGoodEventTime: number;
     }
   /** The snapshot is kept until a diff bridges it. */
   | { readonly type: "snapshot-pending" }
@@ -232,6 +235,13 @@ export class BookSync {
   /** Diffs buffered now. */
   get bufferedDiffs(): number {
     return this.#buffer.length;
+  }
+  /**
+   * In sync with diffs held (`reorderDiffs`): whether the book continues after `lastEventTime` is not
+   * known yet (the missing diffs may still come, or this becomes a gap).
+   */
+  get holding(): boolean {
+    return this.#ahead.length > 0;
   }
 
   /**
@@ -479,6 +489,7 @@ export class BookSync {
       lastUpdateId,
       nextFirstUpdateId: d.firstUpdateId,
       eventTime: d.eventTime,
+      lastGoodEventTime: this.#lastEventTime,
     };
   }
 

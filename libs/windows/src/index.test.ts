@@ -4,7 +4,7 @@ import { encodeWindow, Window, WindowCloseReason } from "@l2flow/contracts";
 import { OrderBook } from "@l2flow/orderbook";
 import { readRecording } from "@l2flow/recording";
 import { fixtures } from "@l2flow/testkit";
-import { WindowAggregator } from "@l2flow/windows";
+import { WindowAggregator, type WindowAggregatorState } from "@l2flow/windows";
 
 const btcTrades = readRecording(fixtures.btcusdt)
   .events.filter((e) => e.type === "frame" && e.kind === "trade")
@@ -147,6 +147,118 @@ describe("WindowAggregator", () => {
     expect(next.complete).toBe(true);
     expect(next.mid).toBe(100.5);
     expect(next.orderFlowImbalance).toBe(5); // the best bid rose to 100 with 5
+  });
+
+  it("counts as late an event whose window the watermark passed, though that window had no event yet", () => {
+    const agg = new WindowAggregator({ symbol: "X", interval: "1s", allowedLatenessMs: 250 });
+    const trade = (timeMs: number) => agg.onTrade({ timeMs, price: 1, quantity: 1, buyerIsMaker: false });
+    const out = [...trade(8_500), ...trade(10_300)]; // watermark 10 050: [8000, 9000) closes
+    out.push(...trade(9_500)); // [9000, 10000) had nothing and ended before the watermark: late
+    out.push(...trade(8_900)); // its window emitted: late
+    out.push(...agg.closeAll());
+    expect(out.map((w) => [w.startTimeMs, w.tradeCount])).toEqual([
+      [8_000, 1],
+      [9_000, 0],
+      [10_000, 1],
+    ]);
+    expect(out.reduce((n, w) => n + w.lateEventCount, 0)).toBe(2);
+  });
+
+  it("takes open and close from the first and last trades by time and id, whatever order they arrive in", () => {
+    const run = (order: readonly (readonly [number, number, number])[]) => {
+      const agg = new WindowAggregator({ symbol: "X", interval: "1s", allowedLatenessMs: 250 });
+      for (const [id, timeMs, price] of order)
+        agg.onTrade({ timeMs, price, quantity: 1, buyerIsMaker: false, id });
+      return agg.closeAll()[0]!;
+    };
+    const t9 = [9, 1_010, 99] as const;
+    const t10 = [10, 1_050, 100] as const;
+    const t11 = [11, 1_100, 101] as const;
+    const t12 = [12, 1_100, 102] as const; // same time as 11, a later id
+    for (const order of [
+      [t9, t10, t11, t12],
+      [t9, t12, t11, t10],
+      [t12, t11, t10, t9],
+      [t10, t12, t9, t11],
+    ])
+      expect(run(order)).toMatchObject({ open: 99, close: 102, high: 102, low: 99, tradeCount: 4 });
+  });
+
+  it("marks every window from a break in the book until it is rebuilt incomplete, the empty ones too", () => {
+    const agg = new WindowAggregator({ symbol: "X", interval: "1s", allowedLatenessMs: 0 });
+    const trade = (timeMs: number) => agg.onTrade({ timeMs, price: 1, quantity: 1, buyerIsMaker: false });
+    const out = [...trade(500), ...trade(1_200)];
+    agg.impair(1_400); // the last good diff at 1.4 s
+    out.push(...trade(2_200), ...trade(4_300)); // [3000, 4000) gets no event
+    agg.restored(5_100); // a snapshot bridged at 5.1 s
+    out.push(...trade(5_500), ...trade(6_200), ...trade(7_100));
+    expect(out.map((w) => [w.startTimeMs, w.complete])).toEqual([
+      [0, true],
+      [1_000, false],
+      [2_000, false],
+      [3_000, false],
+      [4_000, false],
+      [5_000, false],
+      [6_000, true],
+    ]);
+    // Checkpointed while impaired, a restored aggregator goes on the same way.
+    const a = new WindowAggregator({ symbol: "X", interval: "1s", allowedLatenessMs: 0 });
+    a.onTrade({ timeMs: 1_200, price: 1, quantity: 1, buyerIsMaker: false });
+    a.impair(1_400);
+    const b = new WindowAggregator({ symbol: "X", interval: "1s", allowedLatenessMs: 0 });
+    b.restore(JSON.parse(JSON.stringify(a.serialize())) as WindowAggregatorState, undefined);
+    const after = [
+      ...b.onTrade({ timeMs: 3_500, price: 1, quantity: 1, buyerIsMaker: false }),
+      ...b.closeAll(),
+    ];
+    expect(after.map((w) => [w.startTimeMs, w.complete])).toEqual([
+      [1_000, false],
+      [2_000, false],
+      [3_000, false],
+    ]);
+  });
+
+  it("keeps windows after a held book open, so a gap found later still marks them", () => {
+    const agg = new WindowAggregator({ symbol: "X", interval: "1s", allowedLatenessMs: 0 });
+    const trade = (timeMs: number) => agg.onTrade({ timeMs, price: 1, quantity: 1, buyerIsMaker: false });
+    const out = [...trade(1_200)];
+    agg.hold(1_400); // diffs after the one at 1.4 s are held, waiting for a missing one
+    out.push(...trade(2_300), ...trade(3_100)); // [1000, 2000) and [2000, 3000) stay open
+    expect(out).toEqual([]);
+    out.push(...trade(1_900)); // still open: not late
+    agg.hold(undefined);
+    agg.impair(1_400); // the held diffs were a gap after all
+    agg.restored(3_050);
+    out.push(...trade(4_100));
+    expect(out.map((w) => [w.startTimeMs, w.tradeCount, w.complete])).toEqual([
+      [1_000, 2, false],
+      [2_000, 1, false],
+      [3_000, 1, false],
+    ]);
+    expect(out.reduce((n, w) => n + w.lateEventCount, 0)).toBe(0);
+  });
+
+  it("marks nothing for a time of 0 before any event, and the latest window after", () => {
+    const agg = new WindowAggregator({ symbol: "X", interval: "1s", allowedLatenessMs: 0 });
+    agg.markIncomplete(0); // ingest said disconnected before this symbol's first diff
+    agg.onTrade({ timeMs: 1_700_000_000_500, price: 1, quantity: 1, buyerIsMaker: false });
+    agg.markIncomplete(0);
+    const out = agg.closeAll();
+    expect(out.map((w) => [w.startTimeMs, w.complete])).toEqual([[1_700_000_000_000, false]]);
+  });
+
+  it("takes no order flow or return across a rebuilt book (a new epoch)", () => {
+    const agg = new WindowAggregator({ symbol: "X", interval: "1s", allowedLatenessMs: 0 });
+    const book = new OrderBook();
+    book.applySnapshot([["99", "2"]], [["101", "1"]], 1);
+    agg.onBook(1_100, book, 1);
+    book.applySnapshot([["150", "7"]], [["151", "1"]], 5); // rebuilt after a gap: epoch 2
+    agg.beforeBookUpdate(1_900, book, 2);
+    agg.onBook(1_900, book, 2);
+    const w = agg.closeAll()[0]!;
+    expect(w.orderFlowImbalance).toBe(0);
+    expect(w.realizedVolatility).toBe(0);
+    expect(w.mid).toBe(150.5);
   });
 
   it("is deterministic: the same input gives byte-identical windows", () => {

@@ -37,6 +37,12 @@ export interface WindowTrade {
   readonly quantity: number;
   /** True when the buyer was the maker (the taker sold). */
   readonly buyerIsMaker: boolean;
+  /**
+   * The trade's id, for its order among trades of the same time: a window's open and close are its
+   * first and last trades by (time, id), whatever order they arrive in (a backfill after a
+   * reconnect brings older trades after newer ones). Default 0.
+   */
+  readonly id?: number;
 }
 
 interface BookClose {
@@ -70,6 +76,11 @@ export interface WindowAggregatorState {
   readonly pendingLate: number;
   readonly hasLatestBook: boolean;
   readonly latestEpoch: number;
+  /** The span of event time data was missing in (see `impair`); absent in older checkpoints. */
+  readonly impairedFrom?: Num;
+  readonly impairedTo?: Num;
+  /** Windows ending after this are held open (see `hold`). */
+  readonly holdFrom?: Num;
 }
 
 class Acc {
@@ -92,6 +103,11 @@ class Acc {
   retSumSq = 0;
   complete = true;
   late = 0;
+  /** (time, id) of the trades that gave `open` and `close`. */
+  openTime = 0;
+  openId = 0;
+  closeTime = 0;
+  closeId = 0;
   bookClose: BookClose | undefined;
   constructor(readonly start: number) {}
 }
@@ -115,6 +131,11 @@ export class WindowAggregator {
   #prevBest: number[] = [];
   #prevMid = NaN;
   #pendingLate = 0;
+  /** Windows ending after this stay open (`hold`). */
+  #holdFrom = Infinity;
+  /** Event time span data was missing in: windows overlapping it are incomplete (`impair`). */
+  #impairedFrom = -Infinity;
+  #impairedTo = -Infinity;
 
   constructor(options: WindowAggregatorOptions) {
     this.#symbol = options.symbol;
@@ -134,33 +155,49 @@ export class WindowAggregator {
 
   #acc(timeMs: number, isEvent = true): Acc | undefined {
     const start = timeMs - (((timeMs % this.#size) + this.#size) % this.#size);
-    if (start <= this.#lastEmittedStart) {
+    // An event for a window the watermark has passed is late, even when that window has not been
+    // emitted yet (it had no event, so it is emitted as an empty one when the next closes).
+    if (start <= this.#lastEmittedStart || (isEvent && start + this.#size <= this.#watermark())) {
       if (isEvent) this.#pendingLate++;
       return undefined;
     }
     const open = this.#open;
-    for (let i = open.length - 1; i >= 0; i--) {
+    let i = open.length - 1;
+    for (; i >= 0; i--) {
       const a = open[i]!;
       if (a.start === start) return a;
-      if (a.start < start) {
-        const n = new Acc(start);
-        open.splice(i + 1, 0, n);
-        return n;
-      }
+      if (a.start < start) break;
     }
-    const n = new Acc(start);
-    open.unshift(n);
+    const n = this.#newAcc(start);
+    open.splice(i + 1, 0, n);
     return n;
+  }
+
+  /** A window with nothing in it yet; incomplete when it overlaps the impaired span. */
+  #newAcc(start: number): Acc {
+    const a = new Acc(start);
+    if (start < this.#impairedTo && start + this.#size > this.#impairedFrom) a.complete = false;
+    return a;
   }
 
   /** Adds a trade; returns the windows this closed. */
   onTrade(t: WindowTrade): Window[] {
     const a = this.#acc(t.timeMs);
     if (a !== undefined) {
-      if (a.trades === 0) a.open = t.price;
+      const id = t.id ?? 0;
+      const first = a.trades === 0;
+      if (first || t.timeMs < a.openTime || (t.timeMs === a.openTime && id < a.openId)) {
+        a.open = t.price;
+        a.openTime = t.timeMs;
+        a.openId = id;
+      }
+      if (first || t.timeMs > a.closeTime || (t.timeMs === a.closeTime && id >= a.closeId)) {
+        a.close = t.price;
+        a.closeTime = t.timeMs;
+        a.closeId = id;
+      }
       if (t.price > a.high) a.high = t.price;
       if (t.price < a.low) a.low = t.price;
-      a.close = t.price;
       a.volume += t.quantity;
       a.quoteVolume += t.price * t.quantity;
       a.trades++;
@@ -184,6 +221,11 @@ export class WindowAggregator {
   /** Call after applying a book update with event time `timeMs`; returns the windows this closed. */
   onBook(timeMs: number, book: OrderBook, epoch: number): Window[] {
     const a = this.#acc(timeMs);
+    if (epoch !== this.#latestEpoch) {
+      // A new epoch is a book rebuilt after a gap: no flow or return spans the two.
+      this.#prevBest = [];
+      this.#prevMid = NaN;
+    }
     if (a !== undefined && book.bidCount > 0 && book.askCount > 0) {
       const bid = book.bestBidPrice();
       const ask = book.bestAskPrice();
@@ -236,6 +278,9 @@ export class WindowAggregator {
       pendingLate: this.#pendingLate,
       hasLatestBook: this.#latestBook !== undefined,
       latestEpoch: this.#latestEpoch,
+      impairedFrom: num(this.#impairedFrom),
+      impairedTo: num(this.#impairedTo),
+      holdFrom: num(this.#holdFrom),
     };
   }
 
@@ -266,13 +311,41 @@ export class WindowAggregator {
     this.#pendingLate = state.pendingLate;
     this.#latestBook = state.hasLatestBook ? book : undefined;
     this.#latestEpoch = state.latestEpoch;
+    this.#impairedFrom = unnum(state.impairedFrom ?? "-Infinity");
+    this.#impairedTo = unnum(state.impairedTo ?? "-Infinity");
+    this.#holdFrom = unnum(state.holdFrom ?? "Infinity");
   }
 
-  /** Marks the window containing `timeMs` (and any open window after it) incomplete: a gap or disconnect overlapped. */
+  /**
+   * Marks the window containing `timeMs` (and any open window after it) incomplete: a gap or
+   * disconnect overlapped. `timeMs` 0 (no time known, e.g. no diff applied yet): the latest event
+   * time seen (nothing seen: nothing to mark).
+   */
   markIncomplete(timeMs: number): void {
-    const a = this.#acc(timeMs, false);
+    const at = timeMs > 0 ? timeMs : this.#maxTime;
+    if (!Number.isFinite(at)) return;
+    const a = this.#acc(at, false);
     if (a !== undefined) a.complete = false;
-    for (const o of this.#open) if (o.start >= (a?.start ?? timeMs)) o.complete = false;
+    for (const o of this.#open) if (o.start >= (a?.start ?? at)) o.complete = false;
+  }
+
+  /**
+   * Data is missing from event time `fromMs` on (the book broke there) until `restored` says up to
+   * when: every window overlapping that span is incomplete, those opened meanwhile and the empty ones
+   * included, not only the one where the break was seen.
+   */
+  impair(fromMs: number): void {
+    if (this.#impairedTo !== Infinity) this.#impairedFrom = fromMs;
+    else this.#impairedFrom = Math.min(this.#impairedFrom, fromMs);
+    this.#impairedTo = Infinity;
+    this.markIncomplete(fromMs);
+  }
+
+  /** Data is whole again from event time `atMs` on (the book resynchronised); see `impair`. */
+  restored(atMs: number): void {
+    if (this.#impairedTo !== Infinity) return;
+    this.#impairedTo = atMs;
+    for (const o of this.#open) if (o.start < atMs) o.complete = false;
   }
 
   /** Closes every open window (idle timeout, shutdown). */
@@ -283,9 +356,23 @@ export class WindowAggregator {
     return out;
   }
 
+  /** Windows ending at or before this are closed: the latest event time less the lateness, or held. */
+  #watermark(): number {
+    return Math.min(this.#maxTime - this.#lateness, this.#holdFrom);
+  }
+
+  /**
+   * Keeps windows ending after `fromMs` open (undefined: lets them close again): the book is in
+   * doubt from there (diffs held for reordering may turn out a gap, which must mark them incomplete
+   * before they go).
+   */
+  hold(fromMs: number | undefined): void {
+    this.#holdFrom = fromMs ?? Infinity;
+  }
+
   #advance(timeMs: number): Window[] {
     if (timeMs > this.#maxTime) this.#maxTime = timeMs;
-    const watermark = this.#maxTime - this.#lateness;
+    const watermark = this.#watermark();
     const first = this.#open[0];
     if (first === undefined || first.start + this.#size > watermark) return [];
     const out: Window[] = [];
@@ -302,7 +389,7 @@ export class WindowAggregator {
       const missing = (a.start - this.#lastEmittedStart) / this.#size - 1;
       if (missing > 0 && missing <= this.#maxEmpty) {
         for (let s = this.#lastEmittedStart + this.#size; s < a.start; s += this.#size)
-          out.push(this.#finish(new Acc(s), reason));
+          out.push(this.#finish(this.#newAcc(s), reason));
       }
     }
     this.#open.shift();

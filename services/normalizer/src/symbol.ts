@@ -250,12 +250,16 @@ export class SymbolProcessor {
       case "depth": {
         const d = parseDepthUpdate(data);
         for (const w of this.#windows) w.beforeBookUpdate(d.eventTime, this.#sync.book, this.#sync.epoch);
-        this.#onSync(out, fx, this.#sync.onDiff(d, seq), d.eventTime, receiveTimeUs);
+        const r = this.#sync.onDiff(d, seq);
+        this.#holdWindows();
+        this.#onSync(out, fx, r, d.eventTime, receiveTimeUs);
         return;
       }
       case "snapshot": {
         const snap = parseDepthSnapshot(data);
-        this.#onSync(out, fx, this.#sync.onSnapshot(snap), this.#sync.lastEventTime, receiveTimeUs);
+        const r = this.#sync.onSnapshot(snap);
+        this.#holdWindows();
+        this.#onSync(out, fx, r, this.#sync.lastEventTime, receiveTimeUs);
         return;
       }
       case "trade": {
@@ -286,6 +290,15 @@ export class SymbolProcessor {
       default:
         throw new CorruptRaw("UNKNOWN_RAW_KIND", `unknown raw kind ${JSON.stringify(kind)}`);
     }
+  }
+
+  /**
+   * While diffs are held for reordering, windows after the last applied diff stay open: if the held
+   * diffs become a gap, those windows must be marked incomplete, which an emitted window cannot be.
+   */
+  #holdWindows(): void {
+    const from = this.#sync.holding ? this.#sync.lastEventTime : undefined;
+    for (const w of this.#windows) w.hold(from);
   }
 
   /** Whether a trade id is new (counting one out of id order). */
@@ -357,6 +370,8 @@ export class SymbolProcessor {
         if (r.refreshed === true) this.#events.refresh?.();
         if (r.bridged || ++this.#diffsSinceBook >= this.#o.bookEveryNDiffs)
           this.#bookOut(out, fx, receiveTimeUs);
+        // Rebuilt after a gap: the span without a book ends here.
+        if (r.bridged) for (const w of this.#windows) w.restored(sync.lastEventTime || eventTimeMs);
         for (const w of this.#windows)
           this.#windowOuts(out, w.onBook(sync.lastEventTime || eventTimeMs, sync.book, sync.epoch));
         return;
@@ -372,11 +387,13 @@ export class SymbolProcessor {
           nextFirstUpdateId: r.nextFirstUpdateId,
           firstMissingTradeId: 0,
           lastMissingTradeId: 0,
-          startTimeUs: us(eventTimeMs),
+          // From the last good diff to the first after the break (Gap's contract).
+          startTimeUs: us(r.lastGoodEventTime || r.eventTime),
           endTimeUs: us(r.eventTime),
           detail: `${r.kind}: last applied u=${r.lastUpdateId}, next U=${r.nextFirstUpdateId}; resynchronising ${this.symbol} from a new snapshot`,
         });
-        for (const w of this.#windows) w.markIncomplete(r.eventTime);
+        // Every window from the last good diff until the book is rebuilt lacks data.
+        for (const w of this.#windows) w.impair(r.lastGoodEventTime || r.eventTime);
         fx.resync = true;
         return;
       }
@@ -446,7 +463,13 @@ export class SymbolProcessor {
       msgId: msgIds.normTrade(this.symbol, tag, id),
     });
     if (!intoWindows) return;
-    const w = { timeMs: t.tradeTime, price: +t.price, quantity: +t.quantity, buyerIsMaker: t.buyerIsMaker };
+    const w = {
+      timeMs: t.tradeTime,
+      price: +t.price,
+      quantity: +t.quantity,
+      buyerIsMaker: t.buyerIsMaker,
+      id,
+    };
     for (const agg of this.#windows) this.#windowOuts(out, agg.onTrade(w));
   }
 

@@ -2,7 +2,7 @@
 // on), and the live pipeline — ingest, MD_RAW, normalizer — must report a gap for that symbol alone,
 // resynchronise it from a fresh snapshot, and publish exact books again, other symbols untouched.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BookSnapshot, Gap, GapReason, STREAMS } from "@l2flow/contracts";
+import { BookSnapshot, Gap, GapReason, STREAMS, Window } from "@l2flow/contracts";
 import { readRecording } from "@l2flow/recording";
 import { fixtures } from "@l2flow/testkit";
 import {
@@ -72,6 +72,29 @@ describe("a missing diff of one symbol", () => {
     const r = checkAgainstBookTicker(ten, after, victim);
     expect(r.mismatches).toEqual([]);
     expect(r.checks).toBeGreaterThan(10);
+  });
+
+  it("marks the victim's windows incomplete from its last good diff until its book is rebuilt, and no others", async () => {
+    const gap = (await readStream(p.bus, STREAMS.norm, `md.gap.binance.${victim}`))
+      .map((m) => Gap.decode(m.data))
+      .find((g) => g.reason === GapReason.GAP_REASON_SEQUENCE_BREAK)!;
+    // From the last good diff to the first after the break.
+    expect(gap.startTimeUs).toBeGreaterThan(0);
+    expect(gap.startTimeUs).toBeLessThanOrEqual(gap.endTimeUs);
+    const books = (await readStream(p.bus, STREAMS.norm, `md.book.binance.${victim}`)).map((m) =>
+      BookSnapshot.decode(m.data),
+    );
+    const rebuiltMs = books.find((b) => b.epoch === 2)!.eventTimeUs / 1000;
+    const fromMs = gap.startTimeUs / 1000;
+    const windows = (await readStream(p.bus, STREAMS.window, "md.window.binance.1s.>")).map((m) =>
+      Window.decode(m.data),
+    );
+    const mine = windows.filter((w) => w.symbol === victim);
+    const overlapping = mine.filter((w) => w.startTimeMs < rebuiltMs && w.endTimeMs > fromMs);
+    expect(overlapping.length).toBeGreaterThanOrEqual(1);
+    expect(overlapping.filter((w) => w.complete)).toEqual([]);
+    expect(mine.filter((w) => !overlapping.includes(w) && !w.complete)).toEqual([]);
+    expect(windows.filter((w) => w.symbol !== victim && !w.complete)).toEqual([]);
   });
 
   it("keeps every other symbol exact and in its first epoch", async () => {

@@ -61,8 +61,9 @@ export interface DepthBand {
  * One closed tumbling window of one symbol, on exchange event time, published on
  * `md.window.<exchange>.<interval>.<SYMBOL>` with message id `window:<interval>:<SYMBOL>:<start>`.
  *
- * Derived features are doubles. When a window has no trades, open/high/low/close equal the previous
- * window's close (0 before the first trade), and the volumes, VWAP and trade count are 0.
+ * Derived features are doubles. Open and close are the window's first and last trades by (trade time,
+ * id), whatever order they arrived in. When a window has no trades, open/high/low/close equal the
+ * previous window's close (0 before the first trade), and the volumes, VWAP and trade count are 0.
  */
 export interface Window {
   exchange: string;
@@ -110,9 +111,15 @@ export interface Window {
   asks: BookLevel[];
   lastUpdateId: number;
   bookUpdateCount: number;
-  /** False when a gap, a resync or a disconnect overlapped the window. */
+  /**
+   * False when a gap, a resync or a disconnect overlapped the window: for a break in the book, every
+   * window from the last good diff until the book is rebuilt from a snapshot, empty ones included.
+   */
   complete: boolean;
-  /** Events whose exchange time fell in this window but arrived after it closed; counted, not merged. */
+  /**
+   * Events that arrived after their own window closed (by watermark), counted in the next window
+   * emitted; never merged.
+   */
   lateEventCount: number;
   closeReason: WindowCloseReason;
   epoch: number;
