@@ -27,7 +27,10 @@ export function parseEnv<S extends z.ZodObject>(
   if (result.success) return result.data;
   const lines = result.error.issues.map((issue) => {
     const key = String(issue.path[0] ?? "?");
-    const shown = options.secretKeys?.includes(key) ? "<redacted>" : JSON.stringify(input[key] ?? "");
+    // A URL's user and password are never shown, whatever the variable.
+    const shown = options.secretKeys?.includes(key)
+      ? "<redacted>"
+      : JSON.stringify(input[key] ?? "").replace(/\/\/[^/@\s"]*@/g, "//<redacted>@");
     return `  ${key}=${shown}: ${issue.message}`;
   });
   throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
@@ -83,7 +86,11 @@ export const env = {
           .map((s) => s.trim())
           .filter((s) => s.length > 0),
       )
-      .refine((v) => v.length > 0, { error: "expected one or more NATS URLs, e.g. nats://127.0.0.1:4222" }),
+      .refine((v) => v.length > 0, { error: "expected one or more NATS URLs, e.g. nats://127.0.0.1:4222" })
+      .refine((v) => v.every((u) => !/^[a-z]+:\/\/[^/@]*@/i.test(u)), {
+        error:
+          "a user or password in the URL is ignored by the NATS client (and would show in logs): use NATS_USER and NATS_PASSWORD, or NATS_TOKEN",
+      }),
   /** A comma-separated list, upper-cased (symbols). */
   symbols: (fallback: string) =>
     z

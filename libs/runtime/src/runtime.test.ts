@@ -69,6 +69,15 @@ describe("parseEnv", () => {
     expect(msg).toMatch(/GC_TUNING="yes": expected on or off/);
     expect(msg).not.toContain("tiny");
   });
+
+  it("refuses a NATS URL with a user or password in it, without showing them", () => {
+    const bad = () =>
+      parseEnv(schema, { API_KEY: "0123456789", NATS_URL: "nats://a:1,nats://analyzer:s3cret-pw@nats:4222" });
+    expect(bad).toThrow(
+      /NATS_URL="nats:\/\/a:1,nats:\/\/<redacted>@nats:4222": a user or password in the URL is ignored .*use NATS_USER and NATS_PASSWORD, or NATS_TOKEN/,
+    );
+    expect(bad).not.toThrow(/s3cret|analyzer:/);
+  });
 });
 
 describe("logging", () => {
