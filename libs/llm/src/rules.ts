@@ -14,10 +14,8 @@ export function ruleAnswer(w: Window): SignalAnswer {
     w.depth.length > 0
       ? w.depth[w.depth.length - 1]!.bidQuantity + w.depth[w.depth.length - 1]!.askQuantity
       : 0;
-  const ofi =
-    depthScale > 0
-      ? clamp(w.orderFlowImbalance / depthScale)
-      : Math.sign(w.orderFlowImbalance) * (w.orderFlowImbalance !== 0 ? 0.2 : 0);
+  const flowOfBook = Number.isFinite(w.orderFlowImbalance) ? w.orderFlowImbalance : 0;
+  const ofi = depthScale > 0 ? clamp(flowOfBook / depthScale) : Math.sign(flowOfBook) * 0.2;
   const drift = w.vwap > 0 && w.close > 0 ? clamp(((w.close - w.vwap) / w.vwap) * 1_000) : 0;
   drivers.push(
     ["book imbalance", book * 0.35],

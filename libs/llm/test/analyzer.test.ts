@@ -247,6 +247,18 @@ describe("SignalAnalyzer against the fake OpenAI server", () => {
     });
   });
 
+  it("the rule provider's confidence is a number in [0, 1] whatever the window holds", () => {
+    for (const over of [
+      { depth: [], orderFlowImbalance: Number.NaN },
+      { depth: [], orderFlowImbalance: Number.POSITIVE_INFINITY },
+      { bookImbalance: Number.NaN, tradeFlowImbalance: Number.NaN, vwap: Number.NaN, mid: Number.NaN },
+    ]) {
+      const { confidence } = ruleAnswer(window(0, over));
+      expect(confidence).toBeGreaterThanOrEqual(0);
+      expect(confidence).toBeLessThanOrEqual(1);
+    }
+  });
+
   it("the rule provider is deterministic", () => {
     expect(ruleAnswer(window())).toEqual(ruleAnswer(window()));
     expect(ruleAnswer(window()).sentiment).toBe("bullish");
