@@ -80,6 +80,32 @@ describe("OrderBook", () => {
     expect(b.depthWithinBps(50)).toEqual({ bidQuantity: 1.0, askQuantity: 1.5 });
   });
 
+  it("counts a level exactly on a depth boundary on both sides alike", () => {
+    const b = new OrderBook();
+    b.applySnapshot(
+      [
+        ["9999.99", "1"],
+        ["9995", "2"],
+        ["9990", "4"],
+        ["9975", "8"],
+      ],
+      [
+        ["10000.01", "1"],
+        ["10005", "2"],
+        ["10010", "4"],
+        ["10025", "8"],
+      ],
+      1,
+    );
+    // mid 10000: 10 bps is 9990 and 10010 exactly (in doubles 10000 * 1.001 is 10009.999999999998).
+    expect(b.depthWithinBps(10)).toEqual({ bidQuantity: 7, askQuantity: 7 });
+    expect(b.depthWithinBpsAll([25, 10, 5])).toEqual([
+      { bps: 25, bidQuantity: 15, askQuantity: 15 },
+      { bps: 10, bidQuantity: 7, askQuantity: 7 },
+      { bps: 5, bidQuantity: 3, askQuantity: 3 },
+    ]);
+  });
+
   it("detects a crossed book", () => {
     const b = book();
     expect(b.isCrossed()).toBe(false);

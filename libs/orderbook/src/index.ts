@@ -836,8 +836,8 @@ export class OrderBook {
     if (!Number.isFinite(mid)) return bps.map((b) => ({ bps: b, bidQuantity: 0, askQuantity: 0 }));
     const order = bps.map((_, i) => i).sort((x, y) => bps[x]! - bps[y]!);
     // Tightest first: bids' bound `lo` falls and asks' key bound `-hi` falls as the distance grows.
-    const bids = this.#bids.sumQuantityWithin(order.map((i) => mid * (1 - bps[i]! / 10_000)));
-    const asks = this.#asks.sumQuantityWithin(order.map((i) => -(mid * (1 + bps[i]! / 10_000))));
+    const bids = this.#bids.sumQuantityWithin(order.map((i) => bpsBounds(mid, bps[i]!).lo));
+    const asks = this.#asks.sumQuantityWithin(order.map((i) => -bpsBounds(mid, bps[i]!).hi));
     const out = new Array<{ bps: number; bidQuantity: number; askQuantity: number }>(bps.length);
     order.forEach((i, k) => (out[i] = { bps: bps[i]!, bidQuantity: bids[k]!, askQuantity: asks[k]! }));
     return out;
@@ -847,8 +847,7 @@ export class OrderBook {
   depthWithinBps(bps: number): { bidQuantity: number; askQuantity: number } {
     const mid = this.mid();
     if (!Number.isFinite(mid)) return { bidQuantity: 0, askQuantity: 0 };
-    const lo = mid * (1 - bps / 10_000);
-    const hi = mid * (1 + bps / 10_000);
+    const { lo, hi } = bpsBounds(mid, bps);
     // Keys are price * sign: bids at or above `lo`, asks at or below `hi` (key >= -hi).
     return {
       bidQuantity: this.#bids.sumQuantity(Infinity, lo),
@@ -872,4 +871,13 @@ export class OrderBook {
     const dump = (s: Side) => s.top(s.length, false).map((l): [string, string] => [l.price, l.quantity]);
     return { bids: dump(this.#bids), asks: dump(this.#asks), lastUpdateId: this.lastUpdateId };
   }
+}
+
+/**
+ * The prices `bps` basis points either side of `mid`, widened by a relative 1e-12 (far below any
+ * tick) so that a level exactly on the boundary counts on both sides alike: in doubles
+ * 10000 * (1 + 0.001) is 10009.999999999998 while 10000 * (1 - 0.001) is exactly 9990.
+ */
+function bpsBounds(mid: number, bps: number): { lo: number; hi: number } {
+  return { lo: mid * (1 - bps / 10_000) * (1 - 1e-12), hi: mid * (1 + bps / 10_000) * (1 + 1e-12) };
 }
