@@ -58,12 +58,22 @@ const defaultNakDelay = (n: number) => Math.min(30_000, 500 * 2 ** Math.max(0, n
  */
 export const PULL_EXPIRES_MS = 5_000;
 
-/** Creates or updates a durable pull consumer with explicit acks. Idempotent. */
-export async function ensureConsumer(bus: Bus, options: Omit<ConsumerOptions, "handler">): Promise<void> {
+/**
+ * Creates or updates a durable pull consumer with explicit acks. Idempotent. `fromSeq`: a consumer
+ * made now starts at that stream sequence instead of `deliverPolicy` (one made again after it was
+ * deleted goes on where its reader was).
+ */
+export async function ensureConsumer(
+  bus: Bus,
+  options: Omit<ConsumerOptions, "handler">,
+  fromSeq?: number,
+): Promise<void> {
   const config: Partial<ConsumerConfig> = {
     durable_name: options.durable,
     ack_policy: AckPolicy.Explicit,
-    deliver_policy: options.deliverPolicy === "new" ? DeliverPolicy.New : DeliverPolicy.All,
+    ...(fromSeq !== undefined
+      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq }
+      : { deliver_policy: options.deliverPolicy === "new" ? DeliverPolicy.New : DeliverPolicy.All }),
     ack_wait: nanos(options.ackWaitMs ?? 30_000),
     max_ack_pending: options.maxAckPending ?? 1_000,
     max_deliver: options.maxDeliver ?? -1,
@@ -73,7 +83,7 @@ export async function ensureConsumer(bus: Bus, options: Omit<ConsumerOptions, "h
     const info = await bus.jsm.consumers.info(options.stream, options.durable).catch(() => undefined);
     if (info === undefined) await bus.jsm.consumers.add(options.stream, config);
     else {
-      const { durable_name: _d, deliver_policy: _p, ...updatable } = config;
+      const { durable_name: _d, deliver_policy: _p, opt_start_seq: _s, ...updatable } = config;
       await bus.jsm.consumers.update(options.stream, options.durable, updatable);
     }
   } catch (err) {
@@ -120,6 +130,8 @@ export async function startConsumer(bus: Bus, options: ConsumerOptions): Promise
   let stopCurrent: (() => void) | undefined;
   const running = new Set<Promise<void>>();
   const held = new Set<Held>();
+  /** The latest stream sequence delivered here. */
+  let lastSeq = 0;
   const waiting: Held[] = [];
 
   const handle = async (msg: JsMsg) => {
@@ -167,16 +179,21 @@ export async function startConsumer(bus: Bus, options: ConsumerOptions): Promise
   notes.unref();
 
   const loop = async () => {
-    while (!stopped) {
+    for (let bound = true; !stopped; bound = false) {
       try {
+        // A consumer deleted meanwhile (by an operator, or with its stream) is made again: nats.js
+        // would otherwise wait for someone else to make it, forever.
+        if (!bound) await ensureConsumer(bus, options, lastSeq > 0 ? lastSeq + 1 : undefined);
         const consumer = await bus.js.consumers.get(options.stream, options.durable);
         const messages = await consumer.consume({
           max_messages: options.batchSize ?? 256,
           expires: PULL_EXPIRES_MS,
+          abort_on_missing_resource: true,
         });
         stopCurrent = () => void messages.stop();
         if (stopped) messages.stop();
         for await (const msg of messages) {
+          if (msg.seq > lastSeq) lastSeq = msg.seq;
           const h: Held = { msg, touchedAt: Date.now() };
           held.add(h);
           waiting.push(h);

@@ -303,6 +303,19 @@ describe("analyzer service", () => {
     expect(prompts.get(iso(0))).toEqual([]);
   });
 
+  it("makes its durable consumer again when it is deleted, and goes on", async () => {
+    await start();
+    await publishWindows(bus, [window("DEL1USDT", 1_000)]);
+    await stored(bus, 1);
+    await bus.jsm.consumers.delete(STREAMS.window, "analyzer"); // an operator's mistake
+    await publishWindows(bus, [window("DEL2USDT", 1_000)]);
+    const signals = await stored(bus, 2);
+    expect(signals.map((s) => s.symbol).sort()).toEqual(["DEL1USDT", "DEL2USDT"]);
+    expect(llm.requests).toHaveLength(2); // made again from where it was, not from the start
+    const info = await bus.jsm.consumers.info(STREAMS.window, "analyzer");
+    expect(info.num_ack_pending).toBe(0);
+  });
+
   it("a replica killed mid-stream: its unacked windows go to the other, still one signal each", async () => {
     // The first replica's LLM calls hang, so its windows stay unacked when it is killed.
     llm.setDefault({ kind: "hang" });
