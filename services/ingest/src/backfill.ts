@@ -48,6 +48,11 @@ interface Hole {
   /** Ids inside [lo, hi] that arrived live after the hole was seen. */
   readonly filled: Set<number>;
   readonly dueAt: number;
+  /**
+   * Ids that arrived live but were never stored (dropped from the outage buffer): fetched again
+   * although the dedupe filter has seen them.
+   */
+  readonly refetch?: boolean;
 }
 
 const PAGE = 1000;
@@ -71,6 +76,8 @@ export class TradeBackfill {
     aggtrade: new Map(),
   };
   readonly #holes: Hole[] = [];
+  /** Ids dropped before they were stored, per kind and symbol, as ranges: fetched on `release`. */
+  readonly #lost = new Map<string, { kind: TradeKind; symbol: string; ranges: [number, number][] }>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   readonly #abort = new AbortController();
@@ -109,11 +116,34 @@ export class TradeBackfill {
     }
   }
 
+  /**
+   * A trade that arrived live but was never stored (the outage buffer dropped it while NATS was
+   * away): fetched again over REST once `release` says NATS is back, instead of staying a gap.
+   */
+  lost(kind: TradeKind, symbol: string, id: number): void {
+    if (this.#closed) return;
+    const key = `${kind} ${symbol}`;
+    let entry = this.#lost.get(key);
+    if (entry === undefined) this.#lost.set(key, (entry = { kind, symbol, ranges: [] }));
+    const last = entry.ranges[entry.ranges.length - 1];
+    // Dropped oldest first, so a symbol's ids mostly come consecutively: one range per outage.
+    if (last !== undefined && id === last[1] + 1) last[1] = id;
+    else if (last === undefined || id > last[1] || id < last[0]) entry.ranges.push([id, id]);
+  }
+
+  /** NATS is back: the trades `lost` recorded are fetched again (after `delayMs`). */
+  release(): void {
+    for (const { kind, symbol, ranges } of this.#lost.values())
+      for (const [lo, hi] of ranges) this.#open(kind, symbol, lo, hi, true);
+    this.#lost.clear();
+  }
+
   /** Forgets a symbol (removed from collection); its open holes are dropped. */
   forget(symbol: string): void {
     for (const bySymbol of Object.values(this.#highest)) bySymbol.delete(symbol);
     for (let i = this.#holes.length - 1; i >= 0; i--)
       if (this.#holes[i]!.symbol === symbol) this.#holes.splice(i, 1);
+    for (const kind of ["trade", "aggtrade"] as const) this.#lost.delete(`${kind} ${symbol}`);
   }
 
   /** Resolves when no hole is waiting (or at `timeoutMs`). */
@@ -134,7 +164,7 @@ export class TradeBackfill {
       this.#reportMissing(h, h.lo, h.hi, "ingest stopped before the backfill ran");
   }
 
-  #open(kind: TradeKind, symbol: string, lo: number, hi: number): void {
+  #open(kind: TradeKind, symbol: string, lo: number, hi: number, refetch = false): void {
     if (this.#closed) return;
     let from = lo;
     if (hi - lo + 1 > this.#o.maxIdsPerGap) {
@@ -147,7 +177,15 @@ export class TradeBackfill {
         `hole of ${hi - lo + 1} ids exceeds the backfill limit`,
       );
     }
-    const hole: Hole = { kind, symbol, lo: from, hi, filled: new Set(), dueAt: Date.now() + this.#o.delayMs };
+    const hole: Hole = {
+      kind,
+      symbol,
+      lo: from,
+      hi,
+      filled: new Set(),
+      dueAt: Date.now() + this.#o.delayMs,
+      refetch,
+    };
     if (this.#holes.length >= (this.#o.maxHoles ?? DEFAULT_MAX_HOLES)) {
       this.#reportMissing(hole, from, hi, "too many holes already wait for the backfill (REST paused?)");
       return;
@@ -205,7 +243,9 @@ export class TradeBackfill {
           if (t.id > h.hi) break;
           if (t.id < cursor || h.filled.has(t.id)) continue;
           h.filled.add(t.id);
-          if (this.#o.dedupe.seen(h.kind, h.symbol, t.id)) continue;
+          // A refetched trade was seen live, and lost: stored now (JetStream drops it if another
+          // replica stored it meanwhile).
+          if (this.#o.dedupe.seen(h.kind, h.symbol, t.id) && h.refetch !== true) continue;
           this.#o.publish(h.kind, h.symbol, t.id, t.json, BigInt(Date.now()) * 1_000_000n);
           recovered++;
         }

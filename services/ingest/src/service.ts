@@ -121,8 +121,18 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       },
       onDropped: (item, reason, err) => {
         m.dropped.inc({ reason });
-        const symbol = rawSubjectParts(item.subject)?.symbol;
-        if (symbol !== undefined) lostSymbols.add(symbol);
+        const raw = rawSubjectParts(item.subject);
+        if (raw !== undefined) {
+          lostSymbols.add(raw.symbol);
+          // A dropped trade is fetched back over REST once NATS is back (its id ends the message id).
+          const id = Number(item.msgId?.slice(item.msgId.lastIndexOf(":") + 1));
+          if (
+            reason === "overflow" &&
+            (raw.kind === "trade" || raw.kind === "aggtrade") &&
+            Number.isSafeInteger(id)
+          )
+            backfill.lost(raw.kind, raw.symbol, id);
+        }
         const suppressed = limiter.take(`dropped-${reason}`);
         if (suppressed >= 0)
           logger.error(
@@ -145,6 +155,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
     resources.defer(() => queue.close());
     const reportLost = () => {
       if (!bus.isConnected() || lostSymbols.size === 0) return;
+      backfill.release();
       for (const symbol of lostSymbols)
         status(symbol, "gap", "rest", { reason: "frames were dropped while NATS was unreachable" });
       lostSymbols.clear();

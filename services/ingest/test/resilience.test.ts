@@ -91,7 +91,7 @@ describe("ingest resilience", () => {
     expect(status.filter((m) => m.json.type === "gap")).toHaveLength(0);
   });
 
-  it("beyond the outage buffer drops the oldest frames, counts them and stores a gap event", async () => {
+  it("beyond the outage buffer drops the oldest frames, counts them, stores a gap event and fetches the trades back", async () => {
     h = await startHarness({ OUTAGE_BUFFER_BYTES: "20000" });
     const { sim, nats, ingest } = h;
     sim.start();
@@ -114,6 +114,10 @@ describe("ingest resilience", () => {
     expect(
       await metric(ingest.opsUrl, "l2flow_ingest_frames_dropped_total", 'reason="overflow"'),
     ).toBeGreaterThan(0);
+    // The dropped trades are fetched back over REST by id: none is missing (diffs cannot be had again).
+    await sim.done;
+    await expectRecordingStoredOnce(h, { diffs: false });
+    expect(await metric(ingest.opsUrl, "l2flow_ingest_trades_backfilled_total")).toBeGreaterThan(0);
   });
 
   it("a 418 stops snapshot requests until Retry-After has passed; resync requests meanwhile share one snapshot", async () => {
