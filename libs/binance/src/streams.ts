@@ -48,6 +48,7 @@ export type ConnectionTuning = Pick<
   | "maxMessagesPerSecond"
   | "maxQueuedMessages"
   | "silenceTimeoutMs"
+  | "dataSilenceTimeoutMs"
   | "maxLifetimeMs"
   | "rotateBeforeMs"
   | "requestTimeoutMs"
@@ -57,8 +58,8 @@ export type ConnectionTuning = Pick<
   | "maxPayloadBytes"
 >;
 
-/** Why a connection was replaced. */
-export type RotationCause = "lifetime" | "serverShutdown";
+/** Why a connection was replaced ("dataSilence": pings but no market data for a while). */
+export type RotationCause = "lifetime" | "serverShutdown" | "dataSilence";
 
 /** What `onReconnectScheduled` reports: the shard, the attempt (0-based), the drawn delay and its ceiling. */
 export interface ReconnectInfo {
@@ -121,6 +122,8 @@ export interface StreamsStats {
   readonly rotations: number;
   readonly serverShutdowns: number;
   readonly silenceTimeouts: number;
+  /** Connections that kept pinging without data for `dataSilenceTimeoutMs` (each replaced). */
+  readonly dataSilences: number;
   readonly framesByConnection: Readonly<Record<string, number>>;
 }
 
@@ -179,6 +182,7 @@ export class BinanceStreams {
   #reconnects = 0;
   #rotations = 0;
   #serverShutdowns = 0;
+  #dataSilences = 0;
   #silenceTimeouts = 0;
 
   constructor(options: BinanceStreamsOptions) {
@@ -238,6 +242,7 @@ export class BinanceStreams {
       reconnects: this.#reconnects,
       rotations: this.#rotations,
       serverShutdowns: this.#serverShutdowns,
+      dataSilences: this.#dataSilences,
       silenceTimeouts: this.#silenceTimeouts,
       framesByConnection: frames,
     };
@@ -445,6 +450,10 @@ export class BinanceStreams {
           this.#rotate(c, "serverShutdown");
         },
         onLifetimeNearEnd: () => this.#rotate(c, "lifetime"),
+        onDataSilence: () => {
+          this.#dataSilences++;
+          this.#rotate(c, "dataSilence");
+        },
       }),
     };
     return c;

@@ -92,6 +92,12 @@ export interface StreamConnectionOptions {
    * pings every 20 s, so this is one ping interval plus 10 s of slack.
    */
   readonly silenceTimeoutMs?: number;
+  /**
+   * No market frame for this long while pings still come calls `onDataSilence` (once, until a frame
+   * comes again): Binance has been seen to stop a connection's data and keep pinging it. 0 (the
+   * default): not watched.
+   */
+  readonly dataSilenceTimeoutMs?: number;
   /** Binance ends a connection after this long. Default 24 h. */
   readonly maxLifetimeMs?: number;
   /** `onLifetimeNearEnd` fires this long before `maxLifetimeMs`. Default 10 min (clamped to the lifetime). */
@@ -121,6 +127,8 @@ export interface StreamConnectionOptions {
   readonly onServerShutdown?: (eventTimeMs: number, conn: BinanceStreamConnection) => void;
   /** Fires once, `rotateBeforeMs` before `maxLifetimeMs` after open. */
   readonly onLifetimeNearEnd?: (conn: BinanceStreamConnection) => void;
+  /** No market frame for `dataSilenceTimeoutMs` while the connection is otherwise alive. */
+  readonly onDataSilence?: (conn: BinanceStreamConnection) => void;
 }
 
 /** Counters of one connection. */
@@ -201,7 +209,7 @@ const MAX_CONTROL_BYTES = 64 * 1024;
 
 let nextConnectionNumber = 1;
 
-type Callbacks = "logger" | "onClose" | "onServerShutdown" | "onLifetimeNearEnd";
+type Callbacks = "logger" | "onClose" | "onServerShutdown" | "onLifetimeNearEnd" | "onDataSilence";
 type Resolved = Required<Omit<StreamConnectionOptions, Callbacks | "timeUnit">> & {
   readonly [K in Callbacks]: StreamConnectionOptions[K] | undefined;
 };
@@ -231,6 +239,9 @@ export class BinanceStreamConnection {
   #state: ConnectionState = "idle";
   #openedAt: number | undefined;
   #lastRxHr = 0n;
+  /** When the last market frame came (`dataSilenceTimeoutMs`). */
+  #lastFrameHr = 0n;
+  #dataSilent = false;
   #closeKind: CloseKind | undefined;
   #socketError: Error | undefined;
   #closeReported = false;
@@ -271,6 +282,7 @@ export class BinanceStreamConnection {
       maxMessagesPerSecond: maxPerSecond,
       maxQueuedMessages: options.maxQueuedMessages ?? 64,
       silenceTimeoutMs: options.silenceTimeoutMs ?? 30_000,
+      dataSilenceTimeoutMs: options.dataSilenceTimeoutMs ?? 0,
       maxLifetimeMs,
       rotateBeforeMs: Math.min(options.rotateBeforeMs ?? 600_000, maxLifetimeMs),
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
@@ -283,6 +295,7 @@ export class BinanceStreamConnection {
       onClose: options.onClose,
       onServerShutdown: options.onServerShutdown,
       onLifetimeNearEnd: options.onLifetimeNearEnd,
+      onDataSilence: options.onDataSilence,
     };
     this.id = this.#o.id;
     const unique = [...new Set(options.streams)];
@@ -399,12 +412,27 @@ export class BinanceStreamConnection {
 
   #startTimers(): void {
     const silence = this.#o.silenceTimeoutMs;
-    const every = Math.max(20, Math.min(1000, Math.floor(silence / 4)));
+    const dataSilence = this.#o.dataSilenceTimeoutMs;
+    const shortest = dataSilence > 0 ? Math.min(silence, dataSilence) : silence;
+    const every = Math.max(20, Math.min(1000, Math.floor(shortest / 4)));
+    this.#lastFrameHr = process.hrtime.bigint();
     this.#watchdog = setInterval(() => {
-      const idleMs = Number(process.hrtime.bigint() - this.#lastRxHr) / 1e6;
+      const now = process.hrtime.bigint();
+      const idleMs = Number(now - this.#lastRxHr) / 1e6;
       if (idleMs >= silence) {
         this.#warn("silence", { idleMs: Math.round(idleMs) }, "no frame and no ping: terminating");
         this.#terminate("silence");
+        return;
+      }
+      const dataIdleMs = Number(now - this.#lastFrameHr) / 1e6;
+      if (dataSilence > 0 && !this.#dataSilent && dataIdleMs >= dataSilence) {
+        this.#dataSilent = true;
+        this.#warn(
+          "data-silence",
+          { idleMs: Math.round(dataIdleMs) },
+          "pings but no market data: replacing the connection",
+        );
+        this.#callback(() => this.#o.onDataSilence?.(this));
       }
     }, every);
     const nearEndMs = Math.max(0, this.#o.maxLifetimeMs - this.#o.rotateBeforeMs);
@@ -434,6 +462,8 @@ export class BinanceStreamConnection {
     this.#bytes += bytes.length;
     if (this.#isMarketFrame(bytes)) {
       this.#frames++;
+      this.#lastFrameHr = hr;
+      this.#dataSilent = false;
       const receiveNs = epochNowNs(hr);
       try {
         this.#o.onFrame(bytes, receiveNs, this);

@@ -42,6 +42,11 @@ const schema = z.object({
     .refine((v) => v <= 300, { error: "expected at most 300 (Binance's limit per IP per 5 minutes)" }),
   /** Reconnect when nothing (no frame, no ping) arrives for this long. */
   SILENCE_TIMEOUT_MS: env.positiveInt(30_000),
+  /**
+   * Replace a connection (make-before-break) when pings come but no market data for this long, as
+   * Binance has been seen to do; 0 turns it off. A shard of quiet symbols is replaced that often.
+   */
+  DATA_SILENCE_TIMEOUT_MS: env.nonNegativeInt(120_000),
   /** Ask Binance for microsecond timestamps (`timeUnit=MICROSECOND`). */
   MICROSECOND_TIMESTAMPS: env.bool(false),
   /**

@@ -470,6 +470,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
         idPrefix: config.WS_REDUNDANCY > 1 ? `${"ab"[i]}` : "ws",
         connection: {
           silenceTimeoutMs: config.SILENCE_TIMEOUT_MS,
+          dataSilenceTimeoutMs: config.DATA_SILENCE_TIMEOUT_MS,
           maxLifetimeMs: config.CONNECTION_LIFETIME_MS,
           rotateBeforeMs: config.ROTATE_BEFORE_MS,
           ...(config.MICROSECOND_TIMESTAMPS ? { timeUnit: "MICROSECOND" as const } : {}),

@@ -122,6 +122,29 @@ describe("ingest continuity over the whole BTCUSDT recording", () => {
     expect(h.logs.join("")).toMatch(/trade ids continue from MD_RAW's last stored trades/);
   });
 
+  it("replaces a connection that keeps answering pings but sends no data, and fetches back the trades it missed", async () => {
+    h = await startHarness(
+      { WS_REDUNDANCY: "1", DATA_SILENCE_TIMEOUT_MS: "1500", BACKFILL_DELAY_MS: "200" },
+      { sim: { pingIntervalMs: 500 } },
+    );
+    const { sim, ingest } = h;
+    sim.start();
+    await waitUntil(() => sim.progress().replayed > sim.progress().total * 0.2, 30_000, "20% of the replay");
+    // Binance stops this connection's data and goes on pinging it: no silence by the 30 s watchdog.
+    expect(sim.stallData(undefined, 60_000)).toBe(1);
+    await waitUntil(
+      async () => (await metric(ingest.opsUrl, "l2flow_ingest_rotations_total", 'cause="dataSilence"')) >= 1,
+      15_000,
+      "a rotation for data silence",
+    );
+    await sim.done;
+    // Trades of the stall come back over REST; diffs cannot (the normalizer resyncs).
+    await expectRecordingStoredOnce(h, { diffs: false });
+    expect(await metric(ingest.opsUrl, "l2flow_ingest_trades_backfilled_total")).toBeGreaterThan(0);
+    expect(await metric(ingest.opsUrl, "l2flow_ingest_reconnects_total")).toBe(0);
+    expectPaced(sim);
+  });
+
   it("rotates before the lifetime ends and at once on serverShutdown, with no missing or duplicated frame", async () => {
     // One connection set, no backfill delay tolerance needed: rotation alone must be gapless.
     h = await startHarness({

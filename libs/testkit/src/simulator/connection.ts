@@ -73,6 +73,7 @@ export class SimConnection {
   #closeCode: number | undefined;
   #ended = false;
   #stalledUntil = 0;
+  #dataStalledUntil = 0;
   /** Between `cork()` and `uncork()`: what is sent waits in the socket, not for a slow client. */
   #corked = false;
   #corkedBytes = 0;
@@ -164,7 +165,7 @@ export class SimConnection {
   /** Sends one market-data frame (text). */
   sendFrame(frame: Buffer): void {
     if (!this.open) return;
-    if (this.stalled) {
+    if (this.stalled || performance.now() < this.#dataStalledUntil) {
       this.#lost++;
       return;
     }
@@ -206,6 +207,11 @@ export class SimConnection {
   /** Sends nothing to this client for `ms` (everything meanwhile is lost for it). */
   stall(ms: number): void {
     this.#stalledUntil = Math.max(this.#stalledUntil, performance.now() + ms);
+  }
+
+  /** Sends no market data to this client for `ms` (lost for it), pings and replies still going. */
+  stallData(ms: number): void {
+    this.#dataStalledUntil = Math.max(this.#dataStalledUntil, performance.now() + ms);
   }
 
   /** Starts a close handshake; a client that does not finish it within `closeTimeoutMs` is reset. */

@@ -270,6 +270,11 @@ export interface Simulator {
    */
   stallConnections(filter: ConnectionFilter | undefined, ms: number): number;
   /**
+   * Sends no market data to these connections for `ms` while pings and replies go on, as Binance has
+   * been seen to do to one connection (the data lost for them). Returns how many connections.
+   */
+  stallData(filter: ConnectionFilter | undefined, ms: number): number;
+  /**
    * Sends malformed text frames: `count` varied ones (truncated JSON, non-JSON, wrong types), or the
    * given text once. Returns how many connections.
    */

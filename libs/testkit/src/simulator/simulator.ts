@@ -207,6 +207,12 @@ class BinanceSimulator implements Simulator, ConnectionHost, ReplaySink {
     return selected.length;
   }
 
+  stallData(filter: ConnectionFilter | undefined, ms: number): number {
+    const selected = this.#select(filter);
+    for (const c of selected) c.stallData(ms);
+    return selected.length;
+  }
+
   injectMalformed(what: number | string, filter?: ConnectionFilter): number {
     const samples = malformedSamples(this.recording.symbols[0]?.toLowerCase() ?? "btcusdt");
     const texts =
