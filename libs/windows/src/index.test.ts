@@ -238,6 +238,26 @@ describe("WindowAggregator", () => {
     expect(out.reduce((n, w) => n + w.lateEventCount, 0)).toBe(0);
   });
 
+  it("gives a window without book updates the book of the previous close, not a later one", () => {
+    const agg = new WindowAggregator({ symbol: "X", interval: "1s", allowedLatenessMs: 0 });
+    const book = new OrderBook();
+    book.applySnapshot([["99", "1"]], [["101", "1"]], 1);
+    const update = (timeMs: number, bid: string, u: number) => {
+      agg.beforeBookUpdate(timeMs, book, 1);
+      book.applyDiff([[bid, "1"]], [], u);
+      return agg.onBook(timeMs, book, 1);
+    };
+    const out = [...update(1_500, "99", 2)]; // mid 100
+    out.push(...update(3_500, "100", 3)); // nothing happened in [2000, 3000): emitted now, empty
+    out.push(...update(4_300, "100.5", 4), ...update(5_300, "100.5", 5));
+    expect(out.map((w) => [w.startTimeMs, w.lastUpdateId, w.mid])).toEqual([
+      [1_000, 2, 100],
+      [2_000, 2, 100],
+      [3_000, 3, 100.5],
+      [4_000, 4, 100.75],
+    ]);
+  });
+
   it("marks nothing for a time of 0 before any event, and the latest window after", () => {
     const agg = new WindowAggregator({ symbol: "X", interval: "1s", allowedLatenessMs: 0 });
     agg.markIncomplete(0); // ingest said disconnected before this symbol's first diff

@@ -412,6 +412,9 @@ export class WindowAggregator {
 
   #finish(a: Acc, reason: WindowCloseReason): Window {
     let bc = a.bookClose;
+    // No book update in the window (an empty one emitted late, when the next closes): the book at
+    // its close is the book at the previous close, not the book now, which later updates changed.
+    if (bc === undefined && a.bookUpdates === 0) bc = this.#lastBook;
     if (bc === undefined && this.#latestBook !== undefined)
       bc = this.#capture(this.#latestBook, this.#latestEpoch);
     if (bc !== undefined) this.#lastBook = bc;
