@@ -90,7 +90,13 @@ export class HolySheepClient {
         content: `That answer was rejected (${parsed.error}). Reply with ONLY the corrected JSON object.`,
       },
     ];
-    const second = await this.#call(repair, signal, maxTokens);
+    let second: CallResult;
+    try {
+      second = await this.#call(repair, signal, maxTokens);
+    } catch (err) {
+      // The first answer was paid for: its tokens go with the failure, to the budget and the metrics.
+      throw Object.assign(err as LlmError, { promptTokens, completionTokens });
+    }
     promptTokens += second.promptTokens;
     completionTokens += second.completionTokens;
     parsed = parse(second.content);
@@ -109,7 +115,7 @@ export class HolySheepClient {
     messages: readonly ChatMessage[],
     signal: AbortSignal | undefined,
     maxTokens: number,
-  ): Promise<{ content: string; promptTokens: number; completionTokens: number }> {
+  ): Promise<CallResult> {
     try {
       const res = await this.#client.chat.completions.create(
         {
@@ -122,7 +128,9 @@ export class HolySheepClient {
         { timeout: this.#timeoutMs, ...(signal !== undefined ? { signal } : {}) },
       );
       return {
-        content: res.choices[0]?.message.content ?? "",
+        // A completion without a message (a content filter, a proxy's quirk) is an answer that
+        // fails validation, paid for, not a connection failure.
+        content: res.choices?.[0]?.message?.content ?? "",
         promptTokens: res.usage?.prompt_tokens ?? 0,
         completionTokens: res.usage?.completion_tokens ?? 0,
       };
@@ -130,6 +138,13 @@ export class HolySheepClient {
       throw classify(err);
     }
   }
+}
+
+/** One HTTP call's answer text and what it cost. */
+interface CallResult {
+  readonly content: string;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
 }
 
 /** Maps an `openai` error to an `LlmError` (never copying a message that could hold the key). */
@@ -144,21 +159,36 @@ export function classify(err: unknown): LlmError {
   if (err instanceof APIError) {
     const apiErr = err as APIError<number | undefined, Headers | undefined>;
     const status: number = apiErr.status ?? 0;
-    if (status === 429) {
-      const ra = apiErr.headers?.get("retry-after");
-      const seconds = ra !== null && ra !== undefined ? Number(ra) : NaN;
-      return new LlmError("RATE_LIMITED", "the LLM rate-limited us (429)", {
-        retryable: true,
-        ...(Number.isFinite(seconds) ? { retryAfterMs: seconds * 1000 } : {}),
-      });
-    }
+    const after = retryAfterMs(apiErr.headers);
+    const wait = after !== undefined ? { retryAfterMs: after } : {};
+    if (status === 429)
+      return new LlmError("RATE_LIMITED", "the LLM rate-limited us (429)", { retryable: true, ...wait });
     if (status === 401 || status === 403)
       return new LlmError("AUTH", `the LLM refused our API key (${status}): check HOLYSHEEP_API_KEY`);
     if (status === 408 || status === 409 || status >= 500)
-      return new LlmError("SERVER_ERROR", `the LLM failed (${status})`, { retryable: true });
+      return new LlmError("SERVER_ERROR", `the LLM failed (${status})`, { retryable: true, ...wait });
+    if (status === 404)
+      return new LlmError(
+        "BAD_REQUEST",
+        "the LLM endpoint or model was not found (404): check HOLYSHEEP_BASE_URL (it ends in /v1) and HOLYSHEEP_MODEL",
+      );
     return new LlmError("BAD_REQUEST", `the LLM rejected the request (${status})`);
   }
   if ((err as { name?: string } | undefined)?.name === "AbortError")
     return new LlmError("TIMEOUT", "the LLM call was aborted", { retryable: true });
   return new LlmError("CONNECTION", "unexpected LLM client failure", { retryable: true });
+}
+
+/**
+ * How long the server asked us to wait: `retry-after-ms`, or `Retry-After` as seconds or as an HTTP
+ * date (RFC 9110); undefined when absent, empty or unreadable.
+ */
+export function retryAfterMs(headers: Headers | undefined, now = Date.now()): number | undefined {
+  const ms = headers?.get("retry-after-ms")?.trim();
+  if (ms !== undefined && /^\d+(\.\d+)?$/.test(ms)) return Number(ms);
+  const ra = headers?.get("retry-after")?.trim();
+  if (ra === undefined || ra === "") return undefined;
+  if (/^\d+(\.\d+)?$/.test(ra)) return Number(ra) * 1000;
+  const at = Date.parse(ra);
+  return Number.isFinite(at) ? Math.max(0, at - now) : undefined;
 }

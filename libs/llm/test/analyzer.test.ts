@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { DegradedReason, Sentiment, type Window } from "@l2flow/contracts";
-import { HolySheepClient, ruleAnswer, SignalAnalyzer, type SignalAnalyzerOptions } from "@l2flow/llm";
+import {
+  HolySheepClient,
+  retryAfterMs,
+  ruleAnswer,
+  SignalAnalyzer,
+  type SignalAnalyzerOptions,
+} from "@l2flow/llm";
 import { startFakeLlm, type FakeLlm } from "@l2flow/testkit";
 
 const KEY = "sk-test-very-secret-key-42";
@@ -127,6 +133,56 @@ describe("SignalAnalyzer against the fake OpenAI server", () => {
     expect(s.degraded).toBe(false);
     const [a, b] = fake.requests;
     expect(b!.atMs - a!.atMs).toBeGreaterThanOrEqual(950);
+  });
+
+  it("honours Retry-After as an HTTP date, and on a 503", async () => {
+    fake.setScript([
+      { kind: "status", status: 503, headers: { "retry-after": new Date(Date.now() + 2_000).toUTCString() } },
+      { kind: "json", body: good },
+    ]);
+    const s = await make().analyze(window(), []);
+    expect(s.degraded).toBe(false);
+    const [a, b] = fake.requests;
+    expect(b!.atMs - a!.atMs).toBeGreaterThanOrEqual(900); // the date has whole seconds
+    expect(retryAfterMs(new Headers({ "retry-after": "" }))).toBeUndefined();
+    expect(retryAfterMs(new Headers({ "retry-after": "3" }))).toBe(3_000);
+    expect(retryAfterMs(new Headers({ "retry-after-ms": "250", "retry-after": "3" }))).toBe(250);
+    expect(retryAfterMs(new Headers({ "retry-after": "soon" }))).toBeUndefined();
+  });
+
+  it("takes a completion without a message for an invalid answer, paid for, not a connection failure", async () => {
+    const empty = {
+      kind: "status",
+      status: 200,
+      body: {
+        id: "x",
+        object: "chat.completion",
+        model: "deepseek-v3.2",
+        choices: [{ index: 0, message: null, finish_reason: "content_filter" }],
+        usage: { prompt_tokens: 40, completion_tokens: 0, total_tokens: 40 },
+      },
+    } as const;
+    fake.setScript([empty, empty]);
+    const s = await make().analyze(window(), []);
+    expect(s).toMatchObject({
+      degraded: true,
+      degradedReason: DegradedReason.DEGRADED_REASON_INVALID_ANSWER,
+    });
+    expect(fake.requests).toHaveLength(2); // the answer and its repair, no retries
+    expect(s.promptTokens).toBe(80);
+  });
+
+  it("counts the tokens of an answer whose repair call failed", async () => {
+    fake.setScript([
+      { kind: "text", content: "I think up" },
+      { kind: "status", status: 500 },
+      { kind: "json", body: good },
+    ]);
+    const calls: { outcome: string; promptTokens: number }[] = [];
+    const s = await make({ onLlmCall: (e) => calls.push(e) }).analyze(window(), []);
+    expect(s.degraded).toBe(false);
+    expect(calls.map((c) => c.outcome)).toEqual(["SERVER_ERROR", "ok"]);
+    expect(calls[0]!.promptTokens).toBeGreaterThan(50);
   });
 
   it("opens the breaker after repeated 500s, then closes it after the cool-down", async () => {

@@ -12,6 +12,8 @@ export type FakeLlmBehaviour =
       readonly kind: "status";
       readonly status: number;
       readonly retryAfterS?: number;
+      /** More response headers (e.g. `retry-after` as an HTTP date). */
+      readonly headers?: Readonly<Record<string, string>>;
       readonly body?: unknown;
     }
   /** Waits, then behaves as `then`. */
@@ -81,6 +83,7 @@ export async function startFakeLlm(): Promise<FakeLlm> {
       case "status": {
         const headers: Record<string, string> = { "content-type": "application/json" };
         if (b.retryAfterS !== undefined) headers["retry-after"] = String(b.retryAfterS);
+        Object.assign(headers, b.headers);
         res.writeHead(b.status, headers);
         res.end(
           JSON.stringify(
