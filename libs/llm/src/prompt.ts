@@ -15,12 +15,18 @@ const SYSTEM = [
 
 const r = (v: number, digits = 6) => (Number.isFinite(v) ? Number(v.toPrecision(digits)) : 0);
 
+/** A time as ISO 8601; the number itself when it is no date (a corrupt window must not throw here). */
+function isoTime(ms: number): string {
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? String(ms) : d.toISOString();
+}
+
 /** The features of one window, compactly. */
 export function windowFeatures(w: Window): Record<string, unknown> {
   return {
     symbol: w.symbol,
     interval: w.interval,
-    start: new Date(w.startTimeMs).toISOString(),
+    start: isoTime(w.startTimeMs),
     complete: w.complete,
     ohlc: [r(w.open), r(w.high), r(w.low), r(w.close)],
     volume: r(w.volume),
@@ -42,7 +48,7 @@ export function windowFeatures(w: Window): Record<string, unknown> {
 function pastLines(history: readonly Window[]): string[] {
   return history.map(
     (h) =>
-      `${new Date(h.startTimeMs).toISOString()} o=${r(h.open)} c=${r(h.close)} v=${r(h.volume)} flow=${r(h.tradeFlowImbalance, 3)} book=${r(h.bookImbalance, 3)}`,
+      `${isoTime(h.startTimeMs)} o=${r(h.open)} c=${r(h.close)} v=${r(h.volume)} flow=${r(h.tradeFlowImbalance, 3)} book=${r(h.bookImbalance, 3)}`,
   );
 }
 

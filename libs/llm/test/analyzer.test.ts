@@ -315,6 +315,13 @@ describe("SignalAnalyzer against the fake OpenAI server", () => {
     }
   });
 
+  it("builds a prompt for a window whose start is past the range of a date", async () => {
+    fake.setScript([{ kind: "json", body: good }]);
+    const s = await make().analyze(window(9e15), [window(8.9e15)]);
+    expect(s.degraded).toBe(false);
+    expect(fake.requests[0]!.body.messages?.[1]?.content).toContain("9000000000000000");
+  });
+
   it("the rule provider is deterministic", () => {
     expect(ruleAnswer(window())).toEqual(ruleAnswer(window()));
     expect(ruleAnswer(window()).sentiment).toBe("bullish");

@@ -49,6 +49,9 @@ export interface StreamSelection {
   accepts(subject: string): boolean;
 }
 
+/** How far ahead a stream's start time may be (clocks differ); beyond, it is a mistake of units. */
+const FUTURE_SLACK_MS = 86_400_000;
+
 /**
  * Validates a StreamWindows/StreamSignals request. The server filters by subject when one symbol or
  * one interval is asked (a single literal token); the rest is filtered here.
@@ -67,6 +70,12 @@ export function parseStreamRequest(
   if (!Number.isSafeInteger(startTimeMs) || startTimeMs < 0)
     throw invalidArgument(
       `start_time_ms ${startTimeMs} is invalid: use 0 for "from now" or milliseconds since the Unix epoch`,
+    );
+  // A time in micro- or nanoseconds would read as tens of thousands of years ahead: nothing would
+  // ever come (or, past Date's range, the stream would fail as if NATS were away).
+  if (startTimeMs > Date.now() + FUTURE_SLACK_MS)
+    throw invalidArgument(
+      `start_time_ms ${startTimeMs} is in the future: it is milliseconds since the Unix epoch (not micro- or nanoseconds), or 0 for "from now"`,
     );
   const only = (set: ReadonlySet<string>) => (set.size === 1 ? [...set][0]! : "*");
   const filterSubject = `${prefix}.${EXCHANGE}.${only(intervals)}.${only(symbols)}`;

@@ -204,6 +204,9 @@ describe("gateway: MarketData over JetStream", () => {
       { symbols: ["BTCUSDT", "no way"], intervals: [], startTimeMs: 0, says: "symbols[1]" },
       { symbols: [], intervals: ["1 minute"], startTimeMs: 0, says: "intervals[0]" },
       { symbols: [], intervals: [], startTimeMs: -5, says: "start_time_ms" },
+      // Microseconds, and past the range of a date: the units are wrong.
+      { symbols: [], intervals: [], startTimeMs: Date.now() * 1000, says: "not micro- or nanoseconds" },
+      { symbols: [], intervals: [], startTimeMs: 9e15, says: "in the future" },
     ];
     for (const c of cases) {
       const end = await ending(h.client.streamSignals(c));
