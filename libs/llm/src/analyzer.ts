@@ -213,18 +213,9 @@ export class SignalAnalyzer {
         reason: DegradedReason.DEGRADED_REASON_NOT_CONFIGURED,
         detail: "no HolySheep API key configured",
       };
-    const state = this.breakerState;
-    if (state === "open" || (state === "half-open" && this.#probing))
-      return {
-        ok: false,
-        reason: DegradedReason.DEGRADED_REASON_CIRCUIT_OPEN,
-        detail: "circuit breaker open after repeated LLM failures",
-      };
     const estimate = Math.ceil(JSON.stringify(messages).length / 4) + maxTokens;
-    const over = this.#overBudget(estimate);
-    if (over !== undefined)
-      return { ok: false, reason: DegradedReason.DEGRADED_REASON_BUDGET_EXHAUSTED, detail: over };
-
+    const refused = this.#refused(estimate);
+    if (refused !== undefined) return refused;
     if (this.#active >= this.#o.concurrency) {
       if (this.#waiting.length >= this.#o.maxQueued)
         return {
@@ -233,6 +224,13 @@ export class SignalAnalyzer {
           detail: "too many LLM calls waiting (concurrency limit)",
         };
       await new Promise<void>((resolve) => this.#waiting.push(resolve));
+      // The breaker may have opened, or the budget run out, while this call waited its turn; then
+      // its turn goes to the next one waiting.
+      const now = this.#refused(estimate);
+      if (now !== undefined) {
+        this.#waiting.shift()?.();
+        return now;
+      }
     }
     this.#active++;
     const probe = this.breakerState === "half-open";
@@ -307,6 +305,21 @@ export class SignalAnalyzer {
       this.#active--;
       this.#waiting.shift()?.();
     }
+  }
+
+  /** Why a call may not go out now (breaker open or probing, budget spent), if it may not. */
+  #refused(estimatedTokens: number): { ok: false; reason: DegradedReason; detail: string } | undefined {
+    const state = this.breakerState;
+    if (state === "open" || (state === "half-open" && this.#probing))
+      return {
+        ok: false,
+        reason: DegradedReason.DEGRADED_REASON_CIRCUIT_OPEN,
+        detail: "circuit breaker open after repeated LLM failures",
+      };
+    const over = this.#overBudget(estimatedTokens);
+    if (over !== undefined)
+      return { ok: false, reason: DegradedReason.DEGRADED_REASON_BUDGET_EXHAUSTED, detail: over };
+    return undefined;
   }
 
   #retryDelay(e: LlmError, attempt: number): number | undefined {

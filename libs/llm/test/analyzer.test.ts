@@ -7,7 +7,7 @@ import {
   SignalAnalyzer,
   type SignalAnalyzerOptions,
 } from "@l2flow/llm";
-import { startFakeLlm, type FakeLlm } from "@l2flow/testkit";
+import { defaultFakeSignal, startFakeLlm, type FakeLlm } from "@l2flow/testkit";
 
 const KEY = "sk-test-very-secret-key-42";
 const good = { sentiment: "bullish", confidence: 0.8, pressure: "buy", rationale: "bids stack up" };
@@ -226,6 +226,18 @@ describe("SignalAnalyzer against the fake OpenAI server", () => {
       degradedReason: DegradedReason.DEGRADED_REASON_BUDGET_EXHAUSTED,
     });
     expect(fake.requests).toHaveLength(2);
+  });
+
+  it("checks the breaker again when a queued call gets its turn: one request when the first opens it", async () => {
+    fake.setDefault({ kind: "slow", delayMs: 150, then: { kind: "status", status: 500 } });
+    const a = make({ concurrency: 1, maxQueued: 4, breakerFailures: 1, maxRetries: 0 });
+    const signals = await Promise.all(Array.from({ length: 5 }, (_, i) => a.analyze(window(i * 1_000), [])));
+    expect(fake.requests).toHaveLength(1);
+    expect(signals.map((s) => s.degradedReason)).toEqual([
+      DegradedReason.DEGRADED_REASON_LLM_ERROR,
+      ...Array.from({ length: 4 }, () => DegradedReason.DEGRADED_REASON_CIRCUIT_OPEN),
+    ]);
+    fake.setDefault(defaultFakeSignal);
   });
 
   it("keeps at most `concurrency` calls in flight", async () => {
