@@ -103,6 +103,11 @@ export interface BinanceStreamsOptions {
   /** A connection is open with these streams subscribed. */
   readonly onConnectionUp?: (connId: string, streams: readonly string[]) => void;
   /**
+   * A connection that is up subscribed to more streams (symbols added at run time, or while it was
+   * opening): they are carried from now on, as `onConnectionUp`'s are.
+   */
+  readonly onStreamsAdded?: (connId: string, streams: readonly string[]) => void;
+  /**
    * A connection that was up ended unexpectedly (server close, error, silence): frames of `streams`
    * may be missing until the shard's next `onConnectionUp`. Not called for rotations, removals or `close()`.
    */
@@ -403,7 +408,11 @@ export class BinanceStreams {
       const add = [...desired].filter((s) => !current.has(s));
       try {
         if (remove.length > 0) await c.conn.unsubscribe(remove);
-        if (add.length > 0) await c.conn.subscribe(add);
+        if (add.length > 0) {
+          await c.conn.subscribe(add);
+          if (c.conn.state === "open" && !c.retired)
+            this.#callback(() => this.#o.onStreamsAdded?.(c.conn.id, add));
+        }
       } catch (err) {
         // A connection that closes meanwhile is fine: the next one opens with the desired streams.
         if (err instanceof BinanceWsError && err.code === "WS_CLOSED") return;

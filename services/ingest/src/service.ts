@@ -482,6 +482,8 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
           logger.info({ connection: connId, streams: list.length }, "Binance connection up");
           covered(connId, list);
         },
+        // Symbols added to a connection already up: "connected", and a snapshot, as at connect.
+        onStreamsAdded: (connId, list) => covered(connId, list),
         onConnectionDown: (connId, _list, reason: CloseInfo) => {
           m.connections.set(connectionsUp());
           m.reconnects.inc();

@@ -205,6 +205,14 @@ describe("ingest resilience", () => {
     await waitUntil(async () => (await count(c)) > 5, 15_000, `frames of ${c}`);
     // Added by SUBSCRIBE on the open connection: no new connection was opened.
     expect(sim.stats().connectionAttempts).toBe(1);
+    // As at a connect: a "connected" status and a snapshot for the normalizer to sync from.
+    await waitUntil(
+      async () => (await readRaw(bus, subjects.raw("snapshot", c)).catch(() => [])).length === 1,
+      10_000,
+      `a snapshot of ${c}`,
+    );
+    const statuses = await readRaw(bus, subjects.raw("status", c));
+    expect(statuses.map((m) => m.json.type)).toEqual(["connected"]);
     const removed = await ask({ remove: [a] });
     expect(removed).toEqual({ ok: true, symbols: [b, c] });
     await sleep(500);
