@@ -33,6 +33,11 @@ export const HEADERS = {
   msgId: "Nats-Msg-Id",
   /** Where a raw message came from when not the live stream: "rest-backfill" for recovered trades. */
   source: "L2-Source",
+  /**
+   * On recovered trades: the highest id of their kind ingest had seen live when it stored them, which
+   * a restart continues from (the recovered ids are lower than trades stored before them).
+   */
+  liveHigh: "L2-Live-High",
 } as const;
 
 const SYMBOL_RE = /^[A-Z0-9]{2,30}$/;

@@ -14,13 +14,17 @@ export interface TradeBackfillOptions {
   readonly maxIdsPerGap: number;
   /** Multiplies REST times (ms) to the stream's unit: 1, or 1000 with microsecond timestamps. */
   readonly timeScale: number;
-  /** Stores one recovered trade, as a stream-format JSON event. */
+  /**
+   * Stores one recovered trade, as a stream-format JSON event; `liveHigh` is the highest id of its
+   * kind seen live by then (at least `id`).
+   */
   readonly publish: (
     kind: TradeKind,
     symbol: string,
     id: number,
     json: string,
     receiveTimeNs: bigint,
+    liveHigh: number,
   ) => void;
   /** Ids that neither the streams nor REST could give. */
   readonly onUnrecoverable: (
@@ -246,7 +250,8 @@ export class TradeBackfill {
           // A refetched trade was seen live, and lost: stored now (JetStream drops it if another
           // replica stored it meanwhile).
           if (this.#o.dedupe.seen(h.kind, h.symbol, t.id) && h.refetch !== true) continue;
-          this.#o.publish(h.kind, h.symbol, t.id, t.json, BigInt(Date.now()) * 1_000_000n);
+          const liveHigh = Math.max(t.id, this.#highest[h.kind].get(h.symbol) ?? 0);
+          this.#o.publish(h.kind, h.symbol, t.id, t.json, BigInt(Date.now()) * 1_000_000n, liveHigh);
           recovered++;
         }
         cursor = Math.max(cursor, page[page.length - 1]!.id + 1);

@@ -272,7 +272,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
       delayMs: config.BACKFILL_DELAY_MS,
       maxIdsPerGap: config.BACKFILL_MAX_IDS,
       timeScale: config.MICROSECOND_TIMESTAMPS ? 1000 : 1,
-      publish: (kind, symbol, id, json, receiveTimeNs) =>
+      publish: (kind, symbol, id, json, receiveTimeNs, liveHigh) =>
         queue.push({
           subject: subjects.raw(kind, symbol),
           data: encoder.encode(json),
@@ -281,6 +281,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
             [HEADERS.receiveNs]: String(receiveTimeNs),
             [HEADERS.connection]: "rest",
             [HEADERS.source]: "rest-backfill",
+            [HEADERS.liveHigh]: String(liveHigh),
           },
         }),
       onRecovered: (kind, symbol, count) => {
@@ -312,8 +313,9 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
      * the trades made while no ingest collected the symbol (a restart of a single replica, a rollout,
      * a symbol removed and added again) are fetched back over REST or reported, not silently missing.
      * A last stored trade that was itself recovered over REST need not be the highest stored (the
-     * backfill stores after later live trades): such a symbol is not seeded, since a lower seed would
-     * fetch and store again ids MD_RAW already holds.
+     * backfill stores after later live trades): it carries the highest live id of then
+     * (`L2-Live-High`), which the seed continues from; one without (stored by an older ingest) leaves
+     * the symbol unseeded, since a lower seed would fetch and store again ids MD_RAW already holds.
      */
     const seedTradeIds = async (list: readonly string[]): Promise<void> => {
       const jobs = list.flatMap((symbol) => tradeKinds.map((kind) => ({ symbol, kind })));
@@ -333,11 +335,14 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps): Promi
               failed = err; // NATS unreachable, or a user without $JS.API.STREAM.MSG.GET.MD_RAW
               return;
             }
-            if (last === null || last.header?.get(HEADERS.source) === "rest-backfill") return;
+            if (last === null) return;
+            const recovered = last.header?.get(HEADERS.source) === "rest-backfill";
+            const liveHigh = recovered ? Number(last.header?.get(HEADERS.liveHigh) || NaN) : NaN;
+            if (recovered && !Number.isSafeInteger(liveHigh)) return;
             try {
               const id =
                 kind === "trade" ? parseTrade(last.data).tradeId : parseAggTrade(last.data).aggTradeId;
-              backfill.seed(kind, symbol, id);
+              backfill.seed(kind, symbol, recovered ? Math.max(id, liveHigh) : id);
               seeded++;
             } catch {
               // Not a trade frame we can read: nothing to continue from.

@@ -122,6 +122,32 @@ describe("ingest continuity over the whole BTCUSDT recording", () => {
     expect(h.logs.join("")).toMatch(/trade ids continue from MD_RAW's last stored trades/);
   });
 
+  it("after a restart whose last stored trade was a recovered one, still fetches back what it missed", async () => {
+    h = await startHarness({ WS_REDUNDANCY: "1", BACKFILL_DELAY_MS: "1500" });
+    const { sim } = h;
+    sim.start();
+    await sleep(1_500);
+    // A hole, seen by the first live trade after the stall, and recovered after the replay paused:
+    // the recovered trades are MD_RAW's last, stored after higher live ids.
+    sim.stallConnections(undefined, 800);
+    await sleep(1_100);
+    sim.pause();
+    await h.ingest.backfillSettled(15_000);
+    const last = await h.bus.jsm.streams.getMessage("MD_RAW", {
+      last_by_subj: subjects.raw("trade", "BTCUSDT"),
+    });
+    expect(last?.header?.get("L2-Source")).toBe("rest-backfill");
+    expect(Number(last?.header?.get("L2-Live-High"))).toBeGreaterThan(JSON.parse(last!.string()).t as number);
+    // Down while the replay goes on.
+    const restarting = h.restartIngest(2_000);
+    await sleep(1_000);
+    sim.resume();
+    const again = await restarting;
+    await sim.done;
+    await expectRecordingStoredOnce(h, { diffs: false });
+    expect(await metric(again.opsUrl, "l2flow_ingest_trades_unrecoverable_total")).toBe(0);
+  });
+
   it("replaces a connection that keeps answering pings but sends no data, and fetches back the trades it missed", async () => {
     h = await startHarness(
       { WS_REDUNDANCY: "1", DATA_SILENCE_TIMEOUT_MS: "1500", BACKFILL_DELAY_MS: "200" },
