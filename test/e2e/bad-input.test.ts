@@ -45,6 +45,10 @@ describe("configuration and start-up errors", () => {
       /WS_CONNECT_ATTEMPTS_PER_5MIN="400": expected at most 300/,
     );
     expect(ingestConfig({ WS_CONNECT_ATTEMPTS_PER_5MIN: "140" }).WS_CONNECT_ATTEMPTS_PER_5MIN).toBe(140);
+    // A lifetime lowered alone (to see rotations) leaves the default rotation lead longer than it.
+    expect(() => ingestConfig({ CONNECTION_LIFETIME_MS: "300000" })).toThrow(
+      /ROTATE_BEFORE_MS=600000: must be less than CONNECTION_LIFETIME_MS=300000/,
+    );
     expect(() => analyzerConfig({ HOLYSHEEP_API_KEY: "short", ANALYZER_INTERVALS: "1 minute" })).toThrow(
       /ANALYZER_INTERVALS="1 minute"/,
     );

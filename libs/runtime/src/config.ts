@@ -24,8 +24,17 @@ export function parseEnv<S extends z.ZodObject>(
     if (value !== undefined && value !== "") input[key] = value;
   }
   const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  const lines = result.error.issues.map((issue) => {
+  // Variables that only work together: one without the other is ignored, silently, by the client.
+  const unpaired = PAIRS.filter(([a, b]) => a in schema.shape && b in schema.shape).flatMap(([a, b]) =>
+    (input[a] === undefined) !== (input[b] === undefined)
+      ? [
+          `  ${input[a] === undefined ? a : b}: set it too, with ${input[a] === undefined ? b : a} (one is of no use alone)`,
+        ]
+      : [],
+  );
+  if (result.success && unpaired.length === 0) return result.data;
+  const issues = result.success ? [] : result.error.issues;
+  const lines = issues.map((issue) => {
     const key = String(issue.path[0] ?? "?");
     // A URL's user and password are never shown, whatever the variable.
     const shown = options.secretKeys?.includes(key)
@@ -33,8 +42,14 @@ export function parseEnv<S extends z.ZodObject>(
       : JSON.stringify(input[key] ?? "").replace(/\/\/[^/@\s"]*@/g, "//<redacted>@");
     return `  ${key}=${shown}: ${issue.message}`;
   });
-  throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
+  throw new ConfigError(`invalid configuration:\n${[...lines, ...unpaired].join("\n")}`);
 }
+
+/** Variables that only work together. */
+const PAIRS: readonly (readonly [string, string])[] = [
+  ["NATS_TLS_CERT", "NATS_TLS_KEY"],
+  ["NATS_USER", "NATS_PASSWORD"],
+];
 
 /** zod helpers for common variable shapes; each error message says what is accepted. */
 export const env = {

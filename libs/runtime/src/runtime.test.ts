@@ -70,6 +70,21 @@ describe("parseEnv", () => {
     expect(msg).not.toContain("tiny");
   });
 
+  it("names the other half of a pair set alone (a TLS certificate without its key, a user without a password)", () => {
+    expect(() => parseEnv(schema, { API_KEY: "0123456789", NATS_TLS_CERT: "/c.pem" })).toThrow(
+      /NATS_TLS_KEY: set it too, with NATS_TLS_CERT/,
+    );
+    expect(() => parseEnv(schema, { API_KEY: "0123456789", NATS_PASSWORD: "pw-1234" })).toThrow(
+      /NATS_USER: set it too, with NATS_PASSWORD/,
+    );
+    expect(() => parseEnv(schema, { API_KEY: "0123456789", NATS_PASSWORD: "pw-1234" })).not.toThrow(
+      /pw-1234/,
+    );
+    expect(parseEnv(schema, { API_KEY: "0123456789", NATS_USER: "u", NATS_PASSWORD: "p" }).NATS_USER).toBe(
+      "u",
+    );
+  });
+
   it("refuses a NATS URL with a user or password in it, without showing them", () => {
     const bad = () =>
       parseEnv(schema, { API_KEY: "0123456789", NATS_URL: "nats://a:1,nats://analyzer:s3cret-pw@nats:4222" });

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { env, natsEnvShape, opsEnvShape, parseEnv, type Env } from "@l2flow/runtime";
+import { ConfigError, env, natsEnvShape, opsEnvShape, parseEnv, type Env } from "@l2flow/runtime";
 
 const schema = z.object({
   ...natsEnvShape,
@@ -77,5 +77,11 @@ export type IngestConfig = z.infer<typeof schema>;
 
 /** Reads and validates ingest's environment; throws `ConfigError` naming each bad variable. */
 export function loadConfig(vars: Env): IngestConfig {
-  return parseEnv(schema, vars, { secretKeys: ["NATS_PASSWORD", "NATS_TOKEN", "BINANCE_API_KEY"] });
+  const config = parseEnv(schema, vars, { secretKeys: ["NATS_PASSWORD", "NATS_TOKEN", "BINANCE_API_KEY"] });
+  // A rotation due at once would find the replacement itself due at once, and never fire again.
+  if (config.ROTATE_BEFORE_MS >= config.CONNECTION_LIFETIME_MS)
+    throw new ConfigError(
+      `invalid configuration:\n  ROTATE_BEFORE_MS=${config.ROTATE_BEFORE_MS}: must be less than CONNECTION_LIFETIME_MS=${config.CONNECTION_LIFETIME_MS} (rotation starts that long before a connection's end); lower it with the lifetime`,
+    );
+  return config;
 }
