@@ -61,12 +61,21 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     const books = await openKv(bus, BUCKETS.book);
     const jsm = await bus.js.jetstreamManager();
 
+    // /readyz is gRPC health's condition (deployments without a gRPC probe use it): serving once the
+    // gRPC server is bound, while NATS is connected, and not once shutdown began.
+    let serving: "starting" | "up" | "stopping" = "starting";
     const ops = await startOpsServer({
       port: config.METRICS_PORT,
       registry,
       logger,
       readiness: () =>
-        bus.isConnected() ? { ready: true } : { ready: false, reason: "NATS is not connected" },
+        serving === "starting"
+          ? { ready: false, reason: "the gRPC server is not bound yet" }
+          : serving === "stopping"
+            ? { ready: false, reason: "shutting down" }
+            : bus.isConnected()
+              ? { ready: true }
+              : { ready: false, reason: "NATS is not connected" },
     });
     resources.push(ops);
 
@@ -100,7 +109,9 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     health.addToServer(server);
     addReflection(server);
     const port = await bind(server, config.GRPC_HOST, config.GRPC_PORT, security.credentials);
+    serving = "up";
     resources.defer(() => {
+      serving = "stopping";
       offHealth();
       setHealth(false);
       return shutdownGrpc(server, md, config.GATEWAY_SHUTDOWN_GRACE_MS, logger);

@@ -103,7 +103,14 @@ describe("gateway: health, NATS outages and shutdown", () => {
       () => consumerFilters(h.bus, STREAMS.window),
       (f) => f.includes("md.window.binance.*.*"),
     );
-    await h.gateway.close();
+    const closing = h.gateway.close();
+    // Not ready from the start of shutdown, as gRPC health (the ops server may already be gone).
+    const ready = await fetch(`${h.gateway.opsUrl}/readyz`).then(
+      (r) => r.status,
+      () => "gone",
+    );
+    expect(ready).not.toBe(200);
+    await closing;
     const err = await ended;
     expect(err.code).toBe(status.UNAVAILABLE);
     expect(err.details).toContain("shutting down");
