@@ -89,6 +89,13 @@ export interface BookSyncOptions {
    * found that many diffs later.
    */
   readonly reorderDiffs?: number;
+  /**
+   * Called just before each diff is applied to the book (in sync, drained after being held, or
+   * bridged from the buffer), with its event time: the book is then still as it was before it.
+   */
+  readonly beforeApply?: (eventTime: number) => void;
+  /** Called just after each diff is applied (and the book trimmed), with its event time. */
+  readonly afterApply?: (eventTime: number) => void;
 }
 
 /** The JSON-able state of a `BookSync`, for checkpoints. */
@@ -214,7 +221,11 @@ export class BookSync {
     this.#historyMax = options.historyDiffs ?? 0;
     this.#maxLevels = options.maxLevelsPerSide ?? Infinity;
     this.#reorderMax = options.reorderDiffs ?? 0;
+    this.#beforeApply = options.beforeApply;
+    this.#afterApply = options.afterApply;
   }
+  readonly #beforeApply: ((eventTime: number) => void) | undefined;
+  readonly #afterApply: ((eventTime: number) => void) | undefined;
 
   /** True while the book is exact. */
   get synced(): boolean {
@@ -424,6 +435,7 @@ export class BookSync {
 
   /** Applies a diff that continues the book, and keeps it in the history. */
   #apply(d: DepthUpdate): void {
+    this.#beforeApply?.(d.eventTime);
     this.book.applyDiff(d.bids, d.asks, d.finalUpdateId);
     this.#lastEventTime = d.eventTime;
     this.counters.applied++;
@@ -432,6 +444,7 @@ export class BookSync {
       this.#history.push(d);
     }
     this.#trim();
+    this.#afterApply?.(d.eventTime);
   }
 
   #trim(): void {

@@ -131,7 +131,7 @@ export class SymbolProcessor {
     this.symbol = symbol;
     this.#o = options;
     this.#events = events;
-    this.#sync = new BookSync(SymbolProcessor.#syncOptions(options));
+    this.#sync = new BookSync(this.#syncOptions(options));
     this.#windows = options.intervals.map(
       (interval) =>
         new WindowAggregator({
@@ -159,13 +159,32 @@ export class SymbolProcessor {
     return this.#sync.needsSnapshot;
   }
 
-  static #syncOptions(o: ProcessorOptions) {
+  #syncOptions(o: ProcessorOptions) {
     return {
       maxBufferedDiffs: o.maxBufferedDiffs,
       maxLevelsPerSide: o.maxLevelsPerSide,
       historyDiffs: o.refreshHistory,
       reorderDiffs: o.reorderDiffs ?? 0,
+      beforeApply: (eventTime: number) => this.#beforeBookUpdate(eventTime),
+      afterApply: (eventTime: number) => this.#afterBookUpdate(eventTime),
     };
+  }
+
+  /**
+   * Windows closed by book updates, collected as each diff is applied (a held diff drained, a buffer
+   * bridged: several per message) and published after the message's book snapshot.
+   */
+  readonly #bookWindows: Window[] = [];
+
+  /** Every applied diff is a book update of the windows, at its own event time. */
+  #afterBookUpdate(eventTime: number): void {
+    const book = this.#sync.book;
+    if (book.isCrossed()) return; // a fault: the sync reports it as a gap
+    for (const w of this.#windows) this.#bookWindows.push(...w.onBook(eventTime, book, this.#sync.epoch));
+  }
+
+  #beforeBookUpdate(eventTime: number): void {
+    for (const w of this.#windows) w.beforeBookUpdate(eventTime, this.#sync.book, this.#sync.epoch);
   }
 
   /** Identifies the options a state belongs to. */
@@ -202,7 +221,7 @@ export class SymbolProcessor {
   /** Continues from `serialize()`; false (and nothing changed) when the state is from other options. */
   restore(state: ProcessorState): boolean {
     if (state.v !== 1 || state.fingerprint !== SymbolProcessor.fingerprint(this.#o)) return false;
-    this.#sync = BookSync.restore(state.sync, SymbolProcessor.#syncOptions(this.#o));
+    this.#sync = BookSync.restore(state.sync, this.#syncOptions(this.#o));
     this.#windows.forEach((w, i) => w.restore(state.windows[i]!, this.#sync.book));
     this.#diffsSinceBook = state.diffsSinceBook;
     this.#tradeIds = TradeIds.restore({ last: state.lastTradeId, missing: state.missingTradeIds ?? [] });
@@ -249,10 +268,14 @@ export class SymbolProcessor {
     switch (kind as Kind) {
       case "depth": {
         const d = parseDepthUpdate(data);
-        for (const w of this.#windows) w.beforeBookUpdate(d.eventTime, this.#sync.book, this.#sync.epoch);
+        // Windows take their book at close just before a diff after their end is applied (the sync's
+        // beforeApply), so a held diff applied later still lands in its window's book; without a book
+        // (waiting for a snapshot) they take the empty one.
+        if (!this.#sync.synced) this.#beforeBookUpdate(d.eventTime);
         const r = this.#sync.onDiff(d, seq);
         this.#holdWindows();
         this.#onSync(out, fx, r, d.eventTime, receiveTimeUs);
+        this.#windowOuts(out, this.#bookWindows.splice(0));
         return;
       }
       case "snapshot": {
@@ -260,6 +283,7 @@ export class SymbolProcessor {
         const r = this.#sync.onSnapshot(snap);
         this.#holdWindows();
         this.#onSync(out, fx, r, this.#sync.lastEventTime, receiveTimeUs);
+        this.#windowOuts(out, this.#bookWindows.splice(0));
         return;
       }
       case "trade": {
@@ -372,8 +396,6 @@ export class SymbolProcessor {
           this.#bookOut(out, fx, receiveTimeUs);
         // Rebuilt after a gap: the span without a book ends here.
         if (r.bridged) for (const w of this.#windows) w.restored(sync.lastEventTime || eventTimeMs);
-        for (const w of this.#windows)
-          this.#windowOuts(out, w.onBook(sync.lastEventTime || eventTimeMs, sync.book, sync.epoch));
         return;
       case "gap": {
         const reason =
