@@ -102,6 +102,8 @@ export interface ProcessorState {
   /** Trade ids below `lastTradeId` not had yet (`[from, to]` ranges); absent in older checkpoints. */
   readonly missingTradeIds?: readonly (readonly [number, number])[];
   readonly missingAggIds?: readonly (readonly [number, number])[];
+  /** The highest trade id an aggTrade counted in the windows covered (absent: 0). */
+  readonly aggWindowedTo?: number;
 }
 
 type Kind = "depth" | "snapshot" | "trade" | "aggtrade" | "status";
@@ -126,6 +128,11 @@ export class SymbolProcessor {
   #diffsSinceBook = 0;
   #tradeIds = new TradeIds();
   #aggIds = new TradeIds();
+  /**
+   * The highest trade id (`l`) of the aggTrades counted in the windows, which happens only before
+   * the first @trade: a @trade up to it is already in them.
+   */
+  #aggWindowedTo = 0;
 
   constructor(symbol: string, options: ProcessorOptions, events: ProcessorEvents = {}) {
     this.symbol = symbol;
@@ -215,6 +222,7 @@ export class SymbolProcessor {
       lastAggId: this.#aggIds.last,
       missingTradeIds: this.#tradeIds.serialize().missing,
       missingAggIds: this.#aggIds.serialize().missing,
+      ...(this.#aggWindowedTo > 0 ? { aggWindowedTo: this.#aggWindowedTo } : {}),
     };
   }
 
@@ -226,6 +234,7 @@ export class SymbolProcessor {
     this.#diffsSinceBook = state.diffsSinceBook;
     this.#tradeIds = TradeIds.restore({ last: state.lastTradeId, missing: state.missingTradeIds ?? [] });
     this.#aggIds = TradeIds.restore({ last: state.lastAggId, missing: state.missingAggIds ?? [] });
+    this.#aggWindowedTo = state.aggWindowedTo ?? 0;
     return true;
   }
 
@@ -289,13 +298,18 @@ export class SymbolProcessor {
       case "trade": {
         const t = parseTrade(data);
         if (!this.#newId(this.#tradeIds, t.tradeId)) return;
-        this.#trade(out, TradeKind.TRADE_KIND_TRADE, t.tradeId, t, receiveTimeUs, 0, 0, true);
+        // With both streams collected, the aggTrades before the first @trade fed the windows: the
+        // trades they aggregated are not counted again.
+        const counted = t.tradeId <= this.#aggWindowedTo;
+        this.#trade(out, TradeKind.TRADE_KIND_TRADE, t.tradeId, t, receiveTimeUs, 0, 0, !counted);
         return;
       }
       case "aggtrade": {
         const a = parseAggTrade(data);
         if (!this.#newId(this.#aggIds, a.aggTradeId)) return;
         // A symbol collected with both streams would count its trades twice; windows use @trade when present.
+        const intoWindows = this.#tradeIds.last === 0;
+        if (intoWindows && a.lastTradeId > this.#aggWindowedTo) this.#aggWindowedTo = a.lastTradeId;
         this.#trade(
           out,
           TradeKind.TRADE_KIND_AGG_TRADE,
@@ -304,7 +318,7 @@ export class SymbolProcessor {
           receiveTimeUs,
           a.firstTradeId,
           a.lastTradeId,
-          this.#tradeIds.last === 0,
+          intoWindows,
         );
         return;
       }

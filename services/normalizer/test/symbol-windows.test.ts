@@ -1,6 +1,7 @@
-// Diffs stored out of order (a lagging redundant connection's copy after a later one) are held until
-// the missing one arrives, then applied in order: the windows must come out exactly as from the same
-// diffs in order, their book at close included.
+// What goes into a symbol's windows, through the processor, no NATS: diffs stored out of order (a
+// lagging redundant connection's copy after a later one) are held until the missing one arrives, then
+// applied in order, and the windows must come out exactly as from the same diffs in order, their book
+// at close included; with both trade streams collected, each trade is counted once.
 import { describe, expect, it } from "vitest";
 import { Window } from "@l2flow/contracts";
 import { SymbolProcessor, type Effects, type Output, type ProcessorOptions } from "../src/symbol.js";
@@ -84,5 +85,31 @@ describe("diffs held for reordering", () => {
     expect(reordered.map((w) => Buffer.from(Window.encode(w).finish()).toString("hex"))).toEqual(
       inOrder.map((w) => Buffer.from(Window.encode(w).finish()).toString("hex")),
     );
+  });
+});
+
+describe("both trade streams collected", () => {
+  it("count each trade once in the windows, aggTrades before the first @trade included", () => {
+    const agg = (a: number, f: number, l: number, q: string, timeMs: number) => ({
+      e: "aggTrade",
+      E: timeMs,
+      s: S,
+      a,
+      p: "100",
+      q,
+      f,
+      l,
+      T: timeMs,
+      m: false,
+    });
+    const t = (id: number, q: string, timeMs: number) => ({ ...trade(id, timeMs), p: "100", q });
+    const [w] = windows([
+      ["aggtrade", agg(500, 1_000, 1_001, "3", 1_100)], // trades 1000 (1) and 1001 (2)
+      ["trade", t(1_000, "1", 1_100)],
+      ["trade", t(1_001, "2", 1_100)],
+      ["aggtrade", agg(501, 1_002, 1_002, "1", 1_200)],
+      ["trade", t(1_002, "1", 1_200)],
+    ]);
+    expect(w!.volume).toBe(4);
   });
 });
