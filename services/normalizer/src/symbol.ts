@@ -138,7 +138,7 @@ export class SymbolProcessor {
     this.symbol = symbol;
     this.#o = options;
     this.#events = events;
-    this.#sync = new BookSync(this.#syncOptions(options));
+    this.#sync = new BookSync(this.#syncOptions());
     this.#windows = options.intervals.map(
       (interval) =>
         new WindowAggregator({
@@ -166,7 +166,8 @@ export class SymbolProcessor {
     return this.#sync.needsSnapshot;
   }
 
-  #syncOptions(o: ProcessorOptions) {
+  #syncOptions() {
+    const o = this.#o;
     return {
       maxBufferedDiffs: o.maxBufferedDiffs,
       maxLevelsPerSide: o.maxLevelsPerSide,
@@ -229,7 +230,7 @@ export class SymbolProcessor {
   /** Continues from `serialize()`; false (and nothing changed) when the state is from other options. */
   restore(state: ProcessorState): boolean {
     if (state.v !== 1 || state.fingerprint !== SymbolProcessor.fingerprint(this.#o)) return false;
-    this.#sync = BookSync.restore(state.sync, this.#syncOptions(this.#o));
+    this.#sync = BookSync.restore(state.sync, this.#syncOptions());
     this.#windows.forEach((w, i) => w.restore(state.windows[i]!, this.#sync.book));
     this.#diffsSinceBook = state.diffsSinceBook;
     this.#tradeIds = TradeIds.restore({ last: state.lastTradeId, missing: state.missingTradeIds ?? [] });
@@ -281,18 +282,13 @@ export class SymbolProcessor {
         // beforeApply), so a held diff applied later still lands in its window's book; without a book
         // (waiting for a snapshot) they take the empty one.
         if (!this.#sync.synced) this.#beforeBookUpdate(d.eventTime);
-        const r = this.#sync.onDiff(d, seq);
-        this.#holdWindows();
-        this.#onSync(out, fx, r, d.eventTime, receiveTimeUs);
-        this.#windowOuts(out, this.#bookWindows.splice(0));
+        this.#synced(out, fx, this.#sync.onDiff(d, seq), d.eventTime, receiveTimeUs);
         return;
       }
       case "snapshot": {
         const snap = parseDepthSnapshot(data);
         const r = this.#sync.onSnapshot(snap);
-        this.#holdWindows();
-        this.#onSync(out, fx, r, this.#sync.lastEventTime, receiveTimeUs);
-        this.#windowOuts(out, this.#bookWindows.splice(0));
+        this.#synced(out, fx, r, this.#sync.lastEventTime, receiveTimeUs);
         return;
       }
       case "trade": {
@@ -331,12 +327,16 @@ export class SymbolProcessor {
   }
 
   /**
-   * While diffs are held for reordering, windows after the last applied diff stay open: if the held
-   * diffs become a gap, those windows must be marked incomplete, which an emitted window cannot be.
+   * After the sync took a diff or a snapshot: its result's outputs, then the windows its applied
+   * diffs closed. While diffs are held for reordering, windows after the last applied diff stay open:
+   * if the held diffs become a gap, those windows must be marked incomplete, which an emitted window
+   * cannot be.
    */
-  #holdWindows(): void {
+  #synced(out: Output[], fx: Effects, r: SyncResult, eventTimeMs: number, receiveTimeUs: number): void {
     const from = this.#sync.holding ? this.#sync.lastEventTime : undefined;
     for (const w of this.#windows) w.hold(from);
+    this.#onSync(out, fx, r, eventTimeMs, receiveTimeUs);
+    this.#windowOuts(out, this.#bookWindows.splice(0));
   }
 
   /** Whether a trade id is new (counting one out of id order). */
